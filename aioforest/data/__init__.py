@@ -1,0 +1,59 @@
+"""The data layer: datasets, file readers, splits and (see ``_binning``) feature binning.
+
+* :class:`Dataset` holds features, labels and their schema (:class:`Feature`); its
+  :meth:`~Dataset.encoded` matrix is what models train on.
+* :func:`read_csv` and :func:`read_arff` read files; :meth:`Dataset.from_arrays`,
+  :meth:`Dataset.from_dataframe` and :func:`as_dataset` wrap in-memory data.
+* :func:`encode_features` maps raw rows to the encoded matrix at predict time (unseen
+  categories become NaN, i.e. missing).
+* :func:`train_test_split`, :class:`KFold`, :class:`StratifiedKFold` and :func:`split_rows`
+  split rows deterministically for a given ``random_state``.
+* Every bad input raises :class:`DataError`, which names the file, line and column.
+"""
+
+from ._arff import read_arff
+from ._csv import read_csv
+from ._dataset import (
+    ColumnRef,
+    Dataset,
+    Feature,
+    FeatureKind,
+    Task,
+    as_dataset,
+    encode_features,
+    infer_features,
+)
+from ._errors import DataError
+from ._split import (
+    IndexArray,
+    KFold,
+    RandomState,
+    StratifiedKFold,
+    split_rows,
+    train_test_split,
+)
+
+from ._binning import MAX_BINS, BinnedData, Binner
+
+__all__ = [
+    "MAX_BINS",
+    "BinnedData",
+    "Binner",
+    "ColumnRef",
+    "DataError",
+    "Dataset",
+    "Feature",
+    "FeatureKind",
+    "IndexArray",
+    "KFold",
+    "RandomState",
+    "StratifiedKFold",
+    "Task",
+    "as_dataset",
+    "encode_features",
+    "infer_features",
+    "read_arff",
+    "read_csv",
+    "split_rows",
+    "train_test_split",
+]

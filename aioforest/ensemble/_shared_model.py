@@ -1,0 +1,70 @@
+"""A fitted forest published in shared memory, so pool processes can predict with it.
+
+The parent writes the flat node table once per fitted model; each pool process maps it on
+first use and keeps the rebuilt :class:`FlatForest` while the same model is used.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from ..data._binning import BinnedData
+from ..tree._predict import FlatForest
+from ._pool import ArraySpec, SharedArrays, attach
+
+__all__ = ["SharedModel", "shared_flat_forest"]
+
+
+class SharedModel:
+    """The parent's handle: owns the segments; ``task`` predicts a block in a pool process."""
+
+    def __init__(self, flat: FlatForest, key: int) -> None:
+        self.key = key
+        self._shared = SharedArrays(flat.parts())
+        self.specs = dict(self._shared.specs)
+        self.meta: dict[str, Any] = {
+            "n_bins": flat.bins.n_bins,
+            "is_categorical": flat.bins.is_categorical,
+            "edges": list(flat.bins.edges),
+        }
+
+    def task(self, X: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        # Runs in a pool process: ``self`` arrives pickled (specs and bin edges only).
+        return shared_flat_forest(self.specs, self.meta).mean_value(X)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"key": self.key, "specs": self.specs, "meta": self.meta}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def close(self) -> None:
+        shared = self.__dict__.get("_shared")
+        if shared is not None:
+            shared.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+_CACHE: OrderedDict[str, FlatForest] = OrderedDict()
+
+
+def shared_flat_forest(specs: dict[str, ArraySpec], meta: dict[str, Any]) -> FlatForest:
+    key = specs["packed"][0]
+    flat = _CACHE.get(key)
+    if flat is None:
+        bins = BinnedData(
+            codes=np.empty((len(meta["edges"]), 0), dtype=np.uint8),
+            n_bins=meta["n_bins"],
+            is_categorical=meta["is_categorical"],
+            edges=tuple(meta["edges"]),
+        )
+        flat = FlatForest.from_parts(bins, {n: attach(s) for n, s in specs.items()})
+        _CACHE[key] = flat
+        while len(_CACHE) > 4:
+            _CACHE.popitem(last=False)
+    return flat

@@ -1,0 +1,198 @@
+"""k-fold cross-validation producing one ConfusionMatrix per fold.
+
+GoLearn's ``GenerateCrossFoldValidationConfusionMatrices`` gave each row a random fold (unequal
+and unstratified, from the global RNG) and refitted one shared classifier object. Here folds come
+from :class:`aioforest.data.StratifiedKFold` (or :class:`~aioforest.data.KFold`) seeded by
+``random_state``, and every fold fits its own fresh clone, so the result depends only on the
+inputs, never on fold execution order or ``n_jobs``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+from collections.abc import Hashable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from aioforest.data import Dataset, IndexArray, KFold, RandomState, StratifiedKFold
+
+from ._confusion import ConfusionMatrix, confusion_matrix, sort_labels
+
+__all__ = ["SupportsFitPredict", "clone_estimator", "cross_validate"]
+
+
+class SupportsFitPredict(Protocol):
+    """An estimator: ``fit(dataset)`` or ``fit(X, y)``, then ``predict(X)`` → labels.
+
+    Estimators that also have ``get_params()`` are cloned by re-construction from their params.
+    """
+
+    def fit(self, *args: Any, **kwargs: Any) -> object: ...
+
+    def predict(self, X: Any, /) -> Any: ...
+
+
+E = TypeVar("E", bound=SupportsFitPredict)
+# (actual labels, predictions) for one fold's test rows.
+_Pair = tuple[npt.NDArray[Any], Any]
+
+
+def clone_estimator(estimator: E) -> E:
+    """A fresh, unfitted copy of ``estimator``.
+
+    With ``get_params()``: ``type(estimator)(**deepcopy(estimator.get_params()))`` (``deep=False``
+    is passed when supported, as nested ``a__b`` keys are not constructor arguments). Parameters
+    are deep-copied so that clones never share mutable state such as a ``numpy`` Generator:
+    each clone starts from the estimator's own ``random_state`` exactly as given. A parameter
+    that cannot be deep-copied (a lock, a socket, a cluster client) is shared as is. Without
+    ``get_params()``: ``copy.deepcopy(estimator)``.
+    """
+    get_params = getattr(estimator, "get_params", None)
+    if not callable(get_params):
+        return copy.deepcopy(estimator)
+    try:
+        takes_deep = "deep" in inspect.signature(get_params).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        takes_deep = False
+    params = get_params(deep=False) if takes_deep else get_params()
+    if not isinstance(params, dict):
+        raise TypeError(
+            f"{type(estimator).__name__}.get_params() returned {type(params).__name__}, "
+            "expected a dict of constructor arguments"
+        )
+    try:
+        return type(estimator)(**{k: _copy_param(v) for k, v in params.items()})
+    except TypeError as exc:
+        raise TypeError(
+            f"cannot clone {type(estimator).__name__}: its constructor rejected the parameters "
+            f"from get_params() ({sorted(params)}): {exc}"
+        ) from exc
+
+
+def _copy_param(value: object) -> object:
+    try:
+        return copy.deepcopy(value)
+    except (TypeError, copy.Error):
+        # Handles to shared resources refuse to be copied; every clone then uses the same one.
+        return value
+
+
+def _resolve_n_jobs(n_jobs: int | None, folds: int) -> int:
+    if n_jobs is None:
+        return 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be None, -1 or a positive int, got {n_jobs!r}")
+    if n_jobs == -1:
+        n_jobs = os.cpu_count() or 1
+    return min(n_jobs, folds)
+
+
+def cross_validate(
+    estimator: SupportsFitPredict,
+    data: Dataset | npt.ArrayLike,
+    y: npt.ArrayLike | None = None,
+    *,
+    folds: int = 5,
+    stratified: bool = True,
+    random_state: RandomState = None,
+    shuffle: bool = True,
+    n_jobs: int | None = None,
+) -> list[ConfusionMatrix]:
+    """Fit a fresh clone of ``estimator`` per fold and count its predictions on the held-out rows.
+
+    ``data`` is either an :class:`aioforest.data.Dataset` (``y`` must then be ``None``; each fold
+    calls ``clone.fit(data.take(train_idx))`` and ``clone.predict(data.take(test_idx).X)``) or
+    a 2-D array ``X`` with labels ``y`` (``clone.fit(X[train], y[train])`` and
+    ``clone.predict(X[test])``).
+
+    Returns one :class:`ConfusionMatrix` per fold, in fold order. Every matrix carries all labels
+    of ``y`` (plus any other label the estimator predicted), so they can be summed with ``sum()``
+    and each row of the data is counted in exactly one fold. Folds are stratified by label unless
+    ``stratified=False``; the same ``random_state`` gives the same folds. ``n_jobs`` > 1 (or -1
+    for all CPUs) fits folds in threads; results do not depend on it.
+
+    Reproducibility: an int ``random_state`` fixes the folds. The estimator's own parameters
+    (including its ``random_state``) are passed to every fold's clone unchanged, deep-copied so
+    that no clone consumes another's random stream: with a deterministic estimator, the same
+    ``random_state`` gives the same matrices, sequentially or in threads.
+    """
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    workers = _resolve_n_jobs(n_jobs, folds)
+
+    rows: Dataset | npt.NDArray[Any]  # what the splitter counts rows of
+    labels_y: npt.NDArray[Any]
+    if isinstance(data, Dataset):
+        if y is not None:
+            raise ValueError("y must be None when data is a Dataset; its labels come from data.y")
+        if data.y is None:
+            raise ValueError("cross_validate needs a labelled Dataset, but data.y is None")
+        if data.task == "regression":
+            raise ValueError(
+                "cross_validate scores classifiers with confusion matrices, but this Dataset "
+                "holds regression targets (task='regression')"
+            )
+        ds = rows = data
+        labels_y = np.asarray(data.y)
+
+        def fit_predict(model: SupportsFitPredict, train: IndexArray, test: IndexArray) -> _Pair:
+            test_ds = ds.take(test)
+            model.fit(ds.take(train))
+            return np.asarray(test_ds.y), model.predict(test_ds.X)
+
+    else:
+        X = rows = np.asarray(data)
+        if X.ndim != 2:
+            raise ValueError(f"X must be a 2-D array (rows, features), got shape {X.shape}")
+        if y is None:
+            raise ValueError("y is required when data is an array rather than a Dataset")
+        labels_y = np.asarray(y)
+        if labels_y.ndim != 1:
+            raise ValueError(f"y must be 1-D, got an array of shape {labels_y.shape}")
+        if len(labels_y) != len(X):
+            raise ValueError(
+                f"X and y must have the same number of rows, got {len(X)} and {len(labels_y)}"
+            )
+
+        def fit_predict(model: SupportsFitPredict, train: IndexArray, test: IndexArray) -> _Pair:
+            model.fit(X[train], labels_y[train])
+            return labels_y[test], model.predict(X[test])
+
+    if len(labels_y) < folds:
+        raise ValueError(f"cannot split {len(labels_y)} rows into {folds} folds")
+
+    splitter = (StratifiedKFold if stratified else KFold)(
+        n_splits=folds, shuffle=shuffle, random_state=random_state
+    )
+    # Materialise every split up front so a bad split fails before any model is fitted.
+    splits = [
+        (np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64))
+        for train, test in splitter.split(rows, labels_y)
+    ]
+    all_labels: tuple[Hashable, ...] = sort_labels(set(labels_y.tolist()))
+
+    def run_fold(fold: int) -> ConfusionMatrix:
+        train, test = splits[fold]
+        try:
+            model = clone_estimator(estimator)
+            truth, predicted = fit_predict(model, train, test)
+            predicted = np.asarray(predicted)
+            if predicted.shape != (len(test),):
+                raise ValueError(
+                    f"{type(model).__name__}.predict returned shape {predicted.shape} for "
+                    f"{len(test)} test rows; expected ({len(test)},)"
+                )
+            return confusion_matrix(truth, predicted).with_labels(all_labels)
+        except Exception as exc:
+            exc.add_note(f"(in cross-validation fold {fold + 1} of {len(splits)})")
+            raise
+
+    if workers == 1:
+        return [run_fold(i) for i in range(len(splits))]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aioforest-cv") as pool:
+        return list(pool.map(run_fold, range(len(splits))))

@@ -1,0 +1,142 @@
+"""Prediction and fitted state shared by single trees and forests.
+
+A fitted model holds its trees (:class:`TreeArrays`), the bin edges learned at fit time
+(``bins_``, so that new rows are binned exactly as the training rows were) and the feature
+schema (``features_``, so that categorical values map to the same codes).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..data import Feature, encode_features
+from ..data._binning import BinnedData
+from ._arrays import TreeArrays
+from ._predict import FlatForest
+
+__all__ = ["ClassifierMixin", "RegressorMixin", "TreeModel"]
+
+_FLAT: weakref.WeakKeyDictionary[Any, tuple[tuple[int, int, int], FlatForest]] = (
+    weakref.WeakKeyDictionary()
+)
+
+F64 = npt.NDArray[np.float64]
+
+
+class TreeModel:
+    """Mixin: the fitted state of one or more trees, and vectorised prediction over them."""
+
+    trees_: list[TreeArrays]
+    bins_: BinnedData
+    features_: tuple[Feature, ...]
+    n_features_in_: int
+
+    def _check_is_fitted(self) -> None:
+        if not hasattr(self, "trees_"):
+            from .._base import not_fitted_error
+
+            raise not_fitted_error(self)
+
+    def _flat_forest(self) -> FlatForest:
+        # Cached outside the instance's __dict__, so that predicting never changes the
+        # estimator's state (scikit-learn checks that).
+        self._check_is_fitted()
+        key = (id(self.trees_), len(self.trees_), id(self.bins_))
+        cached = _FLAT.get(self)
+        if cached is None or cached[0] != key:
+            cached = (key, FlatForest(self.trees_, self.bins_))
+            _FLAT[self] = cached
+        return cached[1]
+
+    def _encode(self, X: object) -> F64:
+        from .._validation import check_array_input
+
+        self._check_is_fitted()
+        check_array_input(X)
+        shape = getattr(X, "shape", None)
+        if shape is not None and len(shape) == 2 and shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return np.asarray(encode_features(X, self.features_), dtype=np.float64)
+
+    def _mean_value(self, X: object) -> F64:
+        return self._flat_forest().mean_value(self._encode(X))
+
+    def apply(self, X: object) -> npt.NDArray[np.int64]:
+        """The leaf index reached in each tree, shape (n_samples, n_trees)."""
+        flat = self._flat_forest()
+        return flat.leaves(self._encode(X)) - flat.roots[None, :]
+
+    def save(self, path: str) -> None:
+        """Write the fitted model to ``path``; read it back with :func:`aioforest.load`."""
+        from ..persistence import save
+
+        save(self, path)
+
+    @property
+    def feature_importances_(self) -> F64:
+        """Mean decrease in impurity, normalised per tree, averaged, normalised again."""
+        self._check_is_fitted()
+        total = np.zeros(self.n_features_in_)
+        for tree in self.trees_:
+            split = tree.feature >= 0
+            imp = np.bincount(
+                tree.feature[split], weights=tree.improvement[split], minlength=self.n_features_in_
+            )
+            s = imp.sum()
+            if s > 0:
+                total += imp / s
+        s = total.sum()
+        return total / s if s > 0 else total
+
+
+class ClassifierMixin(TreeModel):
+    """``predict``/``predict_proba``/``score`` for classifiers."""
+
+    classes_: npt.NDArray[Any]
+    _estimator_type = "classifier"
+
+    @property
+    def n_classes_(self) -> int:
+        return int(self.classes_.size)
+
+    def predict_proba(self, X: object) -> F64:
+        """Class probabilities: the mean over trees of the leaf class frequencies."""
+        return self._mean_value(X)
+
+    def predict(self, X: object) -> npt.NDArray[Any]:
+        """The most probable class; ties go to the class that sorts first."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def score(self, X: object, y: object, sample_weight: object = None) -> float:
+        """Accuracy of ``predict(X)`` against ``y``."""
+        correct = (self.predict(X) == np.asarray(y)).astype(np.float64)
+        return float(np.average(correct, weights=None if sample_weight is None else np.asarray(sample_weight)))
+
+
+class RegressorMixin(TreeModel):
+    """``predict``/``score`` for regressors."""
+
+    _estimator_type = "regressor"
+
+    def predict(self, X: object) -> F64:
+        return self._mean_value(X)[:, 0]
+
+    def score(self, X: object, y: object, sample_weight: object = None) -> float:
+        """The coefficient of determination R^2."""
+        yt = np.asarray(y, dtype=np.float64)
+        yp = self.predict(X)
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        mean = np.average(yt, weights=w)
+        ss_res = np.average((yt - yp) ** 2, weights=w)
+        ss_tot = np.average((yt - mean) ** 2, weights=w)
+        if ss_tot == 0:
+            return 1.0 if ss_res == 0 else 0.0
+        return float(1.0 - ss_res / ss_tot)

@@ -1,0 +1,144 @@
+"""What a forest's trees depend on, as plain data, and the pure function that fits them.
+
+``fit_trees(plan, binned, y, sample_weight, indices)`` returns trees ``indices`` of the
+forest that ``plan`` describes. Tree ``i`` depends only on (binned data, labels, weights,
+plan, i): its bootstrap sample, its feature subspace and every feature draw at its nodes
+derive from ``tree_key(plan.seed, i)``. That is what lets local processes, remote workers,
+retries and resumed jobs all produce the same forest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..data._binning import BinnedData
+from ._arrays import TreeArrays
+from ._builder import GrowParams, TreeJob, grow_trees
+from ._hashing import tree_key
+
+__all__ = ["ForestPlan", "fit_trees", "in_bag_counts", "tree_job"]
+
+#: Trees grown together in one vectorised pass hold at most this many (tree, row) instances:
+#: enough to amortise the per-level Python overhead on small data, small enough to stay in
+#: cache-friendly territory on large data.
+BATCH_INSTANCES = 1 << 18
+
+
+@dataclass(frozen=True)
+class ForestPlan:
+    """A forest's resolved parameters: everything that determines its trees but the data."""
+
+    criterion: str
+    n_classes: int  # 0 for regression
+    max_depth: int
+    min_samples_split: int
+    min_samples_leaf: int
+    min_weight_fraction_leaf: float
+    min_impurity_decrease: float
+    max_features: int
+    bootstrap: bool
+    n_draws: int  # bootstrap sample size
+    feature_subspace: int | None  # per-tree random feature subset size (GoLearn's)
+    class_weight: tuple[float, ...] | None
+    seed: int
+
+    def grow_params(self) -> GrowParams:
+        return GrowParams(
+            criterion=self.criterion,
+            n_classes=self.n_classes,
+            max_depth=self.max_depth,
+            min_samples_split=self.min_samples_split,
+            min_samples_leaf=self.min_samples_leaf,
+            min_weight_fraction_leaf=self.min_weight_fraction_leaf,
+            min_impurity_decrease=self.min_impurity_decrease,
+            max_features=self.max_features,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ForestPlan:
+        fields = dict(data)
+        if fields.get("class_weight") is not None:
+            fields["class_weight"] = tuple(float(v) for v in fields["class_weight"])
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise ValueError(f"malformed forest plan: {exc}") from None
+
+
+def in_bag_counts(plan: ForestPlan, index: int, n_samples: int) -> npt.NDArray[np.int64]:
+    """How often each row is drawn into tree ``index``'s bootstrap sample."""
+    if not plan.bootstrap:
+        return np.ones(n_samples, dtype=np.int64)
+    rng = np.random.default_rng(tree_key(plan.seed, index))
+    return np.bincount(rng.integers(0, n_samples, plan.n_draws), minlength=n_samples)
+
+
+def tree_job(
+    plan: ForestPlan,
+    index: int,
+    n_samples: int,
+    n_features: int,
+    sample_weight: npt.NDArray[np.float64] | None,
+) -> TreeJob:
+    key = tree_key(plan.seed, index)
+    counts = in_bag_counts(plan, index, n_samples)
+    weight = counts.astype(np.float64)
+    if sample_weight is not None:
+        weight *= sample_weight
+    rows = np.flatnonzero(weight > 0)
+    allowed = None
+    if plan.feature_subspace is not None and plan.feature_subspace < n_features:
+        # A separate stream from the bootstrap's, so turning one option on never changes
+        # what the other draws.
+        rng = np.random.default_rng([key, 1])
+        allowed = np.zeros(n_features, dtype=bool)
+        allowed[rng.choice(n_features, size=plan.feature_subspace, replace=False)] = True
+    return TreeJob(key=key, rows=rows, weight=weight[rows], allowed_features=allowed)
+
+
+def _batches(jobs: Sequence[TreeJob], integral: bool) -> Iterable[Sequence[TreeJob]]:
+    if not integral:
+        # Non-integer sums depend on which trees share a pass; grow such trees alone.
+        for job in jobs:
+            yield [job]
+        return
+    batch: list[TreeJob] = []
+    size = 0
+    for job in jobs:
+        if batch and size + job.rows.size > BATCH_INSTANCES:
+            yield batch
+            batch, size = [], 0
+        batch.append(job)
+        size += job.rows.size
+    if batch:
+        yield batch
+
+
+def fit_trees(
+    plan: ForestPlan,
+    binned: BinnedData,
+    y: npt.NDArray[np.int64] | npt.NDArray[np.float64],
+    sample_weight: npt.NDArray[np.float64] | None,
+    indices: Sequence[int],
+) -> list[TreeArrays]:
+    """Trees ``indices`` of the forest, in the order given."""
+    n_features, n_samples = binned.codes.shape
+    jobs = [tree_job(plan, i, n_samples, n_features, sample_weight) for i in indices]
+    integral = plan.n_classes > 0 and (
+        sample_weight is None or bool(np.all(sample_weight == np.floor(sample_weight)))
+    )
+    class_weight = (
+        np.asarray(plan.class_weight, dtype=np.float64) if plan.class_weight is not None else None
+    )
+    out: list[TreeArrays] = []
+    for batch in _batches(jobs, integral):
+        out.extend(grow_trees(binned, y, batch, plan.grow_params(), class_weight))
+    return out

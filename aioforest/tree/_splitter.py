@@ -1,0 +1,411 @@
+"""Histogram split search for every open node of a level in one vectorised pass.
+
+Each open node has ``k`` drawn features ("slots"); a *group* is one (node, slot) pair. For
+every group we need the statistics of each non-empty bin, in bin order. Two ways build them,
+and both give the same numbers:
+
+* dense: ``np.bincount`` over (group, bin, class) cells, cheap while the cells are few
+  (the top levels of a tree);
+* sorted: one ``np.sort`` of uint64 keys that pack (group, bin) above (class, count), then
+  run lengths; cheap when the cells far outnumber the samples (deep levels).
+
+With integer weights (bootstrap counts) every sum is exact, so a tree does not depend on the
+path taken or on which other trees share the pass. Non-integer sums (regression, sample
+weights) are only ever formed within one tree, in a fixed order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ._criterion import node_term, proxy
+
+__all__ = ["LevelSplits", "find_splits"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+B1 = npt.NDArray[np.bool_]
+
+_NEG = -np.inf
+
+
+@dataclass
+class LevelSplits:
+    """The best split of each candidate node (arrays of length s, or (s, k))."""
+
+    found: B1  # a valid split exists
+    feature: I64
+    threshold_bin: I64  # numeric: bins <= this go left
+    missing_left: B1
+    improvement: F64  # weighted impurity decrease (before dividing by the root weight)
+    lut: B1  # (s, 256): does bin b go left? (rows of nodes without a split are unused)
+    constant: B1  # (s, k): the slot's feature is constant in the node
+    eligible: B1  # (s, k): the slot counts (it comes before the node's need-th non-constant)
+
+
+def _runs(cells: npt.NDArray[np.uint64] | I64) -> tuple[I64, I64]:
+    """For a sorted array: the start of each run of equal values, and each element's run."""
+    new = np.empty(cells.size, dtype=bool)
+    new[0] = True
+    np.not_equal(cells[1:], cells[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    run = np.cumsum(new, dtype=np.int64)
+    run -= 1
+    return starts, run
+
+
+def _entries_sorted_packed(
+    cell_hi: npt.NDArray[np.uint64], payload_bits: int, w_bits: int, cls_bits: int,
+    n_channels: int,
+) -> tuple[I64, F64, I64]:
+    """Entries from keys ``cell << payload_bits | class << w_bits | count`` (sorted here)."""
+    keys = cell_hi
+    keys.sort()
+    cells = keys >> np.uint64(payload_bits)
+    starts, run = _runs(cells)
+    ys = ((keys >> np.uint64(w_bits)) & np.uint64((1 << cls_bits) - 1)).astype(np.int64)
+    ws = (keys & np.uint64((1 << w_bits) - 1)).astype(np.float64)
+    n_entries = starts.size
+    # channel-major: index = class * n_entries + entry
+    ys *= n_entries
+    ys += run
+    stats = np.bincount(ys, weights=ws, minlength=n_entries * n_channels).reshape(
+        n_channels, n_entries
+    )
+    counts = np.diff(np.append(starts, cells.size))
+    return cells[starts].astype(np.int64), stats, counts
+
+
+def _entries_sorted_general(
+    cell: I64, y: I64 | F64, w: F64, n_channels: int, classification: bool
+) -> tuple[I64, F64, I64]:
+    """Entries via a stable argsort, for weights or targets that cannot be packed."""
+    order = np.argsort(cell, kind="stable")
+    cells_sorted = cell[order]
+    starts, run = _runs(cells_sorted)
+    n_entries = starts.size
+    ws = w[order]
+    if classification:
+        stats = np.bincount(
+            y[order].astype(np.int64) * n_entries + run, weights=ws,
+            minlength=n_entries * n_channels,
+        ).reshape(n_channels, n_entries)
+    else:
+        yv = y.astype(np.float64)[order]
+        wy = ws * yv
+        stats = np.stack(
+            [
+                np.bincount(run, weights=ws, minlength=n_entries),
+                np.bincount(run, weights=wy, minlength=n_entries),
+                np.bincount(run, weights=wy * yv, minlength=n_entries),
+            ]
+        )
+    counts = np.diff(np.append(starts, cells_sorted.size))
+    return cells_sorted[starts], stats, counts
+
+
+def _entries_dense(
+    cell: I64, n_cells: int, y: I64 | F64, w: F64, n_channels: int, classification: bool,
+) -> tuple[I64, F64, I64]:
+    """Entries via dense bincounts over every (group, bin) cell."""
+    counts_all = np.bincount(cell, minlength=n_cells)
+    present = np.flatnonzero(counts_all)
+    if classification:
+        full = np.bincount(
+            y.astype(np.int64) * n_cells + cell, weights=w, minlength=n_cells * n_channels
+        ).reshape(n_channels, n_cells)
+        stats = full[:, present]
+    else:
+        yv = y.astype(np.float64)
+        wy = w * yv
+        stats = np.stack(
+            [
+                np.bincount(cell, weights=w, minlength=n_cells)[present],
+                np.bincount(cell, weights=wy, minlength=n_cells)[present],
+                np.bincount(cell, weights=wy * yv, minlength=n_cells)[present],
+            ]
+        )
+    return present.astype(np.int64), stats, counts_all[present]
+
+
+def find_splits(
+    *,
+    codes_flat: npt.NDArray[np.uint8],
+    n_features: int,
+    n_bins: npt.NDArray[np.int32],
+    is_categorical: B1,
+    inst_row: I64,
+    inst_node: I64,
+    inst_w: F64,
+    inst_y: I64 | F64,
+    node_total: F64,
+    feats: I64,
+    slot_valid: B1,
+    need: I64,
+    criterion: str,
+    n_channels: int,
+    class_weight: F64 | None,
+    integral: bool,
+    min_samples_leaf: int,
+    min_weight_leaf: F64 | None = None,
+) -> LevelSplits:
+    """Best split for each of the ``s = feats.shape[0]`` candidate nodes.
+
+    ``codes_flat`` is the row-major code matrix, flattened. ``inst_node`` gives each
+    instance's candidate index in [0, s); ``node_total`` holds each
+    node's (class-weighted) statistics, channel-major (n_channels, s).
+    """
+    s, k = feats.shape
+    classification = criterion != "squared_error"
+    n_groups = s * k
+    n_inst = inst_row.size
+    valid_feats = feats[slot_valid]
+    n_bins_d = int(n_bins[valid_feats].max(initial=1)) + 1
+    empty = LevelSplits(
+        found=np.zeros(s, dtype=bool), feature=np.full(s, -1, dtype=np.int64),
+        threshold_bin=np.zeros(s, dtype=np.int64), missing_left=np.zeros(s, dtype=bool),
+        improvement=np.zeros(s), lut=np.zeros((s, 256), dtype=bool),
+        constant=np.zeros((s, k), dtype=bool), eligible=np.zeros((s, k), dtype=bool),
+    )
+    if n_inst == 0 or valid_feats.size == 0:
+        return empty
+    # --- the bin of every (instance, drawn feature) element --------------------------------
+    all_valid = bool(slot_valid.all())
+    if all_valid:
+        e_bins = codes_flat[feats[inst_node] + (inst_row * n_features)[:, None]]  # (n_inst, k)
+        n_elements = n_inst * k
+    else:
+        e_inst, e_slot = np.nonzero(slot_valid[inst_node])
+        e_bins = codes_flat[feats[inst_node[e_inst], e_slot] + inst_row[e_inst] * n_features]
+        n_elements = e_inst.size
+    n_cells = n_groups * n_bins_d
+    use_dense = n_cells * n_channels <= 2 * n_elements
+    packed = False
+    if classification and integral and not use_dense:
+        cls_bits = max(int(n_channels - 1).bit_length(), 1)
+        w_bits = max(int(inst_w.max(initial=1)).bit_length(), 1)
+        payload_bits = cls_bits + w_bits
+        packed = n_cells.bit_length() + payload_bits <= 63
+    if packed:
+        # keys = (group * n_bins_d + bin) << payload | class << w_bits | count, built from
+        # an instance part, a slot part and the bin, without materialising group ids.
+        pb = np.uint64(payload_bits)
+        inst_part = (inst_node.astype(np.uint64) * np.uint64(k * n_bins_d)) << pb
+        inst_part |= (inst_y.astype(np.uint64) << np.uint64(w_bits)) | inst_w.astype(np.uint64)
+        slot_part = (np.arange(k, dtype=np.uint64) * np.uint64(n_bins_d)) << pb
+        if all_valid:
+            keys = e_bins.astype(np.uint64)
+            keys <<= pb
+            keys += inst_part[:, None]
+            keys += slot_part[None, :]
+            keys = keys.reshape(-1)
+        else:
+            keys = e_bins.astype(np.uint64) << pb
+            keys += inst_part[e_inst]
+            keys += slot_part[e_slot]
+        cells, H, N = _entries_sorted_packed(keys, payload_bits, w_bits, cls_bits, n_channels)
+    else:
+        if all_valid:
+            cell = (inst_node * (k * n_bins_d))[:, None] + (
+                np.arange(k, dtype=np.int64) * n_bins_d
+            )[None, :]
+            cell += e_bins
+            cell = cell.reshape(-1)
+            e_y = np.repeat(inst_y, k)
+            e_w = np.repeat(inst_w, k)
+        else:
+            cell = inst_node[e_inst] * (k * n_bins_d) + e_slot * n_bins_d + e_bins
+            e_y = inst_y[e_inst]
+            e_w = inst_w[e_inst]
+        if use_dense:
+            cells, H, N = _entries_dense(cell, n_cells, e_y, e_w, n_channels, classification)
+        else:
+            cells, H, N = _entries_sorted_general(cell, e_y, e_w, n_channels, classification)
+    return _best_splits(
+        cells=cells, H=H, N=N, n_bins_d=n_bins_d, feats=feats, slot_valid=slot_valid, need=need,
+        n_bins=n_bins, is_categorical=is_categorical, node_total=node_total,
+        criterion=criterion, class_weight=class_weight, min_samples_leaf=min_samples_leaf,
+        min_weight_leaf=min_weight_leaf,
+    )
+
+
+def _best_splits(
+    *,
+    cells: I64,
+    H: F64,
+    N: I64,
+    n_bins_d: int,
+    feats: I64,
+    slot_valid: B1,
+    need: I64,
+    n_bins: npt.NDArray[np.int32],
+    is_categorical: B1,
+    node_total: F64,
+    criterion: str,
+    class_weight: F64 | None,
+    min_samples_leaf: int,
+    min_weight_leaf: F64 | None,
+) -> LevelSplits:
+    """Score every threshold of every group and keep each node's best.
+
+    ``cells`` are (group, bin) cell ids in increasing order, ``H`` their statistics
+    (channel-major) and ``N`` their sample counts.
+    """
+    s, k = feats.shape
+    classification = criterion != "squared_error"
+    ent_grp = cells // n_bins_d
+    ent_bin = cells - ent_grp * n_bins_d
+    ent_feat = feats.reshape(-1)[ent_grp]
+    miss = ent_bin == n_bins[ent_feat]
+    any_miss = bool(miss.any())
+    if class_weight is not None:
+        H = H * class_weight[:, None]
+    n_entries = cells.size
+    # --- categorical groups: order categories by a target statistic --------------------
+    is_cat_ent = is_categorical[ent_feat]
+    if is_cat_ent.any():
+        ent_node = ent_grp // k
+        if classification:
+            target = np.argmax(node_total, axis=0)[ent_node]
+            stat = H[target, np.arange(n_entries)] / H.sum(axis=0)
+        else:
+            stat = H[1] / H[0]
+        secondary = np.where(is_cat_ent, stat, ent_bin.astype(np.float64))
+        secondary[miss] = np.inf
+        order = np.lexsort((ent_bin, secondary, ent_grp))
+        ent_grp, ent_bin, ent_feat = ent_grp[order], ent_bin[order], ent_feat[order]
+        miss, H, N = miss[order], H[:, order], N[order]
+    # --- segmented prefix sums within each group ---------------------------------------
+    gstart, gid = _runs(ent_grp)
+    n_present = gstart.size
+    gend = np.append(gstart[1:], n_entries)
+    group_size = gend - gstart
+    Hn = np.where(miss[None, :], 0.0, H) if any_miss else H.copy()
+    # Prefix sums that restart at every group: subtract the previous group's total at each
+    # group start, then one cumsum runs over all groups.
+    group_sum = np.add.reduceat(Hn, gstart, axis=1)
+    Hn[:, gstart[1:]] -= group_sum[:, :-1]
+    left = np.cumsum(Hn, axis=1)
+    nm_total = group_sum  # per group: statistics of the non-missing entries
+    idx = np.arange(n_entries)
+    if any_miss:
+        has_miss = np.zeros(n_present, dtype=bool)
+        has_miss[gid[miss]] = True
+        m_total = np.zeros_like(nm_total)
+        m_total[:, gid[miss]] = H[:, miss]
+        last_nm = gend - 1 - has_miss
+        # option A: missing values go right (at the last non-missing entry: "missing vs rest")
+        cand_a = ~miss & ((idx < last_nm[gid]) | has_miss[gid])
+        # option B: missing values go left
+        cand_b = ~miss & (idx < last_nm[gid]) & has_miss[gid]
+    else:
+        has_miss = np.zeros(n_present, dtype=bool)
+        last_nm = gend - 1
+        cand_a = idx < last_nm[gid]
+        cand_b = np.zeros(0, dtype=bool)
+    n_nonmissing = last_nm - gstart + 1
+    if min_samples_leaf > 1:
+        Nn = np.where(miss, 0, N)
+        cn = np.cumsum(Nn)
+        nbase = np.zeros(n_present, dtype=np.int64)
+        nbase[1:] = cn[gstart[1:] - 1]
+        n_left = cn - nbase[gid]
+        n_nm = n_left[last_nm]
+        n_miss = np.zeros(n_present, dtype=np.int64)
+        n_miss[gid[miss]] = N[miss]
+        cand_a &= (n_left >= min_samples_leaf) & (
+            n_nm[gid] - n_left + n_miss[gid] >= min_samples_leaf
+        )
+        if any_miss:
+            cand_b &= (n_left + n_miss[gid] >= min_samples_leaf) & (
+                n_nm[gid] - n_left >= min_samples_leaf
+            )
+    total_g = nm_total + m_total if any_miss else nm_total
+    right = np.repeat(total_g, group_size, axis=1)
+    right -= left
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = proxy(criterion, left, right)
+    if min_weight_leaf is not None:
+        # scikit-learn's min_weight_fraction_leaf, resolved per node to a weight
+        mwl = min_weight_leaf[ent_grp // k]
+        w_left = left[0] if not classification else left.sum(axis=0)
+        w_right = right[0] if not classification else right.sum(axis=0)
+        cand_a &= (w_left >= mwl) & (w_right >= mwl)
+        if any_miss:
+            w_miss = (m_total[0] if not classification else m_total.sum(axis=0))[gid]
+            cand_b &= (w_left + w_miss >= mwl) & (w_right - w_miss >= mwl)
+    score[~cand_a] = _NEG
+    use_b = np.zeros(n_entries, dtype=bool)
+    if any_miss:
+        ib = np.flatnonzero(cand_b)
+        if ib.size:
+            lb = left[:, ib] + m_total[:, gid[ib]]
+            score_b = proxy(criterion, lb, total_g[:, gid[ib]] - lb)
+            better = score_b > score[ib]
+            use_b[ib[better]] = True
+            score[ib[better]] = score_b[better]
+    # --- best entry per group, then best group per node ---------------------------------
+    seg_max = np.maximum.reduceat(score, gstart)
+    is_best = score == seg_max[gid]
+    is_best &= score > _NEG
+    best_u = np.minimum.reduceat(np.where(is_best, idx, n_entries), gstart)
+    g_ids = ent_grp[gstart]
+    g_node = g_ids // k
+    g_slot = g_ids - g_node * k
+    constant = np.zeros((s, k), dtype=bool)
+    constant[g_node, g_slot] = (n_nonmissing == 0) | ((n_nonmissing == 1) & ~has_miss)
+    # Slots are in draw order: only those up to the need-th non-constant one count.
+    nonconst = slot_valid & ~constant
+    eligible = slot_valid & ((np.cumsum(nonconst, axis=1) - nonconst) < need[:, None])
+    gain = np.full((s, k), _NEG)
+    gain[g_node, g_slot] = seg_max
+    gain[~eligible] = _NEG
+    best_gain = gain.max(axis=1)
+    found = best_gain > _NEG
+    tie_feats = np.where(gain == best_gain[:, None], feats, np.iinfo(np.int64).max)
+    best_slot = np.argmin(tie_feats, axis=1)
+
+    group_index = np.full(s * k, -1, dtype=np.int64)
+    group_index[g_ids] = np.arange(n_present)
+    nodes = np.flatnonzero(found)
+    chosen_g = group_index[nodes * k + best_slot[nodes]]
+    u = best_u[chosen_g]
+    feature = np.full(s, -1, dtype=np.int64)
+    feature[nodes] = feats[nodes, best_slot[nodes]]
+    threshold_bin = np.zeros(s, dtype=np.int64)
+    threshold_bin[nodes] = ent_bin[u]
+    missing_left = np.zeros(s, dtype=bool)
+    missing_left[nodes] = use_b[u]
+    # A node that saw no missing value on its feature sends future ones to the heavier side.
+    no_miss = ~has_miss[chosen_g]
+    if no_miss.any():
+        lw = left[:, u].sum(axis=0)
+        tw = nm_total[:, chosen_g].sum(axis=0)
+        heavier_left = lw >= tw - lw
+        missing_left[nodes[no_miss]] = heavier_left[no_miss]
+    improvement = np.zeros(s)
+    improvement[nodes] = best_gain[nodes] - node_term(criterion, node_total[:, nodes])
+    # --- left-bin lookup tables ---------------------------------------------------------
+    lut = np.zeros((s, 256), dtype=bool)
+    if nodes.size:
+        num_nodes = nodes[~is_categorical[feature[nodes]]]
+        if num_nodes.size:
+            lut[num_nodes] = np.arange(256)[None, :] <= threshold_bin[num_nodes, None]
+        cat_sel = is_categorical[feature[nodes]]
+        if cat_sel.any():
+            cat_nodes = nodes[cat_sel]
+            cat_groups = chosen_g[cat_sel]
+            owner = np.full(n_present, -1, dtype=np.int64)
+            owner[cat_groups] = cat_nodes
+            ent_owner = owner[gid]
+            take = (ent_owner >= 0) & ~miss & (idx <= best_u[gid])
+            lut[ent_owner[take], ent_bin[take]] = True
+        # The missing-value bin of the split feature follows missing_left.
+        lut[nodes, n_bins[feature[nodes]]] = missing_left[nodes]
+    return LevelSplits(
+        found=found, feature=feature, threshold_bin=threshold_bin, missing_left=missing_left,
+        improvement=improvement, lut=lut, constant=constant, eligible=eligible,
+    )

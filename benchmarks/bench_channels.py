@@ -1,0 +1,141 @@
+"""Channel throughput: one producer task to one consumer task on a single event loop.
+
+Compares ``aioforest.csp.Chan(0)`` (rendezvous), ``Chan(128)`` and ``asyncio.Queue(128)``
+side by side, on uvloop (when installed) and on asyncio's default loop. Each
+configuration runs several times in a fresh loop; the table reports the best and the
+median messages per second and the ratio of the best to ``asyncio.Queue(128)``'s best.
+
+    python benchmarks/bench_channels.py [--messages N] [--repeats R]
+
+Goals: ``Chan(128)`` at least as fast as ``asyncio.Queue(128)``; ``Chan(0)`` at least half
+of it. This is a benchmark, not a test: numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aioforest.csp import Chan
+
+_STOP = object()
+
+
+async def _chan_run(capacity: int, n: int) -> float:
+    ch: Chan[int] = Chan(capacity)
+
+    async def producer() -> None:
+        send = ch.send
+        for i in range(n):
+            await send(i)
+        ch.close()
+
+    start = time.perf_counter()
+    task = asyncio.get_running_loop().create_task(producer())
+    received = 0
+    async for _ in ch:
+        received += 1
+    await task
+    elapsed = time.perf_counter() - start
+    if received != n:
+        raise AssertionError(f"received {received} of {n} messages")
+    return elapsed
+
+
+async def _queue_run(capacity: int, n: int) -> float:
+    queue: asyncio.Queue[object] = asyncio.Queue(capacity)
+
+    async def producer() -> None:
+        put = queue.put
+        for i in range(n):
+            await put(i)
+        await put(_STOP)
+
+    start = time.perf_counter()
+    task = asyncio.get_running_loop().create_task(producer())
+    received = 0
+    get = queue.get
+    while True:
+        item = await get()
+        if item is _STOP:
+            break
+        received += 1
+    await task
+    elapsed = time.perf_counter() - start
+    if received != n:
+        raise AssertionError(f"received {received} of {n} messages")
+    return elapsed
+
+
+Runner = Callable[[int, int], Awaitable[float]]
+
+CASES: list[tuple[str, Runner, int]] = [
+    ("asyncio.Queue(128)", _queue_run, 128),
+    ("Chan(128)", _chan_run, 128),
+    ("Chan(0)", _chan_run, 0),
+]
+
+
+def _loop_factories() -> list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]]:
+    factories: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]] = []
+    try:
+        import uvloop
+    except ImportError:
+        print("uvloop is not installed: measuring the default asyncio loop only\n")
+    else:
+        factories.append(("uvloop", uvloop.new_event_loop))
+    factories.append(("asyncio", asyncio.new_event_loop))
+    return factories
+
+
+def _measure(
+    factory: Callable[[], asyncio.AbstractEventLoop], run: Runner, capacity: int, n: int
+) -> float:
+    """Messages per second of one run in a fresh loop."""
+    gc.collect()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        elapsed: Any = runner.run(run(capacity, n))
+    return n / float(elapsed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000, help="messages per run")
+    parser.add_argument("--repeats", type=int, default=7, help="runs per configuration")
+    args = parser.parse_args(argv)
+
+    print(
+        f"Python {sys.version.split()[0]}, {args.messages:,} messages per run,"
+        f" {args.repeats} runs, producer -> consumer on one loop\n"
+    )
+    header = (
+        f"{'loop':<8} {'channel':<20} {'best msgs/s':>12} {'median msgs/s':>14} {'vs Queue':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for loop_name, factory in _loop_factories():
+        rates: dict[str, list[float]] = {name: [] for name, _, _ in CASES}
+        # Interleave the configurations so that drifting machine load hits all of them.
+        for _ in range(args.repeats):
+            for name, run, capacity in CASES:
+                rates[name].append(_measure(factory, run, capacity, args.messages))
+        baseline = max(rates[CASES[0][0]])
+        for name, _, _ in CASES:
+            best = max(rates[name])
+            median = statistics.median(rates[name])
+            print(
+                f"{loop_name:<8} {name:<20} {best:>12,.0f} {median:>14,.0f}"
+                f" {best / baseline:>8.2f}x"
+            )
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
