@@ -20,7 +20,7 @@ $(STAMP_TEST): pyproject.toml | $(PY)
 	touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)
-	$(PY) -m aioforest.master
+	$(PY) -m aioforest
 
 test: $(STAMP_TEST)
 	$(PY) -m pytest -q -m "not slow"

@@ -8,8 +8,8 @@ splits, binning), ``aioforest.tree`` and ``aioforest.ensemble`` (estimators),
 
 from ._version import __version__
 from .data import (
-    Dataset,
     DataError,
+    Dataset,
     KFold,
     StratifiedKFold,
     read_arff,

@@ -161,7 +161,9 @@ def resolve_seed(random_state: object) -> int:
     if random_state is None:
         return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
     if isinstance(random_state, bool):
-        raise ValueError(f"random_state must be an int, None or a numpy Generator, got {random_state!r}")
+        raise ValueError(
+            f"random_state must be an int, None or a numpy Generator, got {random_state!r}"
+        )
     if isinstance(random_state, Integral):
         if int(random_state) < 0:
             raise ValueError(f"random_state must be non-negative, got {random_state}")

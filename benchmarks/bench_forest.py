@@ -48,8 +48,9 @@ def _datasets(names: list[str]) -> dict[str, tuple[Any, ...]]:
 
 
 def _models(n_jobs: int, n_train: int = 100_000) -> dict[str, Callable[[], Any]]:
-    import aioforest
     from sklearn.ensemble import RandomForestClassifier
+
+    import aioforest
 
     models: dict[str, Callable[[], Any]] = {
         "aioforest": lambda: aioforest.RandomForestClassifier(
@@ -64,8 +65,8 @@ def _models(n_jobs: int, n_train: int = 100_000) -> dict[str, Callable[[], Any]]
 
         models["lightgbm-rf"] = lambda: lightgbm.LGBMClassifier(
             # fully grown: as many leaves as a bootstrap sample can fill (capped for memory)
-            boosting_type="rf", n_estimators=N_TREES, num_leaves=min(max(int(0.632 * n_train), 2), 2**16),
-            max_depth=-1, histogram_pool_size=1024,
+            boosting_type="rf", n_estimators=N_TREES, max_depth=-1, histogram_pool_size=1024,
+            num_leaves=min(max(int(0.632 * n_train), 2), 2**16),
             min_child_samples=1, min_child_weight=1e-5, subsample=0.632, subsample_freq=1,
             colsample_bynode=0.25, n_jobs=n_jobs, random_state=0, verbose=-1,
         )

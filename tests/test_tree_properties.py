@@ -75,6 +75,24 @@ def test_regression_tree_reproduces_distinct_training_targets(
     np.testing.assert_allclose(tree.predict(X), y, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize(
+    "column",
+    [
+        [-1.7976931348623157e308, 1.7976931348623157e308],
+        [5.69812408e294, -1.7976931348623157e308],
+        [5e-324, -5e-324, 0.0],  # subnormal neighbours of zero
+    ],
+    ids=["full-range", "huge-gap", "subnormal"],
+)
+def test_extreme_magnitudes_split_exactly_and_silently(column: list[float]) -> None:
+    """Midpoints between far-apart floats must not overflow (nor warn: warnings are errors)."""
+    X = np.array(column).reshape(-1, 1)
+    y = np.arange(len(column)) % 2
+    tree = DecisionTreeClassifier(random_state=0).fit(X, y)
+    assert np.array_equal(tree.predict(X), y)
+    assert np.isfinite(tree.tree_.threshold[tree.tree_.feature >= 0]).all()
+
+
 def _brute_force_best(
     X: F64, y: npt.NDArray[Any], criterion: str
 ) -> tuple[float, int, float]:

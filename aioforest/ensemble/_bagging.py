@@ -103,7 +103,9 @@ class BaggingClassifier(BaseEstimator):
         n_feats = d if per_model is None else resolve_max_features(per_model, d)
         n_draws = resolve_count("max_samples", self.max_samples, n, 1)
         if n_draws > n and not self.bootstrap:
-            raise ValueError(f"max_samples={n_draws} is more than the {n} samples without bootstrap")
+            raise ValueError(
+                f"max_samples={n_draws} is more than the {n} samples without bootstrap"
+            )
         estimator = self.estimator if self.estimator is not None else DecisionTreeClassifier()
         if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
             raise TypeError(f"estimator must have fit and predict, got {type(estimator).__name__}")
@@ -136,9 +138,9 @@ class BaggingClassifier(BaseEstimator):
 
     def _votes(self, X: object) -> npt.NDArray[np.int64]:
         if not hasattr(self, "estimators_"):
-            from .._base import NotFittedError
+            from .._base import not_fitted_error
 
-            raise NotFittedError("this BaggingClassifier instance is not fitted yet; call 'fit' first")
+            raise not_fitted_error(self)
         from ..data import encode_features
 
         Xa = np.asarray(encode_features(X, self.features_), dtype=np.float64)

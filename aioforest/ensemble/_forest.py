@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
 import warnings
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, as_completed, wait
 from dataclasses import dataclass
 from typing import Any
@@ -363,7 +363,9 @@ class _BaseForest(BaseEstimator, TreeModel):
             self.oob_score_ = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
 
     # --- async prediction ------------------------------------------------------------------
-    async def _mean_value_async(self, X: object, block_rows: int = 16384) -> npt.NDArray[np.float64]:
+    async def _mean_value_async(
+        self, X: object, block_rows: int = 16384
+    ) -> npt.NDArray[np.float64]:
         """Predict in row blocks on the process pool so that the event loop stays free."""
         from ._shared_model import SharedModel
 

@@ -10,6 +10,7 @@ processes that already run threads or an event loop.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing as mp
 import os
 import sys
@@ -113,10 +114,9 @@ def attach(spec: ArraySpec) -> np.ndarray[Any, Any]:
             _ATTACHED[name] = shm
             while len(_ATTACHED) > _ATTACH_CACHE:
                 _, old = _ATTACHED.popitem(last=False)
-                try:
+                # still viewed by a running task: let GC unmap it
+                with contextlib.suppress(BufferError):
                     old.close()
-                except BufferError:  # still viewed by a running task: let GC unmap it
-                    pass
         else:
             _ATTACHED.move_to_end(name)
     return np.ndarray(shape, dtype=np.dtype(dtype), buffer=shm.buf)

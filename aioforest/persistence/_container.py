@@ -17,6 +17,7 @@ that says what is wrong, never with a crash or a silently wrong model.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
@@ -129,10 +130,8 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(target.parent, os.O_RDONLY)
@@ -144,7 +143,12 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
         os.close(dir_fd)
 
 
-def read(path: str | os.PathLike[str], *, kind: str | None = None) -> tuple[str, dict[str, Any], dict[str, np.ndarray[Any, Any]]]:
+Arrays = dict[str, np.ndarray[Any, Any]]
+
+
+def read(
+    path: str | os.PathLike[str], *, kind: str | None = None
+) -> tuple[str, dict[str, Any], Arrays]:
     p = Path(path)
     try:
         data = p.read_bytes()

@@ -88,7 +88,9 @@ def _dec_labels(spec: dict[str, Any]) -> np.ndarray[Any, Any]:
 
 
 # --- trees <-> concatenated arrays -------------------------------------------------------
-def trees_to_arrays(trees: list[TreeArrays], prefix: str = "trees.") -> dict[str, np.ndarray[Any, Any]]:
+def trees_to_arrays(
+    trees: list[TreeArrays], prefix: str = "trees."
+) -> dict[str, np.ndarray[Any, Any]]:
     out: dict[str, np.ndarray[Any, Any]] = {
         prefix + "node_counts": np.array([t.node_count for t in trees], dtype=np.int64),
         prefix + "cat_counts": np.array([t.cat_left.shape[0] for t in trees], dtype=np.int64),
@@ -100,7 +102,9 @@ def trees_to_arrays(trees: list[TreeArrays], prefix: str = "trees.") -> dict[str
     return out
 
 
-def trees_from_arrays(arrays: dict[str, np.ndarray[Any, Any]], prefix: str = "trees.") -> list[TreeArrays]:
+def trees_from_arrays(
+    arrays: dict[str, np.ndarray[Any, Any]], prefix: str = "trees."
+) -> list[TreeArrays]:
     try:
         counts = arrays[prefix + "node_counts"].astype(np.int64)
         cat_counts = arrays[prefix + "cat_counts"].astype(np.int64)

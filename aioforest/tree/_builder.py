@@ -81,10 +81,9 @@ def _draw_features(
     A node's features are ordered by a random key; taking them in that order is drawing
     without replacement. Excluded features get the largest key and come out invalid.
     """
-    n_nodes, d = excluded.shape
-    base = mix64(
-        keys ^ mix64(local.astype(np.uint64) * _NODE_SALT) ^ (rounds.astype(np.uint64) * _ROUND_SALT)
-    )
+    d = excluded.shape[1]
+    node_key = mix64(local.astype(np.uint64) * _NODE_SALT)
+    base = mix64(keys ^ node_key ^ (rounds.astype(np.uint64) * _ROUND_SALT))
     r = mix64(base[:, None] ^ mix64(np.arange(d, dtype=np.uint64) + np.uint64(1))[None, :])
     r[excluded] = _U64_MAX
     if k >= d:
@@ -107,7 +106,7 @@ def grow_trees(
     """Grow one tree per job; ``y`` holds class codes (classification) or targets."""
     classification = params.n_classes > 0
     n_channels = params.n_classes if classification else 3
-    d, n = binned.codes.shape
+    d = binned.codes.shape[0]
     # Row-major copy: the k drawn features of one row then share a cache line.
     codes_flat = np.ascontiguousarray(binned.codes.T).reshape(-1)
     k = min(params.max_features, d)

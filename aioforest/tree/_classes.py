@@ -57,7 +57,9 @@ def plan_for(
     classification = prep.classes is not None
     n, d = prep.X.shape
     criterion = check_criterion(est.criterion, classification)
-    max_depth = UNLIMITED_DEPTH if est.max_depth is None else check_int("max_depth", est.max_depth, 1)
+    max_depth = (
+        UNLIMITED_DEPTH if est.max_depth is None else check_int("max_depth", est.max_depth, 1)
+    )
     min_split = resolve_count("min_samples_split", est.min_samples_split, n, 2)
     min_leaf = resolve_count("min_samples_leaf", est.min_samples_leaf, n, 1)
     n_draws = n if max_samples is None else resolve_count("max_samples", max_samples, n, 1)

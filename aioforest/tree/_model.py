@@ -118,7 +118,8 @@ class ClassifierMixin(TreeModel):
     def score(self, X: object, y: object, sample_weight: object = None) -> float:
         """Accuracy of ``predict(X)`` against ``y``."""
         correct = (self.predict(X) == np.asarray(y)).astype(np.float64)
-        return float(np.average(correct, weights=None if sample_weight is None else np.asarray(sample_weight)))
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        return float(np.average(correct, weights=w))
 
 
 class RegressorMixin(TreeModel):

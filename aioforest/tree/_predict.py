@@ -53,6 +53,10 @@ _LEFT_SHIFT = 8
 _LEFT_MASK = (1 << 32) - 1
 #: Levels resolved by the column-wise lookup at the top of each tree (7 split nodes at most).
 _TOP_LEVELS = 3
+#: ... and only for blocks of at least this many rows (below, its fixed cost dominates).
+_TOP_MIN_ROWS = 2048
+#: Aim for at least this many (row, tree) pairs per descent.
+_GROUP_PAIRS = 32768
 #: Check for finished rows every this many steps, and drop them when at most this fraction
 #: of the rows is still moving (dropping costs a pass over the arrays).
 _COMPACT_EVERY = 2
@@ -292,10 +296,22 @@ class FlatForest:
             column = _Columns(codes)
             flat = codes.reshape(-1)
             row_base = np.arange(n, dtype=np.int64) * codes.shape[1]
-            for t in range(self.n_trees):
-                _touch(packed[self.roots[t] : self._ends[t]])
-                node = self._top_nodes(t, column, n, missing)
-                visit(lo, t, self._descend(packed, node, flat, row_base))
+            # Few rows: walk several trees at once, so that each array operation still
+            # covers enough (row, tree) pairs to be worth its call.
+            group = max(1, min(self.n_trees, _GROUP_PAIRS // n))
+            top = n >= _TOP_MIN_ROWS
+            base = np.tile(row_base, group) if group > 1 else row_base
+            for t0 in range(0, self.n_trees, group):
+                t1 = min(t0 + group, self.n_trees)
+                _touch(packed[self.roots[t0] : self._ends[t1 - 1]])
+                if top:
+                    tops = [self._top_nodes(t, column, n, missing) for t in range(t0, t1)]
+                    node = tops[0] if len(tops) == 1 else np.concatenate(tops)
+                else:
+                    node = np.repeat(self.roots[t0:t1], n)
+                leaf = self._descend(packed, node, flat, base[: node.size])
+                for t in range(t0, t1):
+                    visit(lo, t, leaf[(t - t0) * n : (t - t0 + 1) * n])
 
     # --- public --------------------------------------------------------------------------------
     def leaves(self, X: F64) -> npt.NDArray[np.int64]:

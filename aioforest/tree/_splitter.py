@@ -30,6 +30,8 @@ F64 = npt.NDArray[np.float64]
 B1 = npt.NDArray[np.bool_]
 
 _NEG = -np.inf
+#: From this many classes on, gini scores use the class-count-independent scan.
+INCREMENTAL_MIN_CLASSES = 4
 
 
 @dataclass
@@ -206,6 +208,19 @@ def find_splits(
             keys = e_bins.astype(np.uint64) << pb
             keys += inst_part[e_inst]
             keys += slot_part[e_slot]
+        if (
+            criterion == "gini" and class_weight is None and min_samples_leaf == 1
+            and min_weight_leaf is None and n_channels >= INCREMENTAL_MIN_CLASSES
+            and not is_categorical[valid_feats].any()
+        ):
+            keys.sort()
+            res = _gini_incremental(
+                keys, payload_bits=payload_bits, w_bits=w_bits, cls_bits=cls_bits,
+                n_channels=n_channels, n_bins_d=n_bins_d, feats=feats, slot_valid=slot_valid,
+                need=need, n_bins=n_bins, is_categorical=is_categorical, node_total=node_total,
+            )
+            if res is not None:
+                return res
         cells, H, N = _entries_sorted_packed(keys, payload_bits, w_bits, cls_bits, n_channels)
     else:
         if all_valid:
@@ -229,6 +244,88 @@ def find_splits(
         n_bins=n_bins, is_categorical=is_categorical, node_total=node_total,
         criterion=criterion, class_weight=class_weight, min_samples_leaf=min_samples_leaf,
         min_weight_leaf=min_weight_leaf,
+    )
+
+
+def _gini_incremental(
+    keys: npt.NDArray[np.uint64],
+    *,
+    payload_bits: int,
+    w_bits: int,
+    cls_bits: int,
+    n_channels: int,
+    n_bins_d: int,
+    feats: I64,
+    slot_valid: B1,
+    need: I64,
+    n_bins: npt.NDArray[np.int32],
+    is_categorical: B1,
+    node_total: F64,
+) -> LevelSplits | None:
+    """Gini scores with work independent of the number of classes (None: not applicable).
+
+    With many classes the per-class prefix sums dominate. Instead, scanning a group's
+    elements in bin order, adding an element of class c and count w to the left side raises
+    sum_c L_c^2 by 2*w*L_c + w^2 and sum_c T_c*L_c by w*T_c, where L_c is the count of class
+    c before it. Those increments are summed per (group, bin) and prefix-summed: three
+    arrays instead of one per class. All sums are of integers, so they are exact.
+    ``keys`` must be sorted (cell << payload | class << w_bits | count).
+    """
+    k = feats.shape[1]
+    n = keys.size
+    cells = keys >> np.uint64(payload_bits)
+    starts, run = _runs(cells)
+    ent_cells = cells[starts].astype(np.int64)
+    ent_grp = ent_cells // n_bins_d
+    ent_bin = ent_cells - ent_grp * n_bins_d
+    if np.any(ent_bin == n_bins[feats.reshape(-1)[ent_grp]]):
+        return None  # missing values: the general path handles their direction
+    ys = ((keys >> np.uint64(w_bits)) & np.uint64((1 << cls_bits) - 1)).astype(np.int64)
+    ws = (keys & np.uint64((1 << w_bits) - 1)).astype(np.float64)
+    e_grp = (cells // np.uint64(n_bins_d)).astype(np.int64)
+    # Count of the same class earlier in the same group: order elements by (group, class),
+    # keeping their scan position in the low bits, and take exclusive running sums.
+    pos_bits = max(int(n).bit_length(), 1)
+    gc = e_grp * n_channels + ys
+    if int(gc[-1]).bit_length() + pos_bits > 63:
+        return None
+    key2 = (gc.astype(np.uint64) << np.uint64(pos_bits)) | np.arange(n, dtype=np.uint64)
+    key2.sort()
+    pos2 = (key2 & np.uint64((1 << pos_bits) - 1)).astype(np.int64)
+    seg_starts, seg_id = _runs(key2 >> np.uint64(pos_bits))
+    w2 = ws[pos2]
+    running = np.cumsum(w2)
+    running -= w2
+    running -= running[seg_starts][seg_id]
+    before = np.empty(n)
+    before[pos2] = running
+    e_node = e_grp // k
+    t_e = node_total[ys, e_node]
+    n_entries = starts.size
+    inc_sq = np.bincount(run, weights=ws * (2.0 * before + ws), minlength=n_entries)
+    inc_tl = np.bincount(run, weights=ws * t_e, minlength=n_entries)
+    inc_w = np.bincount(run, weights=ws, minlength=n_entries)
+    gstart, gid = _runs(ent_grp)
+    gend = np.append(gstart[1:], n_entries)
+    stacked = np.stack([inc_sq, inc_tl, inc_w])
+    group_sum = np.add.reduceat(stacked, gstart, axis=1)
+    stacked[:, gstart[1:]] -= group_sum[:, :-1]
+    sq_left, tl_left, w_left = np.cumsum(stacked, axis=1)
+    g_node = ent_grp[gstart] // k
+    t_sq = np.einsum("cs,cs->s", node_total, node_total)[g_node][gid]
+    w_total = group_sum[2][gid]
+    sq_right = t_sq - 2.0 * tl_left + sq_left
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = sq_left / w_left + sq_right / (w_total - w_left)
+    last = gend - 1
+    score[np.arange(n_entries) >= last[gid]] = _NEG
+    miss = np.zeros(n_entries, dtype=bool)
+    return _select(
+        feats=feats, slot_valid=slot_valid, need=need, n_bins=n_bins,
+        is_categorical=is_categorical, node_total=node_total, criterion="gini",
+        ent_grp=ent_grp, ent_bin=ent_bin, miss=miss, score=score,
+        use_b=miss, gstart=gstart, gid=gid, has_miss=np.zeros(gstart.size, dtype=bool),
+        n_nonmissing=gend - gstart, w_left=w_left, w_nm=group_sum[2],
     )
 
 
@@ -261,8 +358,6 @@ def _best_splits(
     ent_feat = feats.reshape(-1)[ent_grp]
     miss = ent_bin == n_bins[ent_feat]
     any_miss = bool(miss.any())
-    if class_weight is not None:
-        H = H * class_weight[:, None]
     n_entries = cells.size
     # --- categorical groups: order categories by a target statistic --------------------
     is_cat_ent = is_categorical[ent_feat]
@@ -270,7 +365,8 @@ def _best_splits(
         ent_node = ent_grp // k
         if classification:
             target = np.argmax(node_total, axis=0)[ent_node]
-            stat = H[target, np.arange(n_entries)] / H.sum(axis=0)
+            Hw = H * class_weight[:, None] if class_weight is not None else H
+            stat = Hw[target, np.arange(n_entries)] / Hw.sum(axis=0)
         else:
             stat = H[1] / H[0]
         secondary = np.where(is_cat_ent, stat, ent_bin.astype(np.float64))
@@ -290,6 +386,12 @@ def _best_splits(
     Hn[:, gstart[1:]] -= group_sum[:, :-1]
     left = np.cumsum(Hn, axis=1)
     nm_total = group_sum  # per group: statistics of the non-missing entries
+    if class_weight is not None:
+        # Weighted only after the (exact, integer) prefix sums: a sum of non-integers would
+        # carry rounding from one group into the next and tie a tree to its batch.
+        left *= class_weight[:, None]
+        nm_total = nm_total * class_weight[:, None]
+        H = H * class_weight[:, None]
     idx = np.arange(n_entries)
     if any_miss:
         has_miss = np.zeros(n_present, dtype=bool)
@@ -347,6 +449,49 @@ def _best_splits(
             better = score_b > score[ib]
             use_b[ib[better]] = True
             score[ib[better]] = score_b[better]
+    w_left = left[0] if not classification else left.sum(axis=0)
+    w_nm = nm_total[0] if not classification else nm_total.sum(axis=0)
+    return _select(
+        feats=feats, slot_valid=slot_valid, need=need, n_bins=n_bins,
+        is_categorical=is_categorical, node_total=node_total, criterion=criterion,
+        ent_grp=ent_grp, ent_bin=ent_bin, miss=miss, score=score, use_b=use_b,
+        gstart=gstart, gid=gid, has_miss=has_miss, n_nonmissing=n_nonmissing,
+        w_left=w_left, w_nm=w_nm,
+    )
+
+
+def _select(
+    *,
+    feats: I64,
+    slot_valid: B1,
+    need: I64,
+    n_bins: npt.NDArray[np.int32],
+    is_categorical: B1,
+    node_total: F64,
+    criterion: str,
+    ent_grp: I64,
+    ent_bin: I64,
+    miss: B1,
+    score: F64,
+    use_b: B1,
+    gstart: I64,
+    gid: I64,
+    has_miss: B1,
+    n_nonmissing: I64,
+    w_left: F64,
+    w_nm: F64,
+) -> LevelSplits:
+    """Each node's best split, from every entry's score.
+
+    Entries are (group, bin) cells in scan order; ``score`` is -inf where no split may be
+    made, ``use_b`` marks scores with missing values sent left, ``w_left`` is the
+    non-missing weight left of each entry's threshold and ``w_nm`` each group's non-missing
+    weight.
+    """
+    s, k = feats.shape
+    n_entries = ent_grp.size
+    n_present = gstart.size
+    idx = np.arange(n_entries)
     # --- best entry per group, then best group per node ---------------------------------
     seg_max = np.maximum.reduceat(score, gstart)
     is_best = score == seg_max[gid]
@@ -382,8 +527,8 @@ def _best_splits(
     # A node that saw no missing value on its feature sends future ones to the heavier side.
     no_miss = ~has_miss[chosen_g]
     if no_miss.any():
-        lw = left[:, u].sum(axis=0)
-        tw = nm_total[:, chosen_g].sum(axis=0)
+        lw = w_left[u]
+        tw = w_nm[chosen_g]
         heavier_left = lw >= tw - lw
         missing_left[nodes[no_miss]] = heavier_left[no_miss]
     improvement = np.zeros(s)
