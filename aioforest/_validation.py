@@ -6,6 +6,7 @@ Every message says which parameter or input was wrong and what was expected.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -46,6 +47,20 @@ class DataConversionWarning(UserWarning):
     """Input was converted (for example a column vector y raveled to 1-D)."""
 
 
+_sklearn_conversion: type[UserWarning] | None = None
+
+
+def _conversion_warning() -> type[UserWarning]:
+    # scikit-learn's own class when it is loaded, so that its tooling recognises the warning
+    global _sklearn_conversion
+    if "sklearn.exceptions" not in sys.modules:
+        return DataConversionWarning
+    if _sklearn_conversion is None:
+        base = sys.modules["sklearn.exceptions"].DataConversionWarning
+        _sklearn_conversion = type("DataConversionWarning", (DataConversionWarning, base), {})
+    return _sklearn_conversion
+
+
 def check_array_input(X: object, what: str = "X") -> None:
     """Reject input kinds the data layer cannot take, with scikit-learn's wording."""
     if type(X).__module__.startswith("scipy.sparse") or hasattr(X, "tocsr"):
@@ -83,13 +98,13 @@ def check_array_input(X: object, what: str = "X") -> None:
 
 
 def _check_labels(y: object, classification: bool) -> object:
-    arr = np.asarray(y) if not hasattr(y, "to_numpy") else np.asarray(y.to_numpy())  # type: ignore[attr-defined]
+    arr = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         import warnings
 
         warnings.warn(
             "A column-vector y was passed when a 1d array was expected; it was raveled.",
-            DataConversionWarning,
+            _conversion_warning(),
             stacklevel=4,
         )
         arr = arr.ravel()

@@ -122,7 +122,7 @@ def main() -> None:
     from aioforest.ensemble import RandomForestClassifier
 
     rows = []
-    for name, (X_tr, X_te, y_tr, y_te) in _datasets(args.only).items():
+    for name, (X_tr, X_te, y_tr, _) in _datasets(args.only).items():
         ours = RandomForestClassifier(
             n_estimators=N_TREES, max_features="sqrt", random_state=0, n_jobs=1
         ).fit(X_tr, y_tr)

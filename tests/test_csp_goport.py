@@ -461,7 +461,8 @@ def test_select2_100k_selects_leave_no_waiters(csp_run: Any) -> None:
 
 
 def test_select2_parking_selects_leave_no_waiters(csp_run: Any) -> None:
-    csp_run(_select2(10_000, 0))
+    """Every select parks on both channels and loses on ``dummy``."""
+    csp_run(_select2(20_000, 0))
 
 
 @pytest.mark.slow

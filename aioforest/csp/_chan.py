@@ -27,7 +27,11 @@ resumes is resolved as follows:
   next parked receiver if there is one, otherwise at the front of the buffer, which may
   briefly hold more than ``cap`` items) and raises ``CancelledError``;
 * a send whose value was taken *was delivered*: it returns normally and the cancellation
-  is re-requested, to be raised at the task's next ``await``.
+  is requested again, to be raised where the task next suspends
+  (see ``_loop.rearm_cancellation`` for the details per Python version).
+
+So "the send returned" always means "the value is in the channel or with a receiver", and
+"the send raised" always means "the value was not delivered".
 """
 
 from __future__ import annotations
@@ -356,8 +360,10 @@ class Chan(LoopBound, Generic[T]):
 
         Cancellation: if cancelled while waiting, the value was not sent and the channel is
         unchanged. If the value had already been taken when the cancellation arrived, the
-        send *was* delivered: it returns normally and the cancellation is re-raised at the
-        task's next ``await``. Completing without waiting is not a cancellation point.
+        send *was* delivered: it returns normally and the cancellation is requested again,
+        to be raised where the task next suspends (if a canceller such as
+        ``asyncio.timeout`` withdraws it first, it is dropped). Completing without waiting
+        is not a cancellation point.
         """
         if self._try_send(value):
             return

@@ -105,8 +105,9 @@ async def select(
     Cancellation: if cancelled while waiting, no case happened and every channel is left
     as it was. If a receive case had already been handed a value, the value goes back to
     the head of its channel and ``CancelledError`` is raised; if a send case had already
-    been delivered, the select returns that case and the cancellation is re-raised at the
-    task's next ``await``. Completing without waiting is not a cancellation point.
+    been delivered, the select returns that case and the cancellation is requested again,
+    to be raised where the task next suspends (as for :meth:`Chan.send`). Completing
+    without waiting is not a cancellation point.
     """
     chosen = -1
     nready = 0

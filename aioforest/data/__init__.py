@@ -12,6 +12,7 @@
 """
 
 from ._arff import read_arff
+from ._binning import MAX_BINS, BinnedData, Binner
 from ._csv import read_csv
 from ._dataset import (
     ColumnRef,
@@ -32,8 +33,6 @@ from ._split import (
     split_rows,
     train_test_split,
 )
-
-from ._binning import MAX_BINS, BinnedData, Binner
 
 __all__ = [
     "MAX_BINS",

@@ -28,7 +28,8 @@ FloatArray = npt.NDArray[np.float64]
 
 def _midpoints(lower: FloatArray, upper: FloatArray) -> FloatArray:
     """Thresholds t with lower <= t < upper, midway where floating point allows."""
-    mid = lower + (upper - lower) / 2.0
+    # halves first: (upper - lower) overflows for values near the float64 limits
+    mid = lower / 2.0 + upper / 2.0
     # For adjacent floats the midpoint can round up to ``upper``: ``x <= t`` must still
     # send ``upper`` to the right, so fall back to ``lower`` there.
     return np.where(mid < upper, mid, lower)

@@ -41,7 +41,7 @@ def _fit_members(
 ) -> list[tuple[int, Any]]:
     out = []
     for index, rows, feats in draws:
-        model = clone(estimator) if isinstance(estimator, BaseEstimator) else _copy(estimator)
+        model: Any = clone(estimator) if isinstance(estimator, BaseEstimator) else _copy(estimator)
         if "random_state" in getattr(model, "get_params", dict)():
             model.set_params(random_state=tree_key(seed, index) >> 33)
         model.fit(X[np.ix_(rows, feats)], y[rows])
@@ -157,11 +157,14 @@ class BaggingClassifier(BaseEstimator):
     def predict_proba(self, X: object) -> npt.NDArray[np.float64]:
         """The fraction of members voting for each class."""
         votes = self._votes(X)
-        return votes / votes.sum(axis=1, keepdims=True)
+        share: npt.NDArray[np.float64] = votes / votes.sum(axis=1, keepdims=True)
+        return share
 
     def predict(self, X: object) -> npt.NDArray[Any]:
         """Majority vote; a tie goes to the class that sorts first."""
-        return self.classes_[np.argmax(self._votes(X), axis=1)]
+        votes = self._votes(X)
+        labels: npt.NDArray[Any] = self.classes_[np.argmax(votes, axis=1)]
+        return labels
 
     def score(self, X: object, y: object) -> float:
         return float(np.mean(self.predict(X) == np.asarray(y)))

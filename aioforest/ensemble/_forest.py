@@ -444,7 +444,8 @@ class RandomForestClassifier(_BaseForest, ClassifierMixin):
     async def predict_async(self, X: object) -> npt.NDArray[Any]:
         """``predict`` computed on the process pool, in row blocks."""
         proba = await self._mean_value_async(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+        labels: npt.NDArray[Any] = self.classes_[np.argmax(proba, axis=1)]
+        return labels
 
 
 class RandomForestRegressor(_BaseForest, RegressorMixin):

@@ -97,11 +97,11 @@ def _open_untracked(name: str) -> SharedMemory:
     if sys.version_info >= (3, 13):
         return SharedMemory(name=name, track=False)  # type: ignore[call-arg,unused-ignore]
     register = resource_tracker.register
-    resource_tracker.register = lambda *a, **k: None  # type: ignore[assignment]
+    resource_tracker.register = lambda *a, **k: None
     try:
         return SharedMemory(name=name)
     finally:
-        resource_tracker.register = register  # type: ignore[assignment]
+        resource_tracker.register = register
 
 
 def attach(spec: ArraySpec) -> np.ndarray[Any, Any]:
@@ -156,7 +156,7 @@ if sys.platform.startswith("linux"):
                 original = _spawn.get_preparation_data
                 _spawn.get_preparation_data = _without_main(original)
                 try:
-                    super()._launch(process_obj)
+                    super()._launch(process_obj)  # type: ignore[misc]
                 finally:
                     _spawn.get_preparation_data = original
 
@@ -166,7 +166,7 @@ if sys.platform.startswith("linux"):
             return _NoMainPopen(process_obj)
 
     class _NoMainContext(_mpctx.ForkServerContext):
-        Process = _NoMainProcess  # type: ignore[assignment]
+        Process = _NoMainProcess
 
 
 def _context() -> Any:

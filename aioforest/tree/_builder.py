@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -152,6 +153,7 @@ def grow_trees(
     depth = 0
     while o_tree.size:
         m = o_tree.size
+        total: npt.NDArray[Any]
         # --- node statistics -------------------------------------------------------
         n_node = np.bincount(inst_node, minlength=m)
         if classification:
@@ -186,7 +188,9 @@ def grow_trees(
         )
         min_weight_leaf = None
         if params.min_weight_fraction_leaf > 0:
-            min_weight_leaf = params.min_weight_fraction_leaf * root_weight[o_tree]
+            min_weight_leaf = np.asarray(
+                params.min_weight_fraction_leaf * root_weight[o_tree], dtype=np.float64
+            )
             splittable &= total.sum(axis=1) >= 2 * min_weight_leaf if classification else (
                 total[:, 0] >= 2 * min_weight_leaf
             )
@@ -292,7 +296,7 @@ def grow_trees(
         rec.value.append(value)
         rec.impurity.append(imp)
         rec.n.append(n_node.astype(np.int64))
-        rec.wn.append(total[:, 0] if not classification else total.sum(axis=1))
+        rec.wn.append(np.asarray(total[:, 0] if not classification else total.sum(axis=1)))
         rec.improvement.append(s_impr)
         rec.lut.append(s_lut[split_nodes])
         if n_split == 0:
@@ -306,8 +310,8 @@ def grow_trees(
             inst_row[alive], inst_w[alive], inst_y[alive], inst_node[alive]
         )
         c = c[alive]
-        f = s_feature[inst_node]
-        b = codes_flat[inst_row * d + f]
+        split_feature = s_feature[inst_node]
+        b = codes_flat[inst_row * d + split_feature]
         goes_left = s_lut[inst_node, b]
         inst_node = c + (~goes_left).astype(np.int64)
         o_tree = np.repeat(sp_tree, 2)
@@ -322,7 +326,7 @@ def _assemble(rec: _Records, n_trees: int, binned: BinnedData) -> list[TreeArray
     tree = np.concatenate(rec.tree)
     local = np.concatenate(rec.local)
     order = np.lexsort((local, tree))
-    cols = {
+    cols: dict[str, npt.NDArray[Any]] = {
         "feature": np.concatenate(rec.feature)[order],
         "threshold_bin": np.concatenate(rec.threshold_bin)[order],
         "missing_left": np.concatenate(rec.missing_left)[order],

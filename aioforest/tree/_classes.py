@@ -96,6 +96,8 @@ def plan_for(
 
 class _BaseDecisionTree(BaseEstimator, TreeModel):
     _classification: bool
+    random_state: Any
+    max_bins: int
 
     def fit(self, X: object, y: object = None, sample_weight: object = None) -> Any:
         """Grow the tree on ``X`` (array, DataFrame or Dataset) and ``y``."""

@@ -35,7 +35,7 @@ def _xlog2x(v: F64) -> F64:
 
 def _sumsq(a: F64) -> F64:
     """Sum over channels (axis 0) of squares, without a temporary of a's size per channel."""
-    acc = a[0] * a[0]
+    acc: F64 = a[0] * a[0]
     for c in range(1, a.shape[0]):
         acc += a[c] * a[c]
     return acc
@@ -54,7 +54,7 @@ def proxy(criterion: str, left: F64, right: F64) -> F64:
     wl = left.sum(axis=0)
     wr = right.sum(axis=0)
     if criterion == "gini":
-        score = _sumsq(left) / wl
+        score: F64 = _sumsq(left) / wl
         score += _sumsq(right) / wr
         return score
     # entropy: -(W_L*H_L + W_R*H_R) with W*H = W log W - sum_c w_c log w_c

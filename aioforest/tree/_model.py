@@ -113,7 +113,8 @@ class ClassifierMixin(TreeModel):
     def predict(self, X: object) -> npt.NDArray[Any]:
         """The most probable class; ties go to the class that sorts first."""
         proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+        labels: npt.NDArray[Any] = self.classes_[np.argmax(proba, axis=1)]
+        return labels
 
     def score(self, X: object, y: object, sample_weight: object = None) -> float:
         """Accuracy of ``predict(X)`` against ``y``."""

@@ -17,6 +17,7 @@ weights) are only ever formed within one tree, in a fixed order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -62,7 +63,7 @@ def _runs(cells: npt.NDArray[np.uint64] | I64) -> tuple[I64, I64]:
 def _entries_sorted_packed(
     cell_hi: npt.NDArray[np.uint64], payload_bits: int, w_bits: int, cls_bits: int,
     n_channels: int,
-) -> tuple[I64, F64, I64]:
+) -> tuple[I64, npt.NDArray[Any], npt.NDArray[Any]]:
     """Entries from keys ``cell << payload_bits | class << w_bits | count`` (sorted here)."""
     keys = cell_hi
     keys.sort()
@@ -82,8 +83,8 @@ def _entries_sorted_packed(
 
 
 def _entries_sorted_general(
-    cell: I64, y: I64 | F64, w: F64, n_channels: int, classification: bool
-) -> tuple[I64, F64, I64]:
+    cell: I64, y: npt.NDArray[Any], w: F64, n_channels: int, classification: bool
+) -> tuple[I64, npt.NDArray[Any], npt.NDArray[Any]]:
     """Entries via a stable argsort, for weights or targets that cannot be packed."""
     order = np.argsort(cell, kind="stable")
     cells_sorted = cell[order]
@@ -110,8 +111,9 @@ def _entries_sorted_general(
 
 
 def _entries_dense(
-    cell: I64, n_cells: int, y: I64 | F64, w: F64, n_channels: int, classification: bool,
-) -> tuple[I64, F64, I64]:
+    cell: I64, n_cells: int, y: npt.NDArray[Any], w: F64, n_channels: int,
+    classification: bool,
+) -> tuple[I64, npt.NDArray[Any], npt.NDArray[Any]]:
     """Entries via dense bincounts over every (group, bin) cell."""
     counts_all = np.bincount(cell, minlength=n_cells)
     present = np.flatnonzero(counts_all)
@@ -351,7 +353,7 @@ def _best_splits(
     ``cells`` are (group, bin) cell ids in increasing order, ``H`` their statistics
     (channel-major) and ``N`` their sample counts.
     """
-    s, k = feats.shape
+    k = feats.shape[1]
     classification = criterion != "squared_error"
     ent_grp = cells // n_bins_d
     ent_bin = cells - ent_grp * n_bins_d
