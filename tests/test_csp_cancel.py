@@ -584,7 +584,5 @@ def test_random_interleavings_lose_and_duplicate_nothing(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(capacity=st.integers(0, 3), ops=st.lists(_OPS, min_size=10, max_size=150))
-def test_random_interleavings_long(
-    csp_run: Any, capacity: int, ops: list[tuple[str, Any]]
-) -> None:
+def test_random_interleavings_long(csp_run: Any, capacity: int, ops: list[tuple[str, Any]]) -> None:
     csp_run(_interleave(capacity, ops))

@@ -5,7 +5,7 @@ Design
 * Every operation has a synchronous core (``_try_send`` / ``_try_recv``) that completes it
   if it can without waiting. The public ``*_nowait`` methods and the fast path of the
   ``async`` methods are that core; no future is created unless the task has to park.
-* A parked operation is a :class:`_Waiter` in ``_sendq`` / ``_recvq`` (``collections.deque``).
+* A parked operation is a ``Waiter`` in ``_sendq`` / ``_recvq`` (``collections.deque``).
   Its future is the *commit token*: whoever completes the operation pops the waiter, stores
   the outcome on it and resolves the future, all in one synchronous step. A ``select`` parks
   one waiter per case and all of them share one future, so the first channel that resolves

@@ -254,9 +254,7 @@ class Group:
             return "finished"
         return "aborting after an error or cancellation"
 
-    def _start(
-        self, coro: Coroutine[Any, Any, Any], context: contextvars.Context | None
-    ) -> None:
+    def _start(self, coro: Coroutine[Any, Any, Any], context: contextvars.Context | None) -> None:
         assert self._loop is not None
         # Count before create_task: an eager task may call go() before it returns.
         self._active += 1

@@ -61,6 +61,10 @@ _GROUP_PAIRS = 32768
 #: of the rows is still moving (dropping costs a pass over the arrays).
 _COMPACT_EVERY = 2
 _COMPACT_BELOW = 0.75
+#: Stream a tree's node records (values) into cache before a block of at least this many rows
+#: gathers from them: each row visits a node per level (reads one value).
+_TOUCH_NODES_ROWS = 64
+_TOUCH_VALUES_ROWS = 512
 #: Grid binning: a feature whose cells hold more edges than this is binned by searchsorted.
 _MAX_EDGES_PER_CELL = 3
 
@@ -171,7 +175,8 @@ class FlatForest:
             right = ~cat_left.astype(bool)
             right[:, 255] = ~missing_left[cat_nodes]
             self._cat_right = right.astype(np.uint8).reshape(-1)
-        self._top = [self._top_of_tree(int(r)) for r in roots]
+        # Built on first use: small inputs never use it.
+        self._top: list[tuple[list[tuple[int, int, int, int]], I64] | None] = [None] * self.n_trees
 
     def _missing_table(self) -> I64:
         """``packed`` with the records of numeric nodes that send missing values left
@@ -220,7 +225,10 @@ class FlatForest:
 
     def _top_nodes(self, tree: int, column: _Columns, n: int, missing: bool) -> I64:
         """The node each row reaches after the top levels of one tree."""
-        splits, table = self._top[tree]
+        top = self._top[tree]
+        if top is None:
+            top = self._top[tree] = self._top_of_tree(int(self.roots[tree]))
+        splits, table = top
         if not splits:
             return np.full(n, table[0], dtype=np.int64)
         key = np.zeros(n, dtype=np.uint8)
@@ -303,7 +311,8 @@ class FlatForest:
             base = np.tile(row_base, group) if group > 1 else row_base
             for t0 in range(0, self.n_trees, group):
                 t1 = min(t0 + group, self.n_trees)
-                _touch(packed[self.roots[t0] : self._ends[t1 - 1]])
+                if n >= _TOUCH_NODES_ROWS:
+                    _touch(packed[self.roots[t0] : self._ends[t1 - 1]])
                 if top:
                     tops = [self._top_nodes(t, column, n, missing) for t in range(t0, t1)]
                     node = tops[0] if len(tops) == 1 else np.concatenate(tops)
@@ -339,7 +348,8 @@ class FlatForest:
             block = np.zeros((max(min(n_rows, BLOCK_ROWS), 2), self.n_trees))
 
             def visit_one(lo: int, tree: int, leaf: I64) -> None:
-                _touch(column[self.roots[tree] : self._ends[tree]])
+                if leaf.size >= _TOUCH_VALUES_ROWS:
+                    _touch(column[self.roots[tree] : self._ends[tree]])
                 block[: leaf.size, tree] = column.take(leaf)
                 if tree == self.n_trees - 1:
                     out[lo : lo + leaf.size, 0] = block.sum(axis=1)[: leaf.size]
@@ -348,7 +358,8 @@ class FlatForest:
         else:
             # Summed over trees in index order for every row, as numpy sums a middle axis.
             def visit_many(lo: int, tree: int, leaf: I64) -> None:
-                _touch(value[self.roots[tree] : self._ends[tree]])
+                if leaf.size >= _TOUCH_VALUES_ROWS:
+                    _touch(value[self.roots[tree] : self._ends[tree]])
                 out[lo : lo + leaf.size] += value.take(leaf, axis=0)
 
             self._walk(X, visit_many)

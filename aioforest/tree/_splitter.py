@@ -47,9 +47,10 @@ class LevelSplits:
     lut: B1  # (s, 256): does bin b go left? (rows of nodes without a split are unused)
     constant: B1  # (s, k): the slot's feature is constant in the node
     eligible: B1  # (s, k): the slot counts (it comes before the node's need-th non-constant)
+    chosen: I64  # (s,): index of the chosen entry, -1 where no split was found
 
 
-def _runs(cells: npt.NDArray[np.uint64] | I64) -> tuple[I64, I64]:
+def _runs(cells: npt.NDArray[Any]) -> tuple[I64, I64]:
     """For a sorted array: the start of each run of equal values, and each element's run."""
     new = np.empty(cells.size, dtype=bool)
     new[0] = True
@@ -61,16 +62,17 @@ def _runs(cells: npt.NDArray[np.uint64] | I64) -> tuple[I64, I64]:
 
 
 def _entries_sorted_packed(
-    cell_hi: npt.NDArray[np.uint64], payload_bits: int, w_bits: int, cls_bits: int,
+    cell_hi: npt.NDArray[Any], payload_bits: int, w_bits: int, cls_bits: int,
     n_channels: int,
 ) -> tuple[I64, npt.NDArray[Any], npt.NDArray[Any]]:
     """Entries from keys ``cell << payload_bits | class << w_bits | count`` (sorted here)."""
     keys = cell_hi
     keys.sort()
-    cells = keys >> np.uint64(payload_bits)
+    kt = keys.dtype.type
+    cells = keys >> kt(payload_bits)
     starts, run = _runs(cells)
-    ys = ((keys >> np.uint64(w_bits)) & np.uint64((1 << cls_bits) - 1)).astype(np.int64)
-    ws = (keys & np.uint64((1 << w_bits) - 1)).astype(np.float64)
+    ys = ((keys >> kt(w_bits)) & kt((1 << cls_bits) - 1)).astype(np.int64)
+    ws = (keys & kt((1 << w_bits) - 1)).astype(np.float64)
     n_entries = starts.size
     # channel-major: index = class * n_entries + entry
     ys *= n_entries
@@ -173,6 +175,7 @@ def find_splits(
         threshold_bin=np.zeros(s, dtype=np.int64), missing_left=np.zeros(s, dtype=bool),
         improvement=np.zeros(s), lut=np.zeros((s, 256), dtype=bool),
         constant=np.zeros((s, k), dtype=bool), eligible=np.zeros((s, k), dtype=bool),
+        chosen=np.full(s, -1, dtype=np.int64),
     )
     if n_inst == 0 or valid_feats.size == 0:
         return empty
@@ -196,18 +199,20 @@ def find_splits(
     if packed:
         # keys = (group * n_bins_d + bin) << payload | class << w_bits | count, built from
         # an instance part, a slot part and the bin, without materialising group ids.
-        pb = np.uint64(payload_bits)
-        inst_part = (inst_node.astype(np.uint64) * np.uint64(k * n_bins_d)) << pb
-        inst_part |= (inst_y.astype(np.uint64) << np.uint64(w_bits)) | inst_w.astype(np.uint64)
-        slot_part = (np.arange(k, dtype=np.uint64) * np.uint64(n_bins_d)) << pb
+        # 32-bit keys sort faster; most levels fit.
+        kt = np.uint32 if n_cells.bit_length() + payload_bits <= 32 else np.uint64
+        pb = kt(payload_bits)
+        inst_part = (inst_node.astype(kt) * kt(k * n_bins_d)) << pb
+        inst_part |= (inst_y.astype(kt) << kt(w_bits)) | inst_w.astype(kt)
+        slot_part = (np.arange(k, dtype=kt) * kt(n_bins_d)) << pb
         if all_valid:
-            keys = e_bins.astype(np.uint64)
+            keys = e_bins.astype(kt)
             keys <<= pb
             keys += inst_part[:, None]
             keys += slot_part[None, :]
             keys = keys.reshape(-1)
         else:
-            keys = e_bins.astype(np.uint64) << pb
+            keys = e_bins.astype(kt) << pb
             keys += inst_part[e_inst]
             keys += slot_part[e_slot]
         if (
@@ -246,11 +251,13 @@ def find_splits(
         n_bins=n_bins, is_categorical=is_categorical, node_total=node_total,
         criterion=criterion, class_weight=class_weight, min_samples_leaf=min_samples_leaf,
         min_weight_leaf=min_weight_leaf,
+        single=classification and integral and class_weight is None
+        and float(inst_w.sum()) < 2.0**24,
     )
 
 
 def _gini_incremental(
-    keys: npt.NDArray[np.uint64],
+    keys: npt.NDArray[Any],
     *,
     payload_bits: int,
     w_bits: int,
@@ -275,16 +282,17 @@ def _gini_incremental(
     """
     k = feats.shape[1]
     n = keys.size
-    cells = keys >> np.uint64(payload_bits)
+    kt = keys.dtype.type
+    cells = keys >> kt(payload_bits)
     starts, run = _runs(cells)
     ent_cells = cells[starts].astype(np.int64)
     ent_grp = ent_cells // n_bins_d
     ent_bin = ent_cells - ent_grp * n_bins_d
     if np.any(ent_bin == n_bins[feats.reshape(-1)[ent_grp]]):
         return None  # missing values: the general path handles their direction
-    ys = ((keys >> np.uint64(w_bits)) & np.uint64((1 << cls_bits) - 1)).astype(np.int64)
-    ws = (keys & np.uint64((1 << w_bits) - 1)).astype(np.float64)
-    e_grp = (cells // np.uint64(n_bins_d)).astype(np.int64)
+    ys = ((keys >> kt(w_bits)) & kt((1 << cls_bits) - 1)).astype(np.int64)
+    ws = (keys & kt((1 << w_bits) - 1)).astype(np.float64)
+    e_grp = (cells // kt(n_bins_d)).astype(np.int64)
     # Count of the same class earlier in the same group: order elements by (group, class),
     # keeping their scan position in the low bits, and take exclusive running sums.
     pos_bits = max(int(n).bit_length(), 1)
@@ -347,12 +355,17 @@ def _best_splits(
     class_weight: F64 | None,
     min_samples_leaf: int,
     min_weight_leaf: F64 | None,
+    single: bool = False,
 ) -> LevelSplits:
     """Score every threshold of every group and keep each node's best.
 
     ``cells`` are (group, bin) cell ids in increasing order, ``H`` their statistics
-    (channel-major) and ``N`` their sample counts.
+    (channel-major) and ``N`` their sample counts. With ``single``, H holds integer counts
+    below 2**24: prefix sums in float32 are then exact and scoring moves half the bytes;
+    the chosen splits' improvements are recomputed in float64.
     """
+    if single:
+        H = H.astype(np.float32)
     k = feats.shape[1]
     classification = criterion != "squared_error"
     ent_grp = cells // n_bins_d
@@ -453,13 +466,27 @@ def _best_splits(
             score[ib[better]] = score_b[better]
     w_left = left[0] if not classification else left.sum(axis=0)
     w_nm = nm_total[0] if not classification else nm_total.sum(axis=0)
-    return _select(
+    res = _select(
         feats=feats, slot_valid=slot_valid, need=need, n_bins=n_bins,
         is_categorical=is_categorical, node_total=node_total, criterion=criterion,
         ent_grp=ent_grp, ent_bin=ent_bin, miss=miss, score=score, use_b=use_b,
         gstart=gstart, gid=gid, has_miss=has_miss, n_nonmissing=n_nonmissing,
         w_left=w_left, w_nm=w_nm,
     )
+    if single and res.chosen.size:
+        # exact improvements of the chosen splits (importances, min_impurity_decrease)
+        nodes = np.flatnonzero(res.found)
+        u = res.chosen[nodes]
+        lc = left[:, u].astype(np.float64)
+        tg = (nm_total + m_total if any_miss else nm_total)[:, gid[u]].astype(np.float64)
+        if any_miss:
+            lc += np.where(res.missing_left[nodes] & has_miss[gid[u]], 1.0, 0.0) * (
+                m_total[:, gid[u]].astype(np.float64)
+            )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            exact = proxy(criterion, lc, tg - lc)
+        res.improvement[nodes] = exact - node_term(criterion, node_total[:, nodes])
+    return res
 
 
 def _select(
@@ -520,6 +547,8 @@ def _select(
     nodes = np.flatnonzero(found)
     chosen_g = group_index[nodes * k + best_slot[nodes]]
     u = best_u[chosen_g]
+    chosen = np.full(s, -1, dtype=np.int64)
+    chosen[nodes] = u
     feature = np.full(s, -1, dtype=np.int64)
     feature[nodes] = feats[nodes, best_slot[nodes]]
     threshold_bin = np.zeros(s, dtype=np.int64)
@@ -555,4 +584,5 @@ def _select(
     return LevelSplits(
         found=found, feature=feature, threshold_bin=threshold_bin, missing_left=missing_left,
         improvement=improvement, lut=lut, constant=constant, eligible=eligible,
+        chosen=chosen,
     )
