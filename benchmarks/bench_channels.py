@@ -9,6 +9,11 @@ median messages per second and the ratio of the best to ``asyncio.Queue(128)``'s
 
 Goals: ``Chan(128)`` at least as fast as ``asyncio.Queue(128)``; ``Chan(0)`` at least half
 of it. This is a benchmark, not a test: numbers depend on the machine and its load.
+
+Why ``Chan(0)`` trails: a rendezvous hands over one value per task switch, and each
+switch costs one future and one event-loop iteration, while a buffered channel or queue
+moves up to its capacity per switch. ``Chan(0)`` therefore runs at the loop's task-switch
+rate (a bare two-task future ping-pong is no faster), not at the queue's per-item cost.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import gc
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aioforest.csp import Chan
@@ -73,7 +78,7 @@ async def _queue_run(capacity: int, n: int) -> float:
     return elapsed
 
 
-Runner = Callable[[int, int], Awaitable[float]]
+Runner = Callable[[int, int], Coroutine[Any, Any, float]]
 
 CASES: list[tuple[str, Runner, int]] = [
     ("asyncio.Queue(128)", _queue_run, 128),
@@ -100,8 +105,8 @@ def _measure(
     """Messages per second of one run in a fresh loop."""
     gc.collect()
     with asyncio.Runner(loop_factory=factory) as runner:
-        elapsed: Any = runner.run(run(capacity, n))
-    return n / float(elapsed)
+        elapsed = runner.run(run(capacity, n))
+    return n / elapsed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -718,3 +718,27 @@ def test_mutex_handed_over_then_cancelled_passes_it_on(csp_run: Any) -> None:
         assert not mu.locked()
 
     csp_run(main())
+
+
+def test_sync_objects_are_created_outside_a_loop_and_bind_lazily(csp_run: Any) -> None:
+    wg, once, mu = WaitGroup(), Once(), Mutex()  # no running loop here
+
+    async def main() -> None:
+        await mu.lock()
+        waiter = go(mu.lock())
+        wg.add(1)
+        wg_waiter = go(wg.wait())
+        await settle()
+        mu.unlock()
+        wg.done()
+        await asyncio.gather(waiter, wg_waiter)
+        await once.do(lambda: None)
+
+    csp_run(main())
+
+    async def elsewhere() -> None:
+        with pytest.raises(RuntimeError, match="different event loop"):
+            await mu.lock()  # still held, so it would have to wait on the first loop
+
+    with asyncio.Runner() as runner:
+        runner.run(elsewhere())

@@ -288,19 +288,18 @@ class FlatForest:
         for lo in range(0, n_rows, BLOCK_ROWS):
             hi = min(lo + BLOCK_ROWS, n_rows)
             n = hi - lo
-            codes = np.empty((n, 2 * d), dtype=np.uint8)
-            self._binner.codes(X[lo:hi], codes[:, :d])
-            is_missing = codes[:, :d] == self._binner.missing_code
+            codes = np.empty((n, d), dtype=np.uint8)
+            self._binner.codes(X[lo:hi], codes)
+            is_missing = codes == self._binner.missing_code
             missing = bool(is_missing.any())
+            packed = self.packed
             if missing:
                 # Twice per row: missing as 255 (goes right), then missing as 0 (goes left).
-                codes[:, d:] = codes[:, :d]
-                np.copyto(codes[:, :d], np.uint8(255), where=is_missing)
-                np.copyto(codes[:, d:], np.uint8(0), where=is_missing)
+                both = np.empty((n, 2 * d), dtype=np.uint8)
+                both[:, :d] = np.where(is_missing, np.uint8(255), codes)
+                both[:, d:] = np.where(is_missing, np.uint8(0), codes)
+                codes = both
                 packed = self._missing_table()
-            else:
-                codes = np.ascontiguousarray(codes[:, :d])
-                packed = self.packed
             column = _Columns(codes)
             flat = codes.reshape(-1)
             row_base = np.arange(n, dtype=np.int64) * codes.shape[1]
