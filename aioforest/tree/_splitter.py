@@ -200,7 +200,7 @@ def find_splits(
         # keys = (group * n_bins_d + bin) << payload | class << w_bits | count, built from
         # an instance part, a slot part and the bin, without materialising group ids.
         # 32-bit keys sort faster; most levels fit.
-        kt = np.uint32 if n_cells.bit_length() + payload_bits <= 32 else np.uint64
+        kt: Any = np.uint32 if n_cells.bit_length() + payload_bits <= 32 else np.uint64
         pb = kt(payload_bits)
         inst_part = (inst_node.astype(kt) * kt(k * n_bins_d)) << pb
         inst_part |= (inst_y.astype(kt) << kt(w_bits)) | inst_w.astype(kt)
