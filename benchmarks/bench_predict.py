@@ -25,6 +25,7 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from multiprocessing import shared_memory
 from typing import Any
 
@@ -130,8 +131,8 @@ def main() -> None:
             n_estimators=N_TREES, max_features="sqrt", random_state=0, n_jobs=2
         ).fit(X_tr, y_tr)
         fns: dict[str, Callable[[], object]] = {
-            "aioforest": lambda m=ours, X=X_te: m.predict_proba(X),
-            "scikit-learn": lambda m=theirs, X=X_te: m.predict_proba(X),
+            "aioforest": partial(ours.predict_proba, X_te),
+            "scikit-learn": partial(theirs.predict_proba, X_te),
         }
         pool = None
         if not args.no_pool:

@@ -104,7 +104,8 @@ def mixed_target(X: npt.NDArray[np.object_], rng: np.random.Generator) -> F64:
     num = np.array([0.0 if v is None else float(v) for v in X[:, 1]])
     cat = np.array([v in ("a", "c", None) for v in X[:, 0]], dtype=float)
     many = np.array([v is not None and int(v[1:]) % 3 == 0 for v in X[:, 2]], dtype=float)
-    return num + 2 * cat + many + 0.3 * rng.normal(size=X.shape[0])
+    out: F64 = num + 2 * cat + many + 0.3 * rng.normal(size=X.shape[0])
+    return out
 
 
 def predict_rows(ds: Dataset, rng: np.random.Generator, n: int) -> F64:
@@ -345,4 +346,18 @@ def test_grid_binning_of_categorical_features() -> None:
     ])
     out = np.empty(X.shape, dtype=np.uint8)
     _GridBinner(bins).codes(X, out)
+    np.testing.assert_array_equal(out, transform(bins, X).T)
+
+
+def test_grid_binning_within_a_cell_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the budget of grid cells, the remaining features are binned by searchsorted."""
+    rng = np.random.default_rng(10)
+    train = rng.normal(size=(2000, 6))
+    bins = Binner().fit(train)
+    monkeypatch.setattr(_predict, "_MAX_CELLS", 10_000)  # room for two features
+    binner = _GridBinner(bins)
+    assert binner.slow.tolist() == [2, 3, 4, 5]
+    X = np.vstack([rng.normal(size=(300, 6)), np.full((1, 6), np.nan)])
+    out = np.empty(X.shape, dtype=np.uint8)
+    binner.codes(X, out)
     np.testing.assert_array_equal(out, transform(bins, X).T)

@@ -2,18 +2,19 @@
 
 Rows are binned with the training bin edges first, so that a split compares small codes:
 ``x <= threshold`` holds exactly when ``bin(x) <= threshold_bin``. The trees are then walked
-one at a time over a block of rows, which keeps that tree's part of the node table in cache,
-and each level costs a few whole-array operations:
+one at a time over a block of rows, which keeps that tree's part of the node table in cache
+(several at a time for small blocks, so that each array operation still covers enough
+pairs), and each level costs a few whole-array operations:
 
 * The top three levels of a tree take column-wise comparisons: the outcomes at its (at most
   seven) top split nodes form a 7-bit key, and a 128-entry table maps the key to the node
   reached at depth three.
-* Below, every unfinished row advances one level per step with two gathers and three integer
-  operations on a packed node record ``feature << 40 | left << 8 | (255 - threshold_bin)``:
-  adding the row's code to the record carries into the ``left`` field exactly when
-  ``code > threshold_bin``, and since ``right == left + 1`` the carry picks the child. A leaf
-  points at itself with threshold 255, so a row that reached one stays put; finished rows
-  are dropped every few steps.
+* Below, every unfinished row advances one level per step: one gather of its node's packed
+  record ``feature << 40 | left << 8 | (255 - threshold_bin)``, one gather of its code for
+  that feature, and five integer operations. Adding the code to the record carries into the
+  ``left`` field exactly when ``code > threshold_bin``, and since ``right == left + 1`` the
+  carry picks the child. A leaf points at itself with threshold 255, so a row that reached
+  one stays put; finished rows are dropped every other step once enough have finished.
 * Missing values need no special case at numeric splits: when a block has some, each row is
   coded twice, once with missing values as 255 (above every threshold, so they go right) and
   once as 0 (they go left), and the records of nodes that send missing values left address
@@ -21,8 +22,13 @@ and each level costs a few whole-array operations:
 * Categorical splits (a set of categories goes left) are the exception: rows at such nodes
   are fixed up with a per-node 256-entry table.
 
+Rows are binned by :class:`_GridBinner`, which gives exactly the codes of ``transform``
+several times faster. Before a tree's records and leaf values are gathered at random, they
+are read once front to back: streaming them into cache beats taking each miss in turn.
+
 Results do not depend on the block size: leaves are exact, and the leaf values of a row are
-summed over the trees in tree order (pairwise for a single output, as ``numpy.sum`` does).
+summed over the trees exactly as ``value[leaves].sum(axis=1)`` sums them for two rows or more
+(in tree order; pairwise for a single output), a lone row included.
 """
 
 from __future__ import annotations
@@ -45,8 +51,10 @@ _Visit = Callable[[int, int, I64], None]
 
 #: Rows per block: bounds the working memory; large enough that per-call overhead is small.
 BLOCK_ROWS = 32768
-#: Rows binned at a time: keeps the binning temporaries in cache.
-_BIN_ROWS = 4096
+#: ... and at most this many codes per block (wide data), so that they stay in cache.
+_BLOCK_CODES = 2**21
+#: Values binned at a time: keeps the binning temporaries in cache.
+_BIN_VALUES = 2**16
 
 _FEAT_SHIFT = 40
 _LEFT_SHIFT = 8
@@ -65,8 +73,10 @@ _COMPACT_BELOW = 0.75
 #: gathers from them: each row visits a node per level (reads one value).
 _TOUCH_NODES_ROWS = 64
 _TOUCH_VALUES_ROWS = 512
-#: Grid binning: a feature whose cells hold more edges than this is binned by searchsorted.
+#: Grid binning: a feature whose cells hold more edges than this is binned by searchsorted,
+#: and so are the features beyond this many cells in all.
 _MAX_EDGES_PER_CELL = 3
+_MAX_CELLS = 2**20
 
 
 class FlatForest:
@@ -285,8 +295,9 @@ class FlatForest:
         X = self._binner.check(X)
         n_rows = X.shape[0]
         d = self._d
-        for lo in range(0, n_rows, BLOCK_ROWS):
-            hi = min(lo + BLOCK_ROWS, n_rows)
+        block = self._block_rows()
+        for lo in range(0, n_rows, block):
+            hi = min(lo + block, n_rows)
             n = hi - lo
             codes = np.empty((n, d), dtype=np.uint8)
             self._binner.codes(X[lo:hi], codes)
@@ -321,6 +332,9 @@ class FlatForest:
                 for t in range(t0, t1):
                     visit(lo, t, leaf[(t - t0) * n : (t - t0 + 1) * n])
 
+    def _block_rows(self) -> int:
+        return max(1, min(BLOCK_ROWS, _BLOCK_CODES // max(self._d, 1)))
+
     # --- public --------------------------------------------------------------------------------
     def leaves(self, X: F64) -> npt.NDArray[np.int64]:
         """Global leaf index of every (row, tree) pair, shape (n_rows, n_trees)."""
@@ -344,7 +358,7 @@ class FlatForest:
             # numpy sums a contiguous axis pairwise; a (rows, trees) block of at least two
             # rows gives every row the same order whatever the block (a single row would not).
             column = np.ascontiguousarray(value[:, 0])
-            block = np.zeros((max(min(n_rows, BLOCK_ROWS), 2), self.n_trees))
+            block = np.zeros((max(min(n_rows, self._block_rows()), 2), self.n_trees))
 
             def visit_one(lo: int, tree: int, leaf: I64) -> None:
                 if leaf.size >= _TOUCH_VALUES_ROWS:
@@ -416,7 +430,9 @@ class _GridBinner:
         slow: list[int] = []
         for f in range(d):
             e = np.asarray(bins.edges[f], dtype=np.float64)
-            grid = None if bins.is_categorical[f] else self._grid(f, e)
+            grid = None
+            if not bins.is_categorical[f] and n_cells + 32 * e.size < _MAX_CELLS:
+                grid = self._grid(f, e)
             cell_off[f] = n_cells
             edge_off[f] = n_edges
             if grid is None:
@@ -480,8 +496,9 @@ class _GridBinner:
     def codes(self, X: F64, out: U8) -> None:
         """Write the codes of ``X`` into ``out`` (n_rows, n_features), as ``transform`` would
         (transposed)."""
-        for lo in range(0, X.shape[0], _BIN_ROWS):
-            x = X[lo : lo + _BIN_ROWS]
+        rows = max(1, _BIN_VALUES // max(self.d, 1))
+        for lo in range(0, X.shape[0], rows):
+            x = X[lo : lo + rows]
             with np.errstate(over="ignore", invalid="ignore"):
                 cell = self._cells(x, self.lo, self.scale, self.top_cell)
             cell += self.cell_off
@@ -489,7 +506,7 @@ class _GridBinner:
             for _ in range(self.steps):
                 b += x > self.edges[b]
             b -= self.edge_off
-            block = out[lo : lo + _BIN_ROWS]
+            block = out[lo : lo + rows]
             np.copyto(block, b, casting="unsafe")
             missing = np.isnan(x)
             if missing.any():

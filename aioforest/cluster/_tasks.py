@@ -1,0 +1,49 @@
+"""The function a worker runs in its process pool: fit trees on a dataset in shared memory.
+
+It is a top-level function so the pool can name it; its arguments are small (segment names,
+bin metadata, the plan as JSON, tree indices): the data itself is read from shared memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..data._binning import BinnedData
+from ..ensemble._pool import ArraySpec, attach
+from ..tree._plan import ForestPlan, fit_trees
+
+__all__ = ["fit_shared_task"]
+
+
+def fit_shared_task(
+    codes_spec: ArraySpec,
+    n_bins: np.ndarray[Any, Any],
+    is_categorical: np.ndarray[Any, Any],
+    edges: list[np.ndarray[Any, Any]],
+    y_spec: ArraySpec,
+    sw_spec: ArraySpec | None,
+    plan: dict[str, Any],
+    indices: list[int],
+    rows: tuple[int, int] | np.ndarray[Any, Any] | None = None,
+) -> list[dict[str, np.ndarray[Any, Any]]]:
+    """Fit trees ``indices`` of ``plan`` on the shared dataset (optionally a subset of rows).
+
+    ``rows`` is ``(start, stop)`` (a view, no copy) or an int64 index array (a copy of the
+    selected rows); ``None`` uses all rows. Returns each tree's arrays.
+    """
+    codes = attach(codes_spec)
+    y = attach(y_spec)
+    sw = attach(sw_spec) if sw_spec is not None else None
+    if rows is not None:
+        sel: slice | np.ndarray[Any, Any] = (
+            slice(rows[0], rows[1]) if isinstance(rows, tuple) else np.asarray(rows, np.int64)
+        )
+        codes = np.ascontiguousarray(codes[:, sel])
+        y = y[sel]
+        sw = sw[sel] if sw is not None else None
+    binned = BinnedData(codes=codes, n_bins=n_bins, is_categorical=is_categorical,
+                        edges=tuple(edges))
+    trees = fit_trees(ForestPlan.from_json(plan), binned, y, sw, indices)
+    return [t.arrays() for t in trees]
