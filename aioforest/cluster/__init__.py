@@ -1,0 +1,32 @@
+"""Training forests on a cluster of TCP workers.
+
+* :class:`Master` -- ``async with Master(...) as master: await master.fit(forest, X, y)``:
+  bins the data once, ships each binned dataset once per worker (by content hash),
+  schedules tree tasks and collects the trees. Model-parallel fits are bit-identical to a
+  local ``fit`` with the same ``random_state``; ``mode="data"`` trains each tree on one row
+  shard.
+* :class:`Worker` -- ``await Worker(host, port, token).run()``: fits trees in a local process
+  pool for a master (``python -m aioforest.worker`` on the command line).
+* :class:`LocalCluster` -- a master plus worker subprocesses on this machine.
+* The message vocabulary and the sans-IO scheduler live in ``_protocol`` and
+  ``_scheduler``; every message is JSON plus raw numpy buffers, never pickle.
+"""
+
+from ._local import LocalCluster
+from ._master import ClusterClosed, ClusterError, JobFailedError, Master
+from ._protocol import CLUSTER_PROTOCOL_VERSION, MessageError
+from ._scheduler import Scheduler
+from ._worker import Backoff, Worker
+
+__all__ = [
+    "CLUSTER_PROTOCOL_VERSION",
+    "Backoff",
+    "ClusterClosed",
+    "ClusterError",
+    "JobFailedError",
+    "LocalCluster",
+    "Master",
+    "MessageError",
+    "Scheduler",
+    "Worker",
+]

@@ -14,7 +14,7 @@ from ..data._binning import BinnedData
 from ..ensemble._pool import ArraySpec, attach
 from ..tree._plan import ForestPlan, fit_trees
 
-__all__ = ["fit_shared_task"]
+__all__ = ["fit_shared_task", "warm_up"]
 
 
 def fit_shared_task(
@@ -47,3 +47,10 @@ def fit_shared_task(
                         edges=tuple(edges))
     trees = fit_trees(ForestPlan.from_json(plan), binned, y, sw, indices)
     return [t.arrays() for t in trees]
+
+
+def warm_up() -> int:
+    """A no-op run once at worker start, so the pool's processes exist before the first task."""
+    import os
+
+    return os.getpid()

@@ -12,6 +12,7 @@ import asyncio
 import math
 import time
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, as_completed, wait
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ from ._pool import SharedArrays, effective_n_jobs, get_executor
 from ._tasks import bin_task, fit_task
 
 __all__ = ["FitProgress", "RandomForestClassifier", "RandomForestRegressor"]
+
+#: Below this many (row, tree) pairs a prediction stays in this process: shipping the rows
+#: to the pool costs more than it saves.
+PARALLEL_PREDICT_PAIRS = 400_000
+
+_SHARED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -363,22 +370,48 @@ class _BaseForest(BaseEstimator, TreeModel):
             self.oob_score_ = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
 
     # --- async prediction ------------------------------------------------------------------
+    def _shared_model(self) -> Any:
+        """This fitted model in shared memory for pool processes (cached outside __dict__)."""
+        from ._shared_model import SharedModel
+
+        key = id(self.trees_)
+        shared = _SHARED.get(self)
+        if shared is None or shared.key != key:
+            if shared is not None:
+                shared.close()
+            shared = SharedModel(self._flat_forest(), key)
+            _SHARED[self] = shared
+        return shared
+
+    def _mean_value(self, X: object) -> npt.NDArray[np.float64]:
+        """Mean leaf values; a large batch is split across the ``n_jobs`` pool processes."""
+        Xe = self._encode(X)
+        n_workers = min(effective_n_jobs(self.n_jobs), max(Xe.shape[0] // 2048, 1))
+        if n_workers == 1 or Xe.shape[0] * len(self.trees_) < PARALLEL_PREDICT_PAIRS:
+            return self._flat_forest().mean_value(Xe)
+        shared = self._shared_model()
+        executor = get_executor(effective_n_jobs(self.n_jobs))
+        bounds = np.linspace(0, Xe.shape[0], n_workers + 1).astype(int)
+        with SharedArrays({"X": Xe}) as xs:
+            futures = [
+                executor.submit(shared.task_rows, xs.specs["X"], int(lo), int(hi))
+                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+            ]
+            try:
+                parts = [f.result() for f in futures]
+            finally:
+                wait(futures)  # the segment is unlinked only once no task reads it
+        return np.concatenate(parts, axis=0)
+
     async def _mean_value_async(
         self, X: object, block_rows: int = 16384
     ) -> npt.NDArray[np.float64]:
         """Predict in row blocks on the process pool so that the event loop stays free."""
-        from ._shared_model import SharedModel
-
         loop = asyncio.get_running_loop()
         Xe = self._encode(X)
         if Xe.shape[0] <= block_rows // 8:
             return self._flat_forest().mean_value(Xe)  # tiny: cheaper than a round trip
-        shared = getattr(self, "_shared_model", None)
-        if shared is None or shared.key != id(self.trees_):
-            if shared is not None:
-                shared.close()
-            shared = SharedModel(self._flat_forest(), id(self.trees_))
-            self._shared_model = shared
+        shared = self._shared_model()
         executor = get_executor(max(effective_n_jobs(self.n_jobs), 1))
         futures = [
             loop.run_in_executor(executor, shared.task, Xe[lo : lo + block_rows])

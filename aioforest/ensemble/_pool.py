@@ -29,6 +29,35 @@ __all__ = ["ArraySpec", "SharedArrays", "attach", "effective_n_jobs", "get_execu
 ArraySpec = tuple[str, tuple[int, ...], str]
 
 
+# Segments whose arrays were still referenced when we wanted to unmap them. NumPy arrays made
+# with ``np.frombuffer`` hold a buffer export, so ``close()`` refuses (BufferError) instead
+# of unmapping memory under a live array; such segments wait here and are retried later.
+_RETIRED: list[SharedMemory] = []
+
+
+def _view(shm: SharedMemory, shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:
+    dt = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    if count == 0:
+        return np.empty(shape, dtype=dt)
+    buf = shm.buf
+    assert buf is not None, "segment already closed"
+    return np.frombuffer(buf, dtype=dt, count=count).reshape(shape)
+
+
+def _retire(shm: SharedMemory | None = None) -> None:
+    """Unmap ``shm`` (and earlier retired segments) once no array uses it any more."""
+    if shm is not None:
+        _RETIRED.append(shm)
+    still: list[SharedMemory] = []
+    for seg in _RETIRED:
+        try:
+            seg.close()
+        except BufferError:
+            still.append(seg)
+    _RETIRED[:] = still
+
+
 def effective_n_jobs(n_jobs: int | None) -> int:
     """scikit-learn's convention: None means 1, -1 all cores, -2 all but one."""
     if n_jobs is None:
@@ -62,19 +91,18 @@ class SharedArrays:
         nbytes = max(int(np.prod(shape, dtype=np.int64)) * dt.itemsize, 1)
         shm = SharedMemory(create=True, size=nbytes)
         self._segments.append(shm)
-        view: np.ndarray[Any, Any] = np.ndarray(shape, dtype=dt, buffer=shm.buf)
+        view = _view(shm, tuple(shape), dt)
         self.specs[name] = (shm.name, tuple(int(s) for s in shape), dt.str)
         self.arrays[name] = view
         return view
 
     def close(self) -> None:
+        """Unlink the segments; each is unmapped once no array of it is left."""
         self.arrays.clear()
         for shm in self._segments:
-            try:
-                shm.close()
+            with contextlib.suppress(FileNotFoundError):
                 shm.unlink()
-            except FileNotFoundError:
-                pass
+            _retire(shm)
         self._segments.clear()
 
     def __enter__(self) -> SharedArrays:
@@ -113,13 +141,10 @@ def attach(spec: ArraySpec) -> np.ndarray[Any, Any]:
             shm = _open_untracked(name)
             _ATTACHED[name] = shm
             while len(_ATTACHED) > _ATTACH_CACHE:
-                _, old = _ATTACHED.popitem(last=False)
-                # still viewed by a running task: let GC unmap it
-                with contextlib.suppress(BufferError):
-                    old.close()
+                _retire(_ATTACHED.popitem(last=False)[1])
         else:
             _ATTACHED.move_to_end(name)
-    return np.ndarray(shape, dtype=np.dtype(dtype), buffer=shm.buf)
+    return _view(shm, tuple(shape), dtype)
 
 
 # --- the pool ----------------------------------------------------------------------------
@@ -200,4 +225,18 @@ def shutdown_executor() -> None:
             _executor = None
 
 
+def _forget_segments_at_exit() -> None:
+    # At interpreter exit arrays may still view our segments; the OS unmaps them anyway.
+    # Detach the handles so SharedMemory.__del__ does not complain about live exports.
+    with _attach_lock:
+        _RETIRED.extend(_ATTACHED.values())
+        _ATTACHED.clear()
+    _retire()
+    for seg in _RETIRED:
+        seg._buf = None  # type: ignore[attr-defined]
+        seg._mmap = None  # type: ignore[attr-defined]
+    _RETIRED.clear()
+
+
 atexit.register(shutdown_executor)
+atexit.register(_forget_segments_at_exit)

@@ -35,6 +35,10 @@ class SharedModel:
         # Runs in a pool process: ``self`` arrives pickled (specs and bin edges only).
         return shared_flat_forest(self.specs, self.meta).mean_value(X)
 
+    def task_rows(self, x_spec: ArraySpec, lo: int, hi: int) -> np.ndarray[Any, Any]:
+        """Rows ``lo:hi`` of a shared matrix (runs in a pool process)."""
+        return shared_flat_forest(self.specs, self.meta).mean_value(attach(x_spec)[lo:hi])
+
     def __getstate__(self) -> dict[str, Any]:
         return {"key": self.key, "specs": self.specs, "meta": self.meta}
 

@@ -1,0 +1,171 @@
+"""``LocalCluster``: a master on 127.0.0.1 plus worker subprocesses, for one machine.
+
+The workers are real ``python -m aioforest.worker`` processes talking TCP to the master over
+loopback, exactly as remote workers would; only their start and stop are automated. A random
+token is generated when none is given (other local users cannot join), and it reaches the
+workers through the environment (``AIOFOREST_TOKEN``), never the command line, which any
+local user can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import sys
+from collections import deque
+from types import TracebackType
+from typing import Any
+
+from ._master import ClusterError, Master
+
+__all__ = ["LocalCluster"]
+
+logger = logging.getLogger("aioforest.cluster")
+
+
+class LocalCluster:
+    """``async with LocalCluster(2) as cluster: await cluster.master.fit(forest, X, y)``.
+
+    Args:
+        n_workers: worker processes to start (and wait for).
+        processes_per_worker: pool processes of each worker.
+        token: the cluster token; default a fresh random one.
+        startup_timeout: seconds to wait for every worker to register.
+        master_options: keyword arguments for :class:`Master` (``prefetch``, ...).
+    """
+
+    def __init__(
+        self,
+        n_workers: int = 2,
+        processes_per_worker: int = 1,
+        token: bytes | str | None = None,
+        *,
+        startup_timeout: float = 60.0,
+        stop_timeout: float = 10.0,
+        **master_options: Any,
+    ) -> None:
+        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+            raise ValueError(f"n_workers must be an integer >= 1, got {n_workers!r}")
+        if (
+            isinstance(processes_per_worker, bool)
+            or not isinstance(processes_per_worker, int)
+            or processes_per_worker < 1
+        ):
+            raise ValueError(
+                f"processes_per_worker must be an integer >= 1, got {processes_per_worker!r}"
+            )
+        self.n_workers = n_workers
+        self.processes_per_worker = processes_per_worker
+        if token is None:
+            token = secrets.token_hex(32)
+        self._token = token.decode() if isinstance(token, bytes) else token
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.master = Master("127.0.0.1", 0, self._token, **master_options)
+        self.processes: list[asyncio.subprocess.Process] = []
+        self._stderr: list[deque[str]] = []
+        self._readers: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> LocalCluster:
+        await self.master.start()
+        try:
+            for i in range(self.n_workers):
+                await self._spawn(i)
+            await self._wait_ready()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _spawn(self, i: int) -> None:
+        env = dict(os.environ)
+        env["AIOFOREST_TOKEN"] = self._token
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "aioforest.worker",
+            "--connect", f"127.0.0.1:{self.master.port}",
+            "--processes", str(self.processes_per_worker),
+            "--name", f"local-{i + 1}",
+            "--max-retries", "5",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        self.processes.append(proc)
+        tail: deque[str] = deque(maxlen=20)
+        self._stderr.append(tail)
+        self._readers.append(asyncio.ensure_future(_collect(proc, tail, i + 1)))
+
+    async def _wait_ready(self) -> None:
+        ready = asyncio.ensure_future(self.master.wait_for_workers(self.n_workers))
+        exits = [asyncio.ensure_future(p.wait()) for p in self.processes]
+        try:
+            async with asyncio.timeout(self.startup_timeout):
+                await asyncio.wait([ready, *exits], return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError:
+            raise ClusterError(
+                f"only {len(self.master.workers)} of {self.n_workers} local workers registered "
+                f"within {self.startup_timeout:g} s"
+            ) from None
+        finally:
+            for f in (ready, *exits):
+                f.cancel()
+            await asyncio.wait([ready, *exits])
+        for i, proc in enumerate(self.processes):
+            if proc.returncode is not None:
+                await asyncio.wait([self._readers[i]], timeout=1.0)
+                detail = "\n".join(self._stderr[i]) or "(no output)"
+                raise ClusterError(
+                    f"local worker {i + 1} exited with code {proc.returncode} during startup:\n"
+                    f"{detail}"
+                )
+
+    @property
+    def worker_stderr(self) -> list[list[str]]:
+        """The last lines each worker wrote to stderr (for diagnostics)."""
+        return [list(t) for t in self._stderr]
+
+    async def close(self) -> None:
+        """Close the master (workers get ``bye`` and exit), then reap every process."""
+        await self.master.close()
+        for proc in self.processes:
+            await _reap(proc, self.stop_timeout)
+        if self._readers:
+            await asyncio.wait(self._readers, timeout=1.0)
+            for r in self._readers:
+                r.cancel()
+            await asyncio.wait(self._readers)
+
+
+async def _collect(proc: asyncio.subprocess.Process, tail: deque[str], n: int) -> None:
+    assert proc.stderr is not None
+    while line := await proc.stderr.readline():
+        text = line.decode(errors="replace").rstrip()
+        tail.append(text)
+        logger.debug("local worker %d: %s", n, text)
+
+
+async def _reap(proc: asyncio.subprocess.Process, timeout: float) -> None:  # noqa: ASYNC109
+    """Wait for ``proc``; SIGTERM after ``timeout`` seconds, SIGKILL after as long again."""
+    for action in ("wait", "terminate", "kill"):
+        if proc.returncode is not None:
+            return
+        if action != "wait":
+            with contextlib.suppress(ProcessLookupError):
+                getattr(proc, action)()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await proc.wait()
+    if proc.returncode is None:  # pragma: no cover - SIGKILL cannot be refused
+        await proc.wait()

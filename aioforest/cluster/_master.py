@@ -1,0 +1,726 @@
+"""The cluster master: accepts workers, ships datasets once, schedules tree tasks, collects trees.
+
+``async with Master(...) as master`` listens (on 127.0.0.1 by default; any other address
+needs a token). ``await master.fit(forest, X, y)`` prepares and bins the data once here,
+names the binned dataset by its content hash, and hands tree tasks to the workers through
+the sans-IO :class:`~aioforest.cluster._scheduler.Scheduler`. A worker receives a dataset
+only if it does not hold it yet. Because tree ``i`` is a pure function of (binned data,
+labels, weights, plan, ``i``), a model-parallel cluster fit is bit-identical to a local
+``fit`` with the same ``random_state``, whatever the number of workers, the order results
+arrive in, or how many tasks had to be retried after a worker was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import itertools
+import logging
+import math
+import ssl as ssl_module
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+
+from ..csp import go
+from ..data import split_rows
+from ..data._binning import BinnedData
+from ..ensemble._forest import FitProgress
+from ..tree._arrays import TreeArrays
+from ..tree._plan import BATCH_INSTANCES, ForestPlan
+from ..wire import (
+    DEFAULT_CONFIG,
+    AuthenticationError,
+    Connection,
+    ConnectionClosed,
+    Message,
+    ProtocolError,
+    WireConfig,
+    accept,
+)
+from ._protocol import (
+    CLUSTER_PROTOCOL_VERSION,
+    Bye,
+    Cancel,
+    DatasetPayload,
+    Heartbeat,
+    MessageError,
+    Register,
+    Result,
+    RowSelector,
+    Task,
+    TaskFailed,
+    Welcome,
+    decode,
+)
+from ._scheduler import Scheduler, TaskSpec
+
+__all__ = ["ClusterClosed", "ClusterError", "JobFailedError", "Master"]
+
+logger = logging.getLogger("aioforest.cluster")
+
+_MASTER_RECEIVES = ("heartbeat", "result", "failed", "bye")
+
+
+class ClusterError(Exception):
+    """Something went wrong on the cluster."""
+
+
+class JobFailedError(ClusterError):
+    """A fit failed: a task raised on a worker, or kept losing its workers."""
+
+
+class ClusterClosed(ClusterError):
+    """The master was closed while a fit was running, or before it started."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (an IP literal in 127/8 or ::1, or localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class _DatasetEntry:
+    payload: DatasetPayload
+    refs: int = 0
+    message: Message | None = None
+
+    def wire_message(self) -> Message:
+        if self.message is None:
+            self.message = self.payload.to_message()
+        return self.message
+
+
+@dataclass(frozen=True)
+class _TaskInfo:
+    indices: tuple[int, ...]
+    dataset: str
+    plan: ForestPlan
+    rows: RowSelector = None
+
+
+@dataclass
+class _Job:
+    job_id: int
+    tasks: dict[int, _TaskInfo]
+    total: int
+    n_outputs: int
+    n_features: int
+    future: asyncio.Future[None]
+    on_progress: Callable[[FitProgress], object] | None
+    t0: float
+    datasets: list[str]
+    trees: dict[int, TreeArrays] = field(default_factory=dict)
+
+
+@dataclass
+class _DatasetRef:
+    digest: str
+
+
+@dataclass
+class _Peer:
+    name: str
+    conn: Connection
+    outbox: deque[Message | _DatasetRef] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sender: asyncio.Task[None] | None = None
+    datasets_sent: int = 0
+    tasks_sent: int = 0
+    results: int = 0
+
+
+def _task_size(n_trees: int, n_draws: int, slots: int) -> int:
+    """Trees per task: enough to amortise a vectorised pass on small data, small enough that
+    every slot gets a few tasks (load balance, progress, cheap retries)."""
+    by_data = max(1, BATCH_INSTANCES // max(n_draws, 1))
+    by_balance = max(1, math.ceil(n_trees / (2 * max(slots, 1))))
+    return min(by_data, by_balance)
+
+
+class Master:
+    """The cluster master (see the module docstring).
+
+    Args:
+        host, port: where to listen; ``port=0`` picks a free port (see :attr:`port`).
+        token: the shared cluster token (bytes or str). Required unless ``host`` is a
+            loopback address: an unauthenticated master on a network is refused.
+        prefetch: tasks a worker may hold beyond its slots (hides the round trip).
+        heartbeat_interval: how often workers are asked to report (seconds).
+        heartbeat_timeout: a worker silent this long is dropped and its tasks requeued.
+        handshake_timeout: bound on the connection handshake and registration.
+        max_failures: a task lost with more workers than this fails its fit.
+        config: wire limits and compression settings.
+        ssl: a server TLS context (see :func:`aioforest.wire.server_ssl_context`).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: bytes | str | None = None,
+        *,
+        prefetch: int = 1,
+        heartbeat_interval: float = 1.0,
+        heartbeat_timeout: float = 10.0,
+        handshake_timeout: float = 10.0,
+        max_failures: int = 3,
+        config: WireConfig = DEFAULT_CONFIG,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
+        self.host = host
+        self._requested_port = int(port)
+        self._token = token.encode() if isinstance(token, str) else token
+        if self._token is not None and not self._token:
+            raise ValueError("token must not be empty")
+        if self._token is None and not is_loopback(host):
+            raise ValueError(
+                f"refusing to listen on {host!r} without a token: anyone who can reach the port "
+                "could join the cluster. Pass token=... (or --token-file), or bind 127.0.0.1"
+            )
+        if not 0 < heartbeat_interval < heartbeat_timeout:
+            raise ValueError(
+                "need 0 < heartbeat_interval < heartbeat_timeout, got "
+                f"{heartbeat_interval} and {heartbeat_timeout}"
+            )
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.heartbeat_timeout = float(heartbeat_timeout)
+        self.handshake_timeout = float(handshake_timeout)
+        self.config = config
+        self._ssl = ssl
+        self._scheduler = Scheduler(prefetch=prefetch, max_failures=max_failures)
+        self._server: asyncio.Server | None = None
+        self._peers: dict[str, _Peer] = {}
+        self._jobs: dict[int, _Job] = {}
+        self._datasets: dict[str, _DatasetEntry] = {}
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._job_ids = itertools.count(1)
+        self._peers_changed: asyncio.Condition | None = None
+        self._closing = False
+        self._closed_bytes = {"sent_raw": 0, "sent_wire": 0, "received_raw": 0, "received_wire": 0}
+        self._tasks_done_by: dict[str, int] = {}
+        self._auth_failures = 0
+        self._workers_lost = 0
+        self._datasets_sent = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> Master:
+        """Start listening (``async with`` does this)."""
+        if self._server is not None or self._closing:
+            raise RuntimeError("a Master can be started only once")
+        self._peers_changed = asyncio.Condition()
+        self._server = await asyncio.start_server(
+            self._on_connect, self.host, self._requested_port, ssl=self._ssl
+        )
+        logger.info("master listening on %s", self.address)
+        return self
+
+    async def __aenter__(self) -> Master:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the master is not listening (use async with Master(...))")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def workers(self) -> list[str]:
+        """Names of the connected workers, in joining order."""
+        return list(self._peers)
+
+    async def close(self) -> None:
+        """Say ``bye`` to every worker, fail running fits with :class:`ClusterClosed`, stop."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for job in self._jobs.values():
+            if not job.future.done():
+                job.future.set_exception(ClusterClosed("the master was closed during the fit"))
+        if self._peers_changed is not None:
+            await self._notify_peers()
+        for peer in list(self._peers.values()):
+            if peer.sender is not None:
+                peer.sender.cancel()
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await peer.conn.send(Bye("master shutting down").to_message())
+            await peer.conn.aclose(timeout=2.0)
+        handlers = list(self._handlers)
+        if handlers:
+            _, pending = await asyncio.wait(handlers, timeout=5.0)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _check_open(self) -> None:
+        if self._server is None:
+            raise RuntimeError("the master is not started (use async with Master(...))")
+        if self._closing:
+            raise ClusterClosed("the master is closed")
+
+    # ------------------------------------------------------------------ workers
+
+    async def wait_for_workers(self, n: int, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until at least ``n`` workers are connected (``TimeoutError`` after ``timeout``)."""
+        self._check_open()
+        assert self._peers_changed is not None
+        async with asyncio.timeout(timeout), self._peers_changed:
+            await self._peers_changed.wait_for(lambda: len(self._peers) >= n or self._closing)
+        if len(self._peers) < n:
+            raise ClusterClosed("the master closed while waiting for workers")
+
+    async def _notify_peers(self) -> None:
+        assert self._peers_changed is not None
+        async with self._peers_changed:
+            self._peers_changed.notify_all()
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            if self._closing:
+                writer.close()
+                return
+            try:
+                conn = await accept(
+                    reader, writer, token=self._token, timeout=self.handshake_timeout,
+                    config=self.config,
+                )
+            except AuthenticationError as exc:
+                self._auth_failures += 1
+                logger.warning("master: refused a worker: %s", exc)
+                return
+            except (ProtocolError, OSError, TimeoutError) as exc:
+                logger.info("master: handshake failed: %s", exc)
+                return
+            await self._serve(conn)
+        finally:
+            self._handlers.discard(task)
+
+    async def _register(self, conn: Connection) -> Register | None:
+        try:
+            msg = await conn.recv(timeout=self.handshake_timeout)
+            reg = decode(msg, expect=("register",))
+        except (ProtocolError, ConnectionClosed, TimeoutError) as exc:
+            logger.warning("master: worker %s did not register: %s", conn.peer, exc)
+            conn.abort()
+            return None
+        assert isinstance(reg, Register)
+        refusal = None
+        if reg.version != CLUSTER_PROTOCOL_VERSION:
+            refusal = (
+                f"cluster protocol version {reg.version} is not supported "
+                f"(this master speaks {CLUSTER_PROTOCOL_VERSION})"
+            )
+        elif self._closing:
+            refusal = "master shutting down"
+        if refusal is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await conn.send(Bye(refusal).to_message())
+            await conn.aclose(timeout=1.0)
+            return None
+        return reg
+
+    def _unique_name(self, name: str) -> str:
+        if name not in self._peers:
+            return name
+        for n in itertools.count(2):
+            candidate = f"{name}#{n}"
+            if candidate not in self._peers:
+                return candidate
+        raise AssertionError("unreachable")
+
+    async def _serve(self, conn: Connection) -> None:
+        reg = await self._register(conn)
+        if reg is None:
+            return
+        name = self._unique_name(reg.name)
+        try:
+            await conn.send(Welcome(name, self.heartbeat_interval).to_message())
+        except ConnectionClosed:
+            return
+        peer = _Peer(name, conn)
+        self._peers[name] = peer
+        self._tasks_done_by.setdefault(name, 0)
+        self._scheduler.add_worker(name, reg.slots, reg.datasets)
+        peer.sender = go(self._send_loop(peer), name=f"aioforest-master-send-{name}")
+        logger.info("master: worker %s joined from %s with %d slots", name, conn.peer, reg.slots)
+        await self._notify_peers()
+        self._pump()
+        graceful = False
+        try:
+            while True:
+                msg = decode(
+                    await conn.recv(timeout=self.heartbeat_timeout), expect=_MASTER_RECEIVES
+                )
+                if isinstance(msg, Bye):
+                    logger.info("master: worker %s left: %s", name, msg.reason)
+                    graceful = True
+                    break
+                self._on_message(peer, msg)
+        except TimeoutError:
+            logger.warning(
+                "master: worker %s sent nothing for %.1f s; dropping it",
+                name, self.heartbeat_timeout,
+            )
+        except ConnectionClosed as exc:
+            if not self._closing:
+                logger.warning("master: lost worker %s: %s", name, exc)
+        except ProtocolError as exc:
+            logger.error("master: dropping worker %s: %s", name, exc)
+        finally:
+            await self._drop_peer(peer, graceful=graceful)
+
+    async def _drop_peer(self, peer: _Peer, *, graceful: bool) -> None:
+        if self._peers.get(peer.name) is peer:
+            del self._peers[peer.name]
+        if peer.sender is not None:
+            peer.sender.cancel()
+            await asyncio.wait([peer.sender])
+        peer.conn.abort()
+        stats = peer.conn.stats
+        self._closed_bytes["sent_raw"] += stats.sent.raw_bytes
+        self._closed_bytes["sent_wire"] += stats.sent.wire_bytes
+        self._closed_bytes["received_raw"] += stats.received.raw_bytes
+        self._closed_bytes["received_wire"] += stats.received.wire_bytes
+        if not graceful and not self._closing:
+            self._workers_lost += 1
+        for failure in self._scheduler.on_worker_lost(peer.name, graceful=graceful):
+            self._fail_job(failure.job_id, JobFailedError(failure.reason), failure.cancels)
+        await self._notify_peers()
+        self._pump()
+
+    def _on_message(self, peer: _Peer, msg: object) -> None:
+        if isinstance(msg, Heartbeat):
+            self._scheduler.update_load(
+                peer.name, running=msg.running, queued=msg.queued, free=msg.free
+            )
+        elif isinstance(msg, Result):
+            self._on_result(peer, msg)
+        elif isinstance(msg, TaskFailed):
+            failure = self._scheduler.on_failed(
+                peer.name, msg.job_id, msg.task_id, msg.attempt, msg.reason, msg.detail
+            )
+            if msg.reason != "cancelled":
+                logger.info(
+                    "master: worker %s: task %d/%d failed (%s): %s",
+                    peer.name, msg.job_id, msg.task_id, msg.reason, msg.detail,
+                )
+            if failure is not None:
+                self._fail_job(failure.job_id, JobFailedError(failure.reason), failure.cancels)
+        self._pump()
+
+    def _on_result(self, peer: _Peer, res: Result) -> None:
+        job = self._jobs.get(res.job_id)
+        info = job.tasks.get(res.task_id) if job is not None else None
+        if job is not None and info is not None:
+            _check_trees(res, info, job)
+        peer.results += 1
+        if not self._scheduler.on_result(peer.name, res.job_id, res.task_id, res.attempt):
+            return
+        self._tasks_done_by[peer.name] = self._tasks_done_by.get(peer.name, 0) + 1
+        assert job is not None and info is not None
+        for index, tree in zip(info.indices, res.trees, strict=True):
+            job.trees[index] = tree
+            if job.on_progress is not None and not job.future.done():
+                progress = FitProgress(
+                    index, len(job.trees), job.total, time.perf_counter() - job.t0
+                )
+                try:
+                    job.on_progress(progress)
+                except Exception as exc:
+                    self._fail_job(job.job_id, exc, self._scheduler.remove_job(job.job_id))
+                    return
+        if self._scheduler.is_complete(job.job_id):
+            self._scheduler.remove_job(job.job_id)
+            if not job.future.done():
+                job.future.set_result(None)
+
+    def _fail_job(
+        self, job_id: int, exc: BaseException, cancels: dict[str, list[int]]
+    ) -> None:
+        self._scheduler.remove_job(job_id)
+        job = self._jobs.get(job_id)
+        if job is not None and not job.future.done():
+            job.future.set_exception(exc)
+        self._send_cancels(job_id, cancels)
+
+    def _send_cancels(self, job_id: int, cancels: dict[str, list[int]]) -> None:
+        for name, task_ids in cancels.items():
+            peer = self._peers.get(name)
+            if peer is not None:
+                peer.outbox.append(Cancel(job_id, tuple(task_ids)).to_message())
+                peer.wake.set()
+
+    # ------------------------------------------------------------------ sending
+
+    def _pump(self) -> None:
+        """Turn free credits into messages in the workers' outboxes."""
+        for a in self._scheduler.assign():
+            peer = self._peers[a.worker]
+            info = self._jobs[a.job_id].tasks[a.task_id]
+            if a.send_dataset:
+                peer.outbox.append(_DatasetRef(a.dataset))
+            task = Task(
+                a.job_id, a.task_id, a.attempt, info.dataset, info.plan, info.indices, info.rows
+            )
+            peer.outbox.append(task.to_message())
+            peer.wake.set()
+
+    async def _send_loop(self, peer: _Peer) -> None:
+        # One sender per worker: a task never overtakes the dataset it needs (the wire
+        # adapter lets small messages overtake chunked ones on the same connection).
+        try:
+            while True:
+                while not peer.outbox:
+                    peer.wake.clear()
+                    await peer.wake.wait()
+                item = peer.outbox.popleft()
+                if isinstance(item, _DatasetRef):
+                    entry = self._datasets.get(item.digest)
+                    if entry is None:
+                        continue  # its fits are over; the worker will report it missing
+                    await peer.conn.send(entry.wire_message())
+                    peer.datasets_sent += 1
+                    self._datasets_sent += 1
+                else:
+                    await peer.conn.send(item)
+                    if item.type == Task.TYPE:
+                        peer.tasks_sent += 1
+        except ConnectionClosed:
+            pass  # the reader notices too and drops the worker
+        except (TypeError, ValueError) as exc:  # an unencodable message: our bug
+            logger.error("master: cannot send to worker %s: %s", peer.name, exc)
+            peer.conn.abort()
+
+    # ------------------------------------------------------------------ fitting
+
+    async def fit(
+        self,
+        estimator: Any,
+        X: object,
+        y: object = None,
+        sample_weight: object = None,
+        *,
+        mode: Literal["model", "data"] = "model",
+        n_shards: int | None = None,
+        on_progress: Callable[[FitProgress], object] | None = None,
+        priority: int = 0,
+        task_size: int | None = None,
+    ) -> Any:
+        """Fit ``estimator`` (a random forest) on the cluster and return it.
+
+        ``mode="model"``: every worker trains whole trees on the full binned dataset; the
+        forest is bit-identical to ``estimator.fit(X, y)``. ``mode="data"``: rows are split
+        into ``n_shards`` shards (default: the number of connected workers; the forest
+        depends on it) and tree ``i`` trains on shard ``i % n_shards`` only, with a
+        bootstrap sample scaled to the shard; a worker receives only the shards it works
+        on. Bins are learned once, here, on all rows, in both modes.
+
+        ``on_progress`` is called with a :class:`~aioforest.ensemble.FitProgress` per tree
+        received. ``priority``: higher runs first when several fits share the cluster.
+        ``task_size``: trees per task (default: balance between batching and spreading).
+
+        Raises :class:`JobFailedError` if a task fails, :class:`ClusterClosed` if the
+        master closes first. Cancelling the call cancels the fit's tasks on the workers.
+        """
+        self._check_open()
+        if mode not in ("model", "data"):
+            raise ValueError(f"mode must be 'model' or 'data', got {mode!r}")
+        if task_size is not None and (
+            isinstance(task_size, bool) or not isinstance(task_size, int) or task_size < 1
+        ):
+            raise ValueError(f"task_size must be an integer >= 1 or None, got {task_size!r}")
+        fit_job = await asyncio.to_thread(estimator._start, X, y, sample_weight)
+        if not fit_job.indices:
+            warnings.warn(
+                "warm_start fit without a larger n_estimators fits no new tree",
+                UserWarning, stacklevel=2,
+            )
+            return estimator
+        if mode == "data" and estimator.oob_score:
+            raise ValueError("oob_score=True is not supported with mode='data' yet")
+        if mode == "data" and fit_job.reuse_bins is not None:
+            raise ValueError("warm_start fits are not supported with mode='data' yet")
+        binned: BinnedData = await asyncio.to_thread(estimator._bin_here, fit_job)
+        prep, plan = fit_job.prep, fit_job.plan
+        slots = sum(self._scheduler.worker_info(w)["slots"] for w in self._scheduler.workers)
+        if mode == "model":
+            payload = await asyncio.to_thread(
+                DatasetPayload.build, binned, prep.y, prep.sample_weight
+            )
+            groups = [(payload, plan, list(fit_job.indices))]
+        else:
+            k = n_shards if n_shards is not None else max(1, len(self._peers))
+            groups = await asyncio.to_thread(
+                _shard_groups, binned, prep.y, prep.sample_weight, plan, fit_job.indices, k
+            )
+        self._check_open()
+        job_id = next(self._job_ids)
+        tasks: dict[int, _TaskInfo] = {}
+        for payload, group_plan, indices in groups:
+            size = task_size or _task_size(len(indices), group_plan.n_draws, slots)
+            for lo in range(0, len(indices), size):
+                chunk = tuple(indices[lo : lo + size])
+                tasks[len(tasks)] = _TaskInfo(chunk, payload.hash, group_plan)
+        digests = [payload.hash for payload, _, _ in groups]
+        for payload, _, _ in groups:
+            entry = self._datasets.setdefault(payload.hash, _DatasetEntry(payload))
+            entry.refs += 1
+        job = _Job(
+            job_id, tasks, len(fit_job.indices),
+            n_outputs=max(plan.n_classes, 1), n_features=binned.n_features,
+            future=asyncio.get_running_loop().create_future(), on_progress=on_progress,
+            t0=time.perf_counter(), datasets=digests,
+        )
+        self._jobs[job_id] = job
+        try:
+            specs = [TaskSpec(tid, t.dataset, t.indices[0]) for tid, t in tasks.items()]
+            self._scheduler.add_job(job_id, specs, priority=priority)
+            self._pump()
+            await job.future
+        except BaseException:
+            self._send_cancels(job_id, self._scheduler.remove_job(job_id))
+            raise
+        finally:
+            del self._jobs[job_id]
+            for digest in digests:
+                entry = self._datasets[digest]
+                entry.refs -= 1
+                if entry.refs == 0:
+                    del self._datasets[digest]
+        await asyncio.to_thread(estimator._finish, fit_job, binned, job.trees)
+        return estimator
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot: workers (load, tasks, bytes), task counts, running fits, bytes on the wire.
+
+        ``bytes`` counts every connection so far; ``raw`` is what the frames would weigh
+        without compression, ``wire`` what was actually sent.
+        """
+        totals = dict(self._closed_bytes)
+        workers: dict[str, Any] = {}
+        for name, peer in self._peers.items():
+            stats = peer.conn.stats
+            totals["sent_raw"] += stats.sent.raw_bytes
+            totals["sent_wire"] += stats.sent.wire_bytes
+            totals["received_raw"] += stats.received.raw_bytes
+            totals["received_wire"] += stats.received.wire_bytes
+            info = self._scheduler.worker_info(name)
+            workers[name] = {
+                "peer": peer.conn.peer,
+                **info,
+                "tasks_sent": peer.tasks_sent,
+                "datasets_received": peer.datasets_sent,
+                "results": peer.results,
+                "bytes_sent_raw": stats.sent.raw_bytes,
+                "bytes_sent_wire": stats.sent.wire_bytes,
+                "messages_sent": stats.sent.messages,
+            }
+        jobs = {
+            job_id: {"trees": job.total, "trees_done": len(job.trees)}
+            for job_id, job in self._jobs.items()
+        }
+        return {
+            "address": self.address if self._server is not None else None,
+            "workers": workers,
+            "tasks": self._scheduler.counts(),
+            "tasks_done_by_worker": dict(self._tasks_done_by),
+            "jobs": jobs,
+            "datasets_sent": self._datasets_sent,
+            "bytes": totals,
+            "auth_failures": self._auth_failures,
+            "workers_lost": self._workers_lost,
+        }
+
+
+def _check_trees(res: Result, info: _TaskInfo, job: _Job) -> None:
+    """A worker's result must match its task; anything else is a protocol violation."""
+    if len(res.trees) != len(info.indices):
+        raise MessageError(
+            "result", "arrays",
+            f"task {res.job_id}/{res.task_id} asked for {len(info.indices)} trees, "
+            f"got {len(res.trees)}",
+        )
+    for tree in res.trees:
+        if tree.value.shape[1] != job.n_outputs:
+            raise MessageError(
+                "result", "arrays['value']",
+                f"trees must have {job.n_outputs} outputs, got {tree.value.shape[1]}",
+            )
+        if int(tree.feature.max()) >= job.n_features:
+            raise MessageError(
+                "result", "arrays['feature']", f"split on a feature >= {job.n_features}"
+            )
+
+
+def _shard_groups(
+    binned: BinnedData,
+    y: np.ndarray[Any, Any],
+    sample_weight: np.ndarray[Any, Any] | None,
+    plan: ForestPlan,
+    indices: list[int],
+    n_shards: int,
+) -> list[tuple[DatasetPayload, ForestPlan, list[int]]]:
+    """Data-parallel split: shard datasets (global bins), their plans, and their trees."""
+    if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
+        raise ValueError(f"n_shards must be an integer >= 1, got {n_shards!r}")
+    n = binned.n_samples
+    if n_shards > n:
+        raise ValueError(f"cannot split {n} rows into {n_shards} shards")
+    # Shuffled shards: contiguous ones would inherit any ordering of the file (sorted by
+    # class, by date...). Seeded by the plan, so the split is part of the model.
+    shards = split_rows(n, n_shards, shuffle=True, random_state=plan.seed)
+    out = []
+    for s, rows in enumerate(shards):
+        trees = [i for i in indices if i % n_shards == s]
+        if not trees:
+            continue
+        part = BinnedData(
+            np.ascontiguousarray(binned.codes[:, rows]), binned.n_bins,
+            binned.is_categorical, binned.edges,
+        )
+        sw = sample_weight[rows] if sample_weight is not None else None
+        payload = DatasetPayload.build(part, y[rows], sw)
+        # The bootstrap draws as many rows from the shard as the full plan would draw
+        # from all rows, scaled by the shard's share.
+        n_draws = max(1, round(plan.n_draws * rows.size / n))
+        out.append((payload, dataclasses.replace(plan, n_draws=n_draws), trees))
+    return out

@@ -1,0 +1,582 @@
+"""A cluster worker: connects to a master, caches datasets, fits trees in a process pool.
+
+``Worker(host, port, token).run()`` connects with jittered exponential backoff (an
+authentication or version failure is final and raised at once), registers, and then serves
+the master until it says ``bye``. Datasets are cached in shared memory by content hash, so a
+dataset the worker already holds is never sent again, even across reconnections. Tasks run
+in the process pool (at most ``processes`` at a time; the rest wait in a local queue where a
+``cancel`` can still drop them); results stream back as each task finishes, and heartbeats
+go out from the event loop while the pool works. ``stop()`` (wired to SIGTERM/SIGINT by the
+command line) leaves cleanly: queued tasks are handed back, running ones finish and report
+(within ``drain_timeout``), then the worker says ``bye``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import random
+import signal
+import socket
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from ..csp import go
+from ..ensemble._pool import SharedArrays, effective_n_jobs, get_executor
+from ..tree._arrays import TreeArrays
+from ..wire import (
+    DEFAULT_CONFIG,
+    AuthenticationError,
+    Connection,
+    ConnectionClosed,
+    ProtocolError,
+    VersionMismatch,
+    WireConfig,
+    open_connection,
+)
+from ._protocol import (
+    Bye,
+    Cancel,
+    DatasetPayload,
+    Heartbeat,
+    MessageError,
+    Register,
+    Result,
+    Task,
+    TaskFailed,
+    Welcome,
+    decode,
+)
+from ._tasks import fit_shared_task, warm_up
+
+__all__ = ["Backoff", "DatasetCache", "Worker", "WorkerStopped"]
+
+logger = logging.getLogger("aioforest.cluster")
+
+_names = itertools.count(1)
+_WORKER_RECEIVES: Final = ("welcome", "dataset", "task", "cancel", "bye")
+
+
+class WorkerStopped(Exception):
+    """Internal: the worker was asked to stop while connecting."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnection delays: exponential growth with "equal jitter".
+
+    Before retry ``n`` (1-based) the worker waits ``d/2 + uniform(0, d/2)`` seconds where
+    ``d = min(maximum, initial * factor ** (n - 1))``: never less than half the nominal
+    delay (so retries do not hammer the master) and spread out so a fleet of workers that
+    lost the same master do not reconnect in lockstep. ``max_attempts`` bounds the number
+    of connection attempts in a row (``None``: retry forever).
+    """
+
+    initial: float = 0.1
+    maximum: float = 5.0
+    factor: float = 2.0
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial <= self.maximum:
+            raise ValueError(
+                f"Backoff needs 0 < initial <= maximum, got {self.initial}, {self.maximum}"
+            )
+        if self.factor < 1:
+            raise ValueError(f"Backoff factor must be >= 1, got {self.factor}")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError(f"Backoff max_attempts must be >= 1 or None, got {self.max_attempts}")
+
+    def delay(self, retry: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        nominal = min(self.maximum, self.initial * self.factor ** max(retry - 1, 0))
+        return nominal / 2 + rng.uniform(0, nominal / 2)
+
+
+@dataclass
+class _Cached:
+    shared: SharedArrays
+    n_bins: np.ndarray[Any, Any]
+    is_categorical: np.ndarray[Any, Any]
+    edges: list[np.ndarray[Any, Any]]
+    n_rows: int
+    pins: int = 0
+
+
+class DatasetCache:
+    """Datasets in shared memory by content hash, least recently used evicted first.
+
+    A dataset pinned by a running or queued task is never evicted; the cache may then hold
+    more than ``max_entries`` for a while.
+    """
+
+    def __init__(self, max_entries: int = 8) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, _Cached] = OrderedDict()
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def hashes(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def put(self, payload: DatasetPayload) -> None:
+        """Copy ``payload`` into shared memory (a no-op if the hash is already cached)."""
+        if payload.hash in self._entries:
+            self._entries.move_to_end(payload.hash)
+            return
+        arrays: dict[str, np.ndarray[Any, Any]] = {"codes": payload.codes, "y": payload.y}
+        if payload.sample_weight is not None:
+            arrays["sw"] = payload.sample_weight
+        entry = _Cached(
+            SharedArrays(arrays),
+            np.array(payload.n_bins),
+            np.array(payload.is_categorical),
+            [np.array(e) for e in payload.edges],
+            payload.n_rows,
+        )
+        self._entries[payload.hash] = entry
+        self._evict()
+
+    def _evict(self) -> None:
+        for digest in list(self._entries):
+            if len(self._entries) <= self.max_entries:
+                return
+            if self._entries[digest].pins == 0:
+                self._entries.pop(digest).shared.close()
+
+    def get(self, digest: str) -> _Cached:
+        """The cached dataset (``KeyError`` if absent), marked as recently used."""
+        self._entries.move_to_end(digest)
+        return self._entries[digest]
+
+    def pin(self, digest: str) -> _Cached:
+        entry = self._entries[digest]
+        self._entries.move_to_end(digest)
+        entry.pins += 1
+        return entry
+
+    def unpin(self, digest: str) -> None:
+        entry = self._entries.get(digest)
+        if entry is not None:
+            entry.pins -= 1
+            self._evict()
+
+    def close(self) -> None:
+        """Free every segment (running pool tasks keep their own mapping on POSIX)."""
+        for entry in self._entries.values():
+            entry.shared.close()
+        self._entries.clear()
+
+
+def _default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{next(_names)}"
+
+
+class Worker:
+    """A cluster worker (see the module docstring).
+
+    Args:
+        host, port: the master's address.
+        token: the shared cluster token (bytes or str); ``None`` only for an
+            unauthenticated loopback master.
+        processes: pool processes, i.e. tasks run at once (``None``: all cores).
+        name: how the worker introduces itself (default ``host-pid-n``).
+        backoff: reconnection policy; ``rng`` makes its jitter reproducible.
+        heartbeat_interval: seconds between heartbeats (default: what the master asks for).
+        executor: run tasks here instead of the shared process pool (tests).
+        reconnect: after losing the master (not after its ``bye``), connect again.
+        drain_timeout: how long ``stop()`` lets running tasks finish.
+        max_datasets: datasets kept in the shared-memory cache.
+        sleep: the coroutine used to wait between connection attempts (tests).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        token: bytes | str | None = None,
+        processes: int | None = None,
+        name: str | None = None,
+        *,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        heartbeat_interval: float | None = None,
+        executor: Executor | None = None,
+        reconnect: bool = True,
+        connect_timeout: float = 10.0,
+        drain_timeout: float = 30.0,
+        max_datasets: int = 8,
+        config: WireConfig = DEFAULT_CONFIG,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.host = host
+        self.port = int(port)
+        self._token = token.encode() if isinstance(token, str) else token
+        self.processes = effective_n_jobs(-1 if processes is None else processes)
+        self.name = name if name is not None else _default_name()
+        self.backoff = backoff if backoff is not None else Backoff()
+        self._rng = rng if rng is not None else random.Random()
+        if heartbeat_interval is not None and heartbeat_interval <= 0:
+            raise ValueError(f"heartbeat_interval must be > 0, got {heartbeat_interval}")
+        self._heartbeat_interval = heartbeat_interval
+        self._executor = executor
+        self.reconnect = reconnect
+        self.connect_timeout = connect_timeout
+        self.drain_timeout = drain_timeout
+        self.config = config
+        self._sleep = sleep
+        self.cache = DatasetCache(max_datasets)
+        #: Tasks answered with a result, over the worker's life.
+        self.tasks_done = 0
+        #: Connection attempts that failed (and were retried).
+        self.connect_failures = 0
+        self._stop: asyncio.Event | None = None
+        self._drain = True
+        self._queue: deque[Task] = deque()
+        self._running: dict[tuple[int, int], asyncio.Task[None]] = {}
+        self._wake: asyncio.Event | None = None
+        self._conn: Connection | None = None
+        self._started = False
+
+    # ------------------------------------------------------------------ control
+
+    def stop(self, *, drain: bool = True) -> None:
+        """Leave the cluster: hand queued tasks back, let running ones finish (``drain``)
+        within ``drain_timeout``, say ``bye``. Safe to call from a signal handler."""
+        self._drain = self._drain and drain
+        if self._stop is not None:
+            self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: leave cleanly; a second signal leaves without waiting for tasks."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        logger.warning("worker %s: got %s, leaving the cluster", self.name, sig.name)
+        self.stop(drain=not self.stopping)
+
+    def _get_executor(self) -> Executor:
+        if self._executor is not None:
+            return self._executor
+        return get_executor(self.processes)
+
+    # ------------------------------------------------------------------ main loop
+
+    async def run(self) -> None:
+        """Serve the master until it says ``bye`` or :meth:`stop` is called.
+
+        Raises:
+            AuthenticationError: the master refused our token or failed to prove its own
+                (never retried: a wrong token will not become right).
+            VersionMismatch: the master speaks another protocol version.
+            ConnectionError: ``backoff.max_attempts`` connection attempts failed.
+        """
+        if self._started:
+            raise RuntimeError("Worker.run() can be called only once")
+        self._started = True
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        # Start the pool while we connect: the first task should not wait for process start.
+        warming = asyncio.get_running_loop().run_in_executor(self._get_executor(), warm_up)
+        try:
+            failures = 0
+            while not self._stop.is_set():
+                try:
+                    conn = await self._until_stopped(self._connect())
+                except WorkerStopped:
+                    break
+                except (AuthenticationError, VersionMismatch):
+                    raise
+                except (OSError, TimeoutError, ProtocolError) as exc:
+                    failures += 1
+                    self.connect_failures += 1
+                    limit = self.backoff.max_attempts
+                    if limit is not None and failures >= limit:
+                        raise ConnectionError(
+                            f"could not connect to the master at {self.host}:{self.port} "
+                            f"after {failures} attempts: {exc}"
+                        ) from exc
+                    delay = self.backoff.delay(failures, self._rng)
+                    logger.info(
+                        "worker %s: cannot reach %s:%s (%s); retrying in %.2f s",
+                        self.name, self.host, self.port, exc, delay,
+                    )
+                    try:
+                        await self._until_stopped(self._sleep(delay))
+                    except WorkerStopped:
+                        break
+                    continue
+                failures = 0
+                outcome = await self._session(conn)
+                if outcome != "lost" or not self.reconnect:
+                    break
+        finally:
+            await self._finish_running()
+            self.cache.close()
+            if not warming.done():
+                warming.cancel()
+            await asyncio.wait([warming])
+            if not warming.cancelled():
+                warming.exception()  # a broken pool shows up in the tasks; do not log it twice
+
+    async def _until_stopped(self, aw: Awaitable[Any]) -> Any:
+        """Await ``aw`` unless :meth:`stop` is called first (then raise WorkerStopped)."""
+        assert self._stop is not None
+        work = asyncio.ensure_future(aw)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.wait([work])
+                raise WorkerStopped
+        return work.result()
+
+    async def _connect(self) -> Connection:
+        return await open_connection(
+            self.host, self.port, token=self._token, timeout=self.connect_timeout,
+            config=self.config,
+        )
+
+    async def _finish_running(self) -> None:
+        running = list(self._running.values())
+        if not running:
+            return
+        if self._drain:
+            _, pending = await asyncio.wait(running, timeout=self.drain_timeout)
+        else:
+            pending = set(running)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _session(self, conn: Connection) -> str:
+        """Serve one connection; returns ``"bye"``, ``"lost"`` or ``"stopped"``."""
+        assert self._stop is not None
+        self._conn = conn
+        try:
+            await conn.send(
+                Register(self.name, self.processes, self.cache.hashes()).to_message()
+            )
+            first = decode(await conn.recv(timeout=self.connect_timeout), expect=("welcome", "bye"))
+        except (ConnectionClosed, ProtocolError, TimeoutError) as exc:
+            logger.warning("worker %s: registration with %s failed: %s", self.name, conn.peer, exc)
+            conn.abort()
+            return "lost"
+        if isinstance(first, Bye):
+            logger.warning("worker %s: the master refused us: %s", self.name, first.reason)
+            await conn.aclose(timeout=1.0)
+            return "bye"
+        assert isinstance(first, Welcome)
+        self.name = first.name
+        interval = self._heartbeat_interval or first.heartbeat_interval
+        logger.info("worker %s: registered with %s", self.name, conn.peer)
+        reader = go(self._read_loop(conn), name=f"aioforest-worker-read-{self.name}")
+        helpers = [
+            go(self._heartbeats(conn, interval), name=f"aioforest-worker-heartbeat-{self.name}"),
+            go(self._dispatch(conn), name=f"aioforest-worker-dispatch-{self.name}"),
+        ]
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                outcome = reader.result()
+            else:
+                await self._leave(conn)
+                outcome = "stopped"
+        finally:
+            stop.cancel()
+            for t in (reader, *helpers):
+                t.cancel()
+            await asyncio.wait([reader, *helpers])
+            self._drop_queue()
+            self._conn = None
+            await conn.aclose(timeout=1.0)
+        return outcome
+
+    async def _leave(self, conn: Connection) -> None:
+        """Graceful leave: hand queued tasks back (by saying bye), let running ones report."""
+        self._drop_queue()  # the master requeues every unanswered task when we say bye
+        await self._finish_running()
+        with contextlib.suppress(ConnectionClosed):
+            await conn.send(Bye("worker stopping").to_message())
+        logger.info("worker %s: left the cluster", self.name)
+
+    def _drop_queue(self) -> None:
+        while self._queue:
+            self.cache.unpin(self._queue.popleft().dataset)
+
+    async def _read_loop(self, conn: Connection) -> str:
+        try:
+            while True:
+                msg = decode(await conn.recv(), expect=_WORKER_RECEIVES)
+                if isinstance(msg, Bye):
+                    logger.info("worker %s: master said bye (%s)", self.name, msg.reason)
+                    return "bye"
+                await self._handle(conn, msg)
+        except ConnectionClosed as exc:
+            logger.warning("worker %s: lost the master: %s", self.name, exc)
+            return "lost"
+        except ProtocolError as exc:
+            logger.error("worker %s: protocol error from the master: %s", self.name, exc)
+            conn.abort()
+            return "lost"
+
+    async def _handle(self, conn: Connection, msg: object) -> None:
+        if isinstance(msg, DatasetPayload):
+            await self._store(msg)
+        elif isinstance(msg, Task):
+            await self._accept_task(conn, msg)
+        elif isinstance(msg, Cancel):
+            await self._cancel(conn, msg)
+        else:
+            raise MessageError(type(msg).__name__.lower(), None, "not expected after welcome")
+
+    async def _store(self, payload: DatasetPayload) -> None:
+        if payload.hash in self.cache:
+            return
+        # Hash and copy off the loop: heartbeats keep going while a big dataset lands.
+        actual = await asyncio.to_thread(payload.computed_hash)
+        if actual != payload.hash:
+            raise MessageError(
+                "dataset", "hash", f"content hashes to {actual}, not the announced {payload.hash}"
+            )
+        await asyncio.to_thread(self.cache.put, payload)
+
+    async def _accept_task(self, conn: Connection, task: Task) -> None:
+        if self.stopping:
+            return  # the master requeues it when it gets our bye
+        if task.dataset not in self.cache:
+            await self._answer(conn, TaskFailed(
+                task.job_id, task.task_id, task.attempt, "missing-dataset",
+                f"worker {self.name} does not hold dataset {task.dataset}",
+            ))
+            return
+        n_rows = self.cache.pin(task.dataset).n_rows
+        problem = _check_rows(task, n_rows)
+        if problem:
+            self.cache.unpin(task.dataset)
+            await self._answer(conn, TaskFailed(
+                task.job_id, task.task_id, task.attempt, "error", problem
+            ))
+            return
+        self._queue.append(task)
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _cancel(self, conn: Connection, cancel: Cancel) -> None:
+        keep: deque[Task] = deque()
+        dropped: list[Task] = []
+        for task in self._queue:
+            hit = task.job_id == cancel.job_id and (
+                cancel.task_ids is None or task.task_id in cancel.task_ids
+            )
+            (dropped if hit else keep).append(task)
+        self._queue = keep
+        for task in dropped:
+            self.cache.unpin(task.dataset)
+            await self._answer(conn, TaskFailed(
+                task.job_id, task.task_id, task.attempt, "cancelled", "cancelled before it started"
+            ))
+
+    async def _answer(self, conn: Connection, msg: TaskFailed | Result) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await conn.send(msg.to_message())
+
+    async def _heartbeats(self, conn: Connection, interval: float) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                running = len(self._running)
+                beat = Heartbeat(running, len(self._queue), max(self.processes - running, 0))
+                await conn.send(beat.to_message())
+                await asyncio.sleep(interval)
+
+    async def _dispatch(self, conn: Connection) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue and len(self._running) < self.processes:
+                task = self._queue.popleft()
+                self._running[task.key] = go(
+                    self._run_task(conn, task), name=f"aioforest-worker-task-{task.key}"
+                )
+
+    async def _run_task(self, conn: Connection, task: Task) -> None:
+        entry = self.cache.get(task.dataset)  # pinned since the task was queued
+        answer: Result | TaskFailed
+        try:
+            specs = entry.shared.specs
+            loop = asyncio.get_running_loop()
+            rows = np.asarray(task.rows) if isinstance(task.rows, np.ndarray) else task.rows
+            future = loop.run_in_executor(
+                self._get_executor(), fit_shared_task, specs["codes"], entry.n_bins,
+                entry.is_categorical, entry.edges, specs["y"], specs.get("sw"),
+                task.plan.to_json(), list(task.indices), rows,
+            )
+            try:
+                arrays = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                # Let the pool finish reading the shared segments before they can go away.
+                await asyncio.wait([future])
+                raise
+            trees = tuple(TreeArrays.from_arrays(a) for a in arrays)
+            answer = Result(task.job_id, task.task_id, task.attempt, trees)
+        except BrokenProcessPool as exc:
+            answer = TaskFailed(
+                task.job_id, task.task_id, task.attempt, "worker-error",
+                f"worker {self.name}: process pool broke: {exc}",
+            )
+        except Exception as exc:
+            answer = TaskFailed(
+                task.job_id, task.task_id, task.attempt, "error",
+                f"{type(exc).__name__}: {exc}",
+            )
+        finally:
+            self.cache.unpin(task.dataset)
+            self._running.pop(task.key, None)
+            if self._wake is not None:
+                self._wake.set()
+        if isinstance(answer, Result):
+            self.tasks_done += 1
+        if self._conn is conn:
+            await self._answer(conn, answer)
+
+
+def _check_rows(task: Task, n_rows: int) -> str | None:
+    rows = task.rows
+    if rows is None:
+        return None
+    if isinstance(rows, tuple):
+        if rows[1] > n_rows:
+            return f"rows [{rows[0]}, {rows[1]}) exceed the dataset's {n_rows} rows"
+        return None
+    if int(rows.max()) >= n_rows:
+        return f"row index {int(rows.max())} is out of range for {n_rows} rows"
+    return None

@@ -1,0 +1,263 @@
+"""``python -m aioforest.master``: train a random forest on a cluster of workers.
+
+With no worker option it starts two local worker processes (the embedded default); with
+``--local-workers N`` it starts N; with ``--workers N`` it listens for N external workers
+(``aioforest-worker --connect HOST:PORT``) and prints the address it listens on. Forest
+options default to :class:`~aioforest.RandomForestClassifier`'s defaults, so
+``--trees 30 --seed 5`` trains the same forest as
+``RandomForestClassifier(n_estimators=30, random_state=5).fit(read_csv(FILE))``.
+
+Exit status: 0 on success, 1 when training fails, 2 for bad usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+from ._runtime import run
+from .cluster import ClusterError, LocalCluster, Master
+from .data import DataError, Dataset, read_csv
+from .datasets import path as dataset_path
+from .ensemble import FitProgress, RandomForestClassifier
+from .persistence import save
+from .wire import load_token
+
+__all__ = ["build_parser", "main", "parse_max_features"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+_EXAMPLES = """\
+examples:
+  # two local worker processes (the default) on the bundled iris data
+  python -m aioforest.master --trees 50 --seed 1
+  # a CSV file, target column by name, model saved for later
+  aioforest-master --data train.csv --target label --trees 200 --out model.aiof
+  # data-parallel: each tree sees one of 4 row shards
+  aioforest-master --data big.csv --mode data --shards 4 --local-workers 4
+  # external workers on other machines (a token is required off loopback)
+  aioforest-master --data train.csv --bind 0.0.0.0 --port 7341 --token-file token --workers 3
+  aioforest-worker --connect master.example:7341 --token-file token   # on each worker
+"""
+
+
+def parse_max_features(text: str) -> int | float | str | None:
+    """``sqrt``/``log2``, ``all``/``none`` (every feature), an integer count or a fraction."""
+    lowered = text.strip().lower()
+    if lowered in ("sqrt", "log2"):
+        return lowered
+    if lowered in ("all", "none"):
+        return None
+    try:
+        return int(lowered)
+    except ValueError:
+        pass
+    try:
+        return float(lowered)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected sqrt, log2, all, an integer or a fraction, got {text!r}"
+        ) from None
+
+
+def _target(text: str) -> int | str:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _count(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aioforest-master",
+        description="Train a random forest on a cluster of aioforest workers.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = parser.add_argument_group("data and forest")
+    data.add_argument("--data", metavar="FILE",
+                      help="CSV file with a header row (default: the bundled iris data)")
+    data.add_argument("--target", type=_target, metavar="COL",
+                      help="label column: name or 0-based index (default: the last column)")
+    data.add_argument("--trees", type=_count(1), metavar="N",
+                      help="number of trees (default: the estimator's, 100)")
+    data.add_argument("--seed", type=_count(0), metavar="S",
+                      help="random_state (default: a fresh seed)")
+    data.add_argument("--max-features", type=parse_max_features, metavar="F",
+                      help="features tried per split: sqrt (default), log2, all, N or a fraction")
+    data.add_argument("--oob", action="store_true",
+                      help="also report the out-of-bag accuracy (model mode only)")
+    data.add_argument("--mode", choices=("model", "data"), default="model",
+                      help="model: whole trees on all rows (default); data: tree i on shard i%%K")
+    data.add_argument("--shards", type=_count(1), metavar="K",
+                      help="row shards for --mode data (default: the number of workers)")
+    data.add_argument("--out", metavar="MODEL", help="save the fitted model to this file")
+    net = parser.add_argument_group("cluster")
+    net.add_argument("--bind", default="127.0.0.1", metavar="HOST",
+                     help="address to listen on (default 127.0.0.1; others need a token)")
+    net.add_argument("--port", type=_count(0), default=0, metavar="P",
+                     help="port to listen on (default 0: a free port, printed)")
+    net.add_argument("--token-file", metavar="FILE",
+                     help="file holding the cluster token (default: $AIOFOREST_TOKEN)")
+    who = net.add_mutually_exclusive_group()
+    who.add_argument("--workers", type=_count(1), metavar="N",
+                     help="wait for N external workers to connect")
+    who.add_argument("--local-workers", type=_count(1), metavar="N",
+                     help="start N local worker processes (default: 2)")
+    net.add_argument("--processes-per-worker", type=_count(1), default=1, metavar="N",
+                     help="pool processes of each local worker (default 1)")
+    net.add_argument("--wait-timeout", type=float, default=300.0, metavar="SECONDS",
+                     help="how long to wait for external workers (default 300)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    return parser
+
+
+class _ProgressLine:
+    """A one-line progress display: trees done, trees per second, ETA."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.shown = False
+
+    def __call__(self, p: FitProgress) -> None:
+        if not self.enabled:
+            return
+        eta = f"{p.eta:6.1f}s" if np.isfinite(p.eta) else "     ?"
+        self.stream.write(
+            f"\rtrees {p.done}/{p.total}  {p.trees_per_second:8.1f} trees/s  ETA {eta}"
+        )
+        self.stream.flush()
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+@contextlib.asynccontextmanager
+async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterator[Master]:
+    if args.workers is not None:
+        async with Master(args.bind, args.port, token) as master:
+            print(
+                f"master listening on {master.address}; waiting for {args.workers} workers",
+                flush=True,
+            )
+            await master.wait_for_workers(args.workers, timeout=args.wait_timeout)
+            yield master
+    else:
+        n = args.local_workers if args.local_workers is not None else 2
+        async with LocalCluster(n, args.processes_per_worker, token) as cluster:
+            print(f"started {n} local workers; master on {cluster.master.address}", flush=True)
+            yield cluster.master
+
+
+def _estimator(args: argparse.Namespace) -> RandomForestClassifier:
+    params: dict[str, Any] = {}
+    if args.trees is not None:
+        params["n_estimators"] = args.trees
+    if args.seed is not None:
+        params["random_state"] = args.seed
+    if args.max_features is not None:
+        params["max_features"] = args.max_features
+    if args.oob:
+        params["oob_score"] = True
+    return RandomForestClassifier(**params)
+
+
+async def _train(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> int:
+    forest = _estimator(args)
+    progress = _ProgressLine(sys.stderr, not args.quiet)
+    async with _cluster(args, token) as master:
+        t0 = time.perf_counter()
+        try:
+            await master.fit(
+                forest, ds, mode=args.mode, n_shards=args.shards, on_progress=progress
+            )
+        finally:
+            progress.end()
+        elapsed = time.perf_counter() - t0
+        status = master.status()
+    y = np.asarray(ds.y)
+    print(
+        f"trained {len(forest.trees_)} trees on {ds.n_samples} rows x "
+        f"{len(forest.features_)} features in {elapsed:.2f} s (mode {args.mode})"
+    )
+    print(f"training accuracy: {forest.score(ds, y):.4f}")
+    if getattr(forest, "oob_score_", None) is not None:
+        print(f"out-of-bag accuracy: {forest.oob_score_:.4f}")
+    per_worker = ", ".join(f"{k}: {v}" for k, v in sorted(status["tasks_done_by_worker"].items()))
+    print(f"tasks per worker: {per_worker}")
+    b = status["bytes"]
+    print(
+        f"bytes sent: {_size(b['sent_raw'])} before compression, {_size(b['sent_wire'])} on "
+        f"the wire; received: {_size(b['received_raw'])} before, {_size(b['received_wire'])} on "
+        "the wire"
+    )
+    if args.out:
+        save(forest, args.out)
+        print(f"model saved to {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``aioforest-master`` / ``python -m aioforest.master``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    if args.shards is not None and args.mode != "data":
+        parser.error("--shards needs --mode data")
+    if args.oob and args.mode == "data":
+        parser.error("--oob is not supported with --mode data")
+    try:
+        token = load_token(args.token_file)
+    except (OSError, ValueError) as exc:
+        print(f"{prog}: error: cannot read the token: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    source = args.data if args.data is not None else str(dataset_path("iris_headers.csv"))
+    try:
+        ds = read_csv(source, target=args.target if args.target is not None else -1)
+    except (OSError, DataError) as exc:
+        print(f"{prog}: error: cannot read {source}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return run(_train(args, ds, token))
+    except (ClusterError, ValueError, TimeoutError, OSError) as exc:
+        print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
