@@ -146,6 +146,8 @@ def main() -> None:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    parser.add_argument("--no-lightgbm", action="store_true",
+                        help="leave LightGBM out (its rf mode is slow for fully grown trees)")
     parser.add_argument("--memory-probe", nargs=3, metavar=("LIB", "DATASET", "N_JOBS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,6 +160,8 @@ def main() -> None:
     rows = []
     for name, data in datasets.items():
         models = _models(args.n_jobs, len(data[2]))
+        if args.no_lightgbm:
+            models.pop("lightgbm-rf", None)
         results: dict[str, tuple[float, float, float, float]] = {}
         for lib, make in models.items():
             _run_once(make, (data[0][:200], data[1][:50], data[2][:200], data[3][:50]))  # warm up

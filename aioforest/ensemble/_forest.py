@@ -9,12 +9,13 @@ trees finish in, and whether it was fitted here, on a cluster, or resumed from a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Future, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +48,13 @@ _SHARED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 @dataclass(frozen=True)
 class FitProgress:
-    """One tree finished: which one, how many are done, and the pace so far."""
+    """One tree finished: which one (and the tree itself), how many are done, the pace."""
 
     index: int
     done: int
     total: int
     elapsed: float
+    tree: TreeArrays | None = None
 
     @property
     def trees_per_second(self) -> float:
@@ -152,17 +154,25 @@ class _BaseForest(BaseEstimator, TreeModel):
             shared.allocate("codes", binned.codes.shape, np.uint8)[...] = binned.codes
             del binned
             futures: dict[Future[list[dict[str, np.ndarray]]], list[int]] = {}
+            chunks = iter(_chunks(job.indices, plan.n_draws, n_workers))
+            args = (shared.specs["codes"], bins.n_bins, bins.is_categorical, list(bins.edges),
+                    shared.specs["y"], shared.specs.get("sw"), plan.to_json())
+
+            def submit_next() -> None:
+                chunk = next(chunks, None)
+                if chunk is not None:
+                    futures[executor.submit(fit_task, *args, chunk)] = chunk
+
             try:
-                for chunk in _chunks(job.indices, plan.n_draws, n_workers):
-                    fut = executor.submit(
-                        fit_task, shared.specs["codes"], bins.n_bins, bins.is_categorical,
-                        list(bins.edges), shared.specs["y"], shared.specs.get("sw"),
-                        plan.to_json(), chunk,
-                    )
-                    futures[fut] = chunk
-                for fut in as_completed(futures):
-                    for i, arrays in zip(futures[fut], fut.result(), strict=True):
-                        out[i] = TreeArrays.from_arrays(arrays)
+                # At most n_jobs tasks in flight, even when the shared pool is larger.
+                for _ in range(n_workers):
+                    submit_next()
+                while futures:
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        for i, arrays in zip(futures.pop(fut), fut.result(), strict=True):
+                            out[i] = TreeArrays.from_arrays(arrays)
+                        submit_next()
             finally:
                 for fut in futures:
                     fut.cancel()
@@ -229,22 +239,28 @@ class _BaseForest(BaseEstimator, TreeModel):
                     np.empty((len(edges), 0), np.uint8), n_bins, prep.is_categorical, tuple(edges)
                 )
             pending: dict[asyncio.Future[list[dict[str, np.ndarray]]], list[int]] = {}
-            for chunk in _chunks(job.indices, plan.n_draws, n_workers):
-                fut = loop.run_in_executor(
-                    executor, fit_task, shared.specs["codes"], bins.n_bins, bins.is_categorical,
-                    list(bins.edges), shared.specs["y"], shared.specs.get("sw"),
-                    plan.to_json(), chunk,
-                )
-                pending[fut] = chunk
+            chunks = iter(_chunks(job.indices, plan.n_draws, n_workers))
+            args = (shared.specs["codes"], bins.n_bins, bins.is_categorical, list(bins.edges),
+                    shared.specs["y"], shared.specs.get("sw"), plan.to_json())
+
+            def submit_next() -> None:
+                chunk = next(chunks, None)
+                if chunk is not None:
+                    pending[loop.run_in_executor(executor, fit_task, *args, chunk)] = chunk
+
+            for _ in range(n_workers):  # at most n_jobs tasks in flight
+                submit_next()
             try:
                 while pending:
                     done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                     for fut in sorted(done, key=lambda f: pending[f][0]):
                         chunk = pending.pop(fut)
+                        submit_next()
                         for i, arrays in zip(chunk, fut.result(), strict=True):
                             trees[i] = TreeArrays.from_arrays(arrays)
                             yield FitProgress(
-                                i, len(trees), len(job.indices), time.perf_counter() - t0
+                                i, len(trees), len(job.indices), time.perf_counter() - t0,
+                                trees[i],
                             )
             finally:
                 for fut in pending:
@@ -395,7 +411,7 @@ class _BaseForest(BaseEstimator, TreeModel):
         with SharedArrays({"X": Xe}) as xs:
             futures = [
                 executor.submit(shared.task_rows, xs.specs["X"], int(lo), int(hi))
-                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+                for lo, hi in itertools.pairwise(bounds)
             ]
             try:
                 parts = [f.result() for f in futures]

@@ -204,11 +204,15 @@ def _context() -> Any:
 
 
 def get_executor(n_workers: int) -> ProcessPoolExecutor:
-    """A process pool with ``n_workers`` processes, reused across calls."""
+    """A process pool with at least ``n_workers`` processes, reused across calls.
+
+    Callers bound their own parallelism by how many tasks they submit, so a larger pool
+    left by an earlier call is reused rather than restarted.
+    """
     global _executor, _executor_workers
     with _executor_lock:
         broken = _executor is not None and getattr(_executor, "_broken", False)
-        if _executor is None or broken or _executor_workers != n_workers:
+        if _executor is None or broken or _executor_workers < n_workers:
             if _executor is not None:
                 _executor.shutdown(wait=not broken, cancel_futures=True)
             _executor = ProcessPoolExecutor(max_workers=n_workers, mp_context=_context())
