@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -23,6 +24,7 @@ import numpy as np
 
 from ._runtime import run
 from .cluster import ClusterError, LocalCluster, Master
+from .cluster._master import is_loopback
 from .data import DataError, Dataset, read_csv
 from .datasets import path as dataset_path
 from .ensemble import FitProgress, RandomForestClassifier
@@ -135,14 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
 class _ProgressLine:
     """A one-line progress display: trees done, trees per second, ETA."""
 
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
+    def __init__(self, stream: TextIO, enabled: bool, min_interval: float = 0.1) -> None:
         self.stream = stream
         self.enabled = enabled
         self.shown = False
+        self.min_interval = min_interval
+        self._last = -math.inf
 
     def __call__(self, p: FitProgress) -> None:
         if not self.enabled:
             return
+        now = time.monotonic()
+        if p.done < p.total and now - self._last < self.min_interval:
+            return  # at most ~10 updates a second, and always the last one
+        self._last = now
         eta = f"{p.eta:6.1f}s" if np.isfinite(p.eta) else "     ?"
         self.stream.write(
             f"\rtrees {p.done}/{p.total}  {p.trees_per_second:8.1f} trees/s  ETA {eta}"
@@ -243,6 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"{prog}: error: cannot read the token: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.workers is not None and token is None and not is_loopback(args.bind):
+        parser.error(
+            f"--bind {args.bind} needs a token (--token-file or AIOFOREST_TOKEN): without one "
+            "anyone who can reach the port could join"
+        )
     source = args.data if args.data is not None else str(dataset_path("iris_headers.csv"))
     try:
         ds = read_csv(source, target=args.target if args.target is not None else -1)

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import secrets
+import signal
 import sys
-from collections import deque
+import tempfile
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from ._master import ClusterError, Master
 
 __all__ = ["LocalCluster"]
-
-logger = logging.getLogger("aioforest.cluster")
 
 
 class LocalCluster:
@@ -66,8 +64,9 @@ class LocalCluster:
         self.stop_timeout = stop_timeout
         self.master = Master("127.0.0.1", 0, self._token, **master_options)
         self.processes: list[asyncio.subprocess.Process] = []
-        self._stderr: list[deque[str]] = []
-        self._readers: list[asyncio.Task[None]] = []
+        # Worker stderr goes to files, not pipes: a pipe stays open as long as any process
+        # holds it, and a killed worker's pool processes can outlive it for a while.
+        self._stderr: list[IO[bytes]] = []
 
     async def __aenter__(self) -> LocalCluster:
         await self.master.start()
@@ -91,6 +90,8 @@ class LocalCluster:
     async def _spawn(self, i: int) -> None:
         env = dict(os.environ)
         env["AIOFOREST_TOKEN"] = self._token
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - lives until close()
+        self._stderr.append(log)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "aioforest.worker",
             "--connect", f"127.0.0.1:{self.master.port}",
@@ -99,13 +100,13 @@ class LocalCluster:
             "--max-retries", "5",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stderr=log,
             env=env,
+            # Its own process group: a Ctrl-C at the terminal reaches the master only (which
+            # then says bye), and the group can be cleaned up if the worker dies abruptly.
+            start_new_session=True,
         )
         self.processes.append(proc)
-        tail: deque[str] = deque(maxlen=20)
-        self._stderr.append(tail)
-        self._readers.append(asyncio.ensure_future(_collect(proc, tail, i + 1)))
 
     async def _wait_ready(self) -> None:
         ready = asyncio.ensure_future(self.master.wait_for_workers(self.n_workers))
@@ -124,8 +125,7 @@ class LocalCluster:
             await asyncio.wait([ready, *exits])
         for i, proc in enumerate(self.processes):
             if proc.returncode is not None:
-                await asyncio.wait([self._readers[i]], timeout=1.0)
-                detail = "\n".join(self._stderr[i]) or "(no output)"
+                detail = "\n".join(self.worker_stderr[i]) or "(no output)"
                 raise ClusterError(
                     f"local worker {i + 1} exited with code {proc.returncode} during startup:\n"
                     f"{detail}"
@@ -134,26 +134,25 @@ class LocalCluster:
     @property
     def worker_stderr(self) -> list[list[str]]:
         """The last lines each worker wrote to stderr (for diagnostics)."""
-        return [list(t) for t in self._stderr]
+        tails = []
+        for log in self._stderr:
+            log.seek(0)
+            lines = log.read().decode(errors="replace").splitlines()
+            tails.append(lines[-20:])
+        return tails
 
     async def close(self) -> None:
         """Close the master (workers get ``bye`` and exit), then reap every process."""
         await self.master.close()
         for proc in self.processes:
             await _reap(proc, self.stop_timeout)
-        if self._readers:
-            await asyncio.wait(self._readers, timeout=1.0)
-            for r in self._readers:
-                r.cancel()
-            await asyncio.wait(self._readers)
-
-
-async def _collect(proc: asyncio.subprocess.Process, tail: deque[str], n: int) -> None:
-    assert proc.stderr is not None
-    while line := await proc.stderr.readline():
-        text = line.decode(errors="replace").rstrip()
-        tail.append(text)
-        logger.debug("local worker %d: %s", n, text)
+            if proc.returncode != 0:
+                # A worker that did not exit cleanly may leave its pool processes behind.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        for log in self._stderr:
+            log.close()
+        self._stderr.clear()
 
 
 async def _reap(proc: asyncio.subprocess.Process, timeout: float) -> None:  # noqa: ASYNC109

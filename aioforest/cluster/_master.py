@@ -203,6 +203,7 @@ class Master:
         self._ssl = ssl
         self._scheduler = Scheduler(prefetch=prefetch, max_failures=max_failures)
         self._server: asyncio.Server | None = None
+        self._port: int | None = None
         self._peers: dict[str, _Peer] = {}
         self._jobs: dict[int, _Job] = {}
         self._datasets: dict[str, _DatasetEntry] = {}
@@ -226,6 +227,7 @@ class Master:
         self._server = await asyncio.start_server(
             self._on_connect, self.host, self._requested_port, ssl=self._ssl
         )
+        self._port = int(self._server.sockets[0].getsockname()[1])
         logger.info("master listening on %s", self.address)
         return self
 
@@ -242,10 +244,10 @@ class Master:
 
     @property
     def port(self) -> int:
-        """The port actually listened on."""
-        if self._server is None or not self._server.sockets:
-            raise RuntimeError("the master is not listening (use async with Master(...))")
-        return int(self._server.sockets[0].getsockname()[1])
+        """The port actually listened on (still known after :meth:`close`)."""
+        if self._port is None:
+            raise RuntimeError("the master is not started (use async with Master(...))")
+        return self._port
 
     @property
     def address(self) -> str:
@@ -269,13 +271,9 @@ class Master:
                 job.future.set_exception(ClusterClosed("the master was closed during the fit"))
         if self._peers_changed is not None:
             await self._notify_peers()
-        for peer in list(self._peers.values()):
-            if peer.sender is not None:
-                peer.sender.cancel()
-            with contextlib.suppress(ConnectionClosed, TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await peer.conn.send(Bye("master shutting down").to_message())
-            await peer.conn.aclose(timeout=2.0)
+        peers = list(self._peers.values())
+        if peers:
+            await asyncio.gather(*(self._goodbye(peer) for peer in peers))
         handlers = list(self._handlers)
         if handlers:
             _, pending = await asyncio.wait(handlers, timeout=5.0)
@@ -285,6 +283,15 @@ class Master:
                 await asyncio.wait(pending)
         if self._server is not None:
             await self._server.wait_closed()
+
+    @staticmethod
+    async def _goodbye(peer: _Peer) -> None:
+        if peer.sender is not None:
+            peer.sender.cancel()
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            async with asyncio.timeout(2.0):
+                await peer.conn.send(Bye("master shutting down").to_message())
+        await peer.conn.aclose(timeout=2.0)
 
     def _check_open(self) -> None:
         if self._server is None:
@@ -370,20 +377,19 @@ class Master:
         if reg is None:
             return
         name = self._unique_name(reg.name)
-        try:
-            await conn.send(Welcome(name, self.heartbeat_interval).to_message())
-        except ConnectionClosed:
-            return
         peer = _Peer(name, conn)
-        self._peers[name] = peer
-        self._tasks_done_by.setdefault(name, 0)
-        self._scheduler.add_worker(name, reg.slots, reg.datasets)
-        peer.sender = go(self._send_loop(peer), name=f"aioforest-master-send-{name}")
-        logger.info("master: worker %s joined from %s with %d slots", name, conn.peer, reg.slots)
-        await self._notify_peers()
-        self._pump()
+        self._peers[name] = peer  # reserves the name before we await anything
         graceful = False
         try:
+            await conn.send(Welcome(name, self.heartbeat_interval).to_message())
+            self._tasks_done_by.setdefault(name, 0)
+            self._scheduler.add_worker(name, reg.slots, reg.datasets)
+            peer.sender = go(self._send_loop(peer), name=f"aioforest-master-send-{name}")
+            logger.info(
+                "master: worker %s joined from %s with %d slots", name, conn.peer, reg.slots
+            )
+            await self._notify_peers()
+            self._pump()
             while True:
                 msg = decode(
                     await conn.recv(timeout=self.heartbeat_timeout), expect=_MASTER_RECEIVES
@@ -403,6 +409,8 @@ class Master:
                 logger.warning("master: lost worker %s: %s", name, exc)
         except ProtocolError as exc:
             logger.error("master: dropping worker %s: %s", name, exc)
+        except Exception:  # a bug of ours: drop the worker (its tasks are requeued), say why
+            logger.exception("master: internal error while serving worker %s", name)
         finally:
             await self._drop_peer(peer, graceful=graceful)
 
@@ -418,7 +426,7 @@ class Master:
         self._closed_bytes["sent_wire"] += stats.sent.wire_bytes
         self._closed_bytes["received_raw"] += stats.received.raw_bytes
         self._closed_bytes["received_wire"] += stats.received.wire_bytes
-        if not graceful and not self._closing:
+        if not graceful and not self._closing and self._scheduler.has_worker(peer.name):
             self._workers_lost += 1
         for failure in self._scheduler.on_worker_lost(peer.name, graceful=graceful):
             self._fail_job(failure.job_id, JobFailedError(failure.reason), failure.cancels)
@@ -550,7 +558,9 @@ class Master:
         into ``n_shards`` shards (default: the number of connected workers; the forest
         depends on it) and tree ``i`` trains on shard ``i % n_shards`` only, with a
         bootstrap sample scaled to the shard; a worker receives only the shards it works
-        on. Bins are learned once, here, on all rows, in both modes.
+        on. Each shard is placed on one worker, which then fits all of that shard's trees;
+        with more shards than workers some workers hold several. Bins are learned once,
+        here, on all rows, in both modes.
 
         ``on_progress`` is called with a :class:`~aioforest.ensemble.FitProgress` per tree
         received. ``priority``: higher runs first when several fits share the cluster.
@@ -560,6 +570,11 @@ class Master:
         master closes first. Cancelling the call cancels the fit's tasks on the workers.
         """
         self._check_open()
+        if not (hasattr(estimator, "_start") and hasattr(estimator, "_finish")):
+            raise TypeError(
+                f"Master.fit needs an aioforest RandomForestClassifier or RandomForestRegressor, "
+                f"got {type(estimator).__name__}"
+            )
         if mode not in ("model", "data"):
             raise ValueError(f"mode must be 'model' or 'data', got {mode!r}")
         if task_size is not None and (
@@ -590,6 +605,13 @@ class Master:
             groups = await asyncio.to_thread(
                 _shard_groups, binned, prep.y, prep.sample_weight, plan, fit_job.indices, k
             )
+        for payload, _, _ in groups:
+            if payload.nbytes > self.config.max_message_size:
+                raise ValueError(
+                    f"the binned dataset is {payload.nbytes} bytes, over the wire limit "
+                    f"max_message_size={self.config.max_message_size}; use mode='data' with "
+                    "more shards, or raise the limit in the WireConfig of master and workers"
+                )
         self._check_open()
         job_id = next(self._job_ids)
         tasks: dict[int, _TaskInfo] = {}
@@ -610,7 +632,11 @@ class Master:
         )
         self._jobs[job_id] = job
         try:
-            specs = [TaskSpec(tid, t.dataset, t.indices[0]) for tid, t in tasks.items()]
+            # A shard lives on one worker (its tasks wait for it) unless that worker is lost.
+            replicas = 1 if mode == "data" else None
+            specs = [
+                TaskSpec(tid, t.dataset, t.indices[0], replicas) for tid, t in tasks.items()
+            ]
             self._scheduler.add_job(job_id, specs, priority=priority)
             self._pump()
             await job.future
@@ -638,6 +664,8 @@ class Master:
         totals = dict(self._closed_bytes)
         workers: dict[str, Any] = {}
         for name, peer in self._peers.items():
+            if not self._scheduler.has_worker(name):
+                continue  # still being welcomed
             stats = peer.conn.stats
             totals["sent_raw"] += stats.sent.raw_bytes
             totals["sent_wire"] += stats.sent.wire_bytes

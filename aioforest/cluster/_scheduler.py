@@ -20,7 +20,9 @@ Rules:
   ``max_failures`` times fails its job instead of killing worker after worker.
 * **Placement.** The scheduler remembers which worker holds which dataset. It prefers
   workers that already hold a task's dataset and tells the caller when a dataset has to
-  be sent first (marking it as held from then on).
+  be sent first (marking it as held from then on). A task may cap how many workers hold
+  its dataset (``max_replicas``); past the cap its tasks wait for a holder's credit, which
+  is how a data-parallel shard stays on one worker.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class TaskSpec:
     task_id: int
     dataset: str
     order: int  # usually the first tree index of the task
+    #: At most this many workers may hold the task's dataset (``None``: no limit). With 1,
+    #: a data shard stays on one worker and its tasks wait for that worker.
+    max_replicas: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,7 @@ class _Task:
     task_id: int
     dataset: str
     order: int
+    max_replicas: int | None = None
     attempt: int = 0
     failures: int = 0
     worker: str | None = None
@@ -196,7 +202,13 @@ class Scheduler:
             raise ValueError(f"job {job_id} already exists")
         if not tasks:
             raise ValueError(f"job {job_id} has no tasks")
-        states = {t.task_id: _Task(job_id, t.task_id, t.dataset, t.order) for t in tasks}
+        for t in tasks:
+            if t.max_replicas is not None and t.max_replicas < 1:
+                raise ValueError(f"task {t.task_id}: max_replicas must be >= 1 or None")
+        states = {
+            t.task_id: _Task(job_id, t.task_id, t.dataset, t.order, t.max_replicas)
+            for t in tasks
+        }
         if len(states) != len(tasks):
             raise ValueError(f"job {job_id} repeats a task id")
         job = _Job(job_id, priority, next(self._job_seq), states, len(states))
@@ -264,11 +276,21 @@ class Scheduler:
         """
         out: list[Assignment] = []
         free = {w.name: w for w in self._workers.values() if len(w.outstanding) < w.credits}
+        waiting: list[tuple[int, int, int, int, int, int]] = []  # tasks for a busy holder
         while self._heap and free:
-            task = self._live(heapq.heappop(self._heap))
+            entry = heapq.heappop(self._heap)
+            task = self._live(entry)
             if task is None:
                 continue
-            worker = self._pick(task.dataset, free.values())
+            candidates: Iterable[_Worker] = free.values()
+            if task.max_replicas is not None:
+                holders = sum(task.dataset in w.datasets for w in self._workers.values())
+                if holders >= task.max_replicas:
+                    candidates = [w for w in free.values() if task.dataset in w.datasets]
+                    if not candidates:
+                        waiting.append(entry)
+                        continue
+            worker = self._pick(task.dataset, candidates)
             send = task.dataset not in worker.datasets
             if send:
                 worker.datasets.add(task.dataset)
@@ -284,6 +306,8 @@ class Scheduler:
                     worker.name, task.job_id, task.task_id, task.attempt, task.dataset, send
                 )
             )
+        for entry in waiting:
+            heapq.heappush(self._heap, entry)
         return out
 
     @staticmethod

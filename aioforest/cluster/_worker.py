@@ -134,23 +134,32 @@ class DatasetCache:
     def hashes(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
-    def put(self, payload: DatasetPayload) -> None:
-        """Copy ``payload`` into shared memory (a no-op if the hash is already cached)."""
-        if payload.hash in self._entries:
-            self._entries.move_to_end(payload.hash)
-            return
+    @staticmethod
+    def prepare(payload: DatasetPayload) -> _Cached:
+        """Copy ``payload`` into new shared memory (thread-safe: touches no cache state)."""
         arrays: dict[str, np.ndarray[Any, Any]] = {"codes": payload.codes, "y": payload.y}
         if payload.sample_weight is not None:
             arrays["sw"] = payload.sample_weight
-        entry = _Cached(
+        return _Cached(
             SharedArrays(arrays),
             np.array(payload.n_bins),
             np.array(payload.is_categorical),
             [np.array(e) for e in payload.edges],
             payload.n_rows,
         )
-        self._entries[payload.hash] = entry
+
+    def insert(self, digest: str, entry: _Cached) -> None:
+        """Add a prepared dataset (an already cached hash keeps its entry)."""
+        if digest in self._entries:
+            entry.shared.close()
+            self._entries.move_to_end(digest)
+            return
+        self._entries[digest] = entry
         self._evict()
+
+    def put(self, payload: DatasetPayload) -> None:
+        """Copy ``payload`` into shared memory and cache it."""
+        self.insert(payload.hash, self.prepare(payload))
 
     def _evict(self) -> None:
         for digest in list(self._entries):
@@ -245,12 +254,15 @@ class Worker:
         self.tasks_done = 0
         #: Connection attempts that failed (and were retried).
         self.connect_failures = 0
+        #: Sessions the master welcomed us to.
+        self.sessions = 0
         self._stop: asyncio.Event | None = None
         self._drain = True
         self._queue: deque[Task] = deque()
         self._running: dict[tuple[int, int], asyncio.Task[None]] = {}
         self._wake: asyncio.Event | None = None
         self._conn: Connection | None = None
+        self._pool_start: asyncio.Future[None] | None = None
         self._started = False
 
     # ------------------------------------------------------------------ control
@@ -261,6 +273,16 @@ class Worker:
         self._drain = self._drain and drain
         if self._stop is not None:
             self._stop.set()
+
+    @property
+    def running(self) -> int:
+        """Tasks running in the pool now."""
+        return len(self._running)
+
+    @property
+    def queued(self) -> int:
+        """Tasks received and waiting for a free process."""
+        return len(self._queue)
 
     @property
     def stopping(self) -> bool:
@@ -276,9 +298,16 @@ class Worker:
         logger.warning("worker %s: got %s, leaving the cluster", self.name, sig.name)
         self.stop(drain=not self.stopping)
 
-    def _get_executor(self) -> Executor:
+    def _start_pool(self) -> None:
+        # In a thread: starting a forkserver pool blocks until its processes exist, which
+        # would otherwise freeze the event loop (registration, heartbeats) for that long.
+        get_executor(self.processes).submit(warm_up).result()
+
+    async def _pool(self) -> Executor:
         if self._executor is not None:
             return self._executor
+        if self._pool_start is not None and not self._pool_start.done():
+            await asyncio.wait([self._pool_start])
         return get_executor(self.processes)
 
     # ------------------------------------------------------------------ main loop
@@ -297,10 +326,8 @@ class Worker:
         self._started = True
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
-        # Start the pool while we connect: the first task should not wait for process start.
-        warming = asyncio.get_running_loop().run_in_executor(self._get_executor(), warm_up)
         try:
-            failures = 0
+            failures = 0  # connection attempts or sessions in a row that got nowhere
             while not self._stop.is_set():
                 try:
                     conn = await self._until_stopped(self._connect())
@@ -311,34 +338,43 @@ class Worker:
                 except (OSError, TimeoutError, ProtocolError) as exc:
                     failures += 1
                     self.connect_failures += 1
-                    limit = self.backoff.max_attempts
-                    if limit is not None and failures >= limit:
-                        raise ConnectionError(
-                            f"could not connect to the master at {self.host}:{self.port} "
-                            f"after {failures} attempts: {exc}"
-                        ) from exc
-                    delay = self.backoff.delay(failures, self._rng)
-                    logger.info(
-                        "worker %s: cannot reach %s:%s (%s); retrying in %.2f s",
-                        self.name, self.host, self.port, exc, delay,
-                    )
-                    try:
-                        await self._until_stopped(self._sleep(delay))
-                    except WorkerStopped:
+                    if not await self._back_off(failures, exc):
                         break
                     continue
-                failures = 0
+                welcomed_before = self.sessions
                 outcome = await self._session(conn)
                 if outcome != "lost" or not self.reconnect:
+                    break
+                # Lost after a welcome: start over. Lost before one (the master hung up on
+                # us): count it, so a master that keeps refusing us is not hammered.
+                failures = 1 if self.sessions > welcomed_before else failures + 1
+                if not await self._back_off(failures, ConnectionError("the master hung up")):
                     break
         finally:
             await self._finish_running()
             self.cache.close()
-            if not warming.done():
-                warming.cancel()
-            await asyncio.wait([warming])
-            if not warming.cancelled():
-                warming.exception()  # a broken pool shows up in the tasks; do not log it twice
+            if self._pool_start is not None:
+                await asyncio.wait([self._pool_start])  # a thread cannot be cancelled
+                self._pool_start.exception()  # a broken pool shows in the tasks; log it once
+
+    async def _back_off(self, failures: int, exc: BaseException) -> bool:
+        """Wait before the next attempt; False if stopped meanwhile. Raises past the limit."""
+        limit = self.backoff.max_attempts
+        if limit is not None and failures >= limit:
+            raise ConnectionError(
+                f"could not connect to the master at {self.host}:{self.port} "
+                f"after {failures} attempts: {exc}"
+            ) from exc
+        delay = self.backoff.delay(failures, self._rng)
+        logger.info(
+            "worker %s: cannot reach %s:%s (%s); retrying in %.2f s",
+            self.name, self.host, self.port, exc, delay,
+        )
+        try:
+            await self._until_stopped(self._sleep(delay))
+        except WorkerStopped:
+            return False
+        return True
 
     async def _until_stopped(self, aw: Awaitable[Any]) -> Any:
         """Await ``aw`` unless :meth:`stop` is called first (then raise WorkerStopped)."""
@@ -347,12 +383,15 @@ class Worker:
         stop = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled: take the work down with us
+            work.cancel()
+            raise
         finally:
             stop.cancel()
-            if not work.done():
-                work.cancel()
-                await asyncio.wait([work])
-                raise WorkerStopped
+        if not work.done():
+            work.cancel()
+            await asyncio.wait([work])
+            raise WorkerStopped
         return work.result()
 
     async def _connect(self) -> Connection:
@@ -395,6 +434,11 @@ class Worker:
             return "bye"
         assert isinstance(first, Welcome)
         self.name = first.name
+        self.sessions += 1
+        if self._executor is None and self._pool_start is None:
+            # Start the pool now, not at the first task (which would wait for it), and not
+            # before the master accepted us (a refused worker should exit at once).
+            self._pool_start = asyncio.ensure_future(asyncio.to_thread(self._start_pool))
         interval = self._heartbeat_interval or first.heartbeat_interval
         logger.info("worker %s: registered with %s", self.name, conn.peer)
         reader = go(self._read_loop(conn), name=f"aioforest-worker-read-{self.name}")
@@ -461,13 +505,14 @@ class Worker:
     async def _store(self, payload: DatasetPayload) -> None:
         if payload.hash in self.cache:
             return
-        # Hash and copy off the loop: heartbeats keep going while a big dataset lands.
+        # Hash and copy off the loop: heartbeats keep going while a big dataset lands. The
+        # cache itself is only touched here, on the loop.
         actual = await asyncio.to_thread(payload.computed_hash)
         if actual != payload.hash:
             raise MessageError(
                 "dataset", "hash", f"content hashes to {actual}, not the announced {payload.hash}"
             )
-        await asyncio.to_thread(self.cache.put, payload)
+        self.cache.insert(payload.hash, await asyncio.to_thread(DatasetCache.prepare, payload))
 
     async def _accept_task(self, conn: Connection, task: Task) -> None:
         if self.stopping:
@@ -536,7 +581,7 @@ class Worker:
             loop = asyncio.get_running_loop()
             rows = np.asarray(task.rows) if isinstance(task.rows, np.ndarray) else task.rows
             future = loop.run_in_executor(
-                self._get_executor(), fit_shared_task, specs["codes"], entry.n_bins,
+                await self._pool(), fit_shared_task, specs["codes"], entry.n_bins,
                 entry.is_categorical, entry.edges, specs["y"], specs.get("sw"),
                 task.plan.to_json(), list(task.indices), rows,
             )
