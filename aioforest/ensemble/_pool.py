@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import sys
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import resource_tracker
@@ -199,8 +200,28 @@ def _context() -> Any:
         return mp.get_context("spawn")
     ctx = _NoMainContext()
     # Workers fork from a server that already imported numpy and the tree code.
-    ctx.set_forkserver_preload(["aioforest.ensemble._tasks"])
+    ctx.set_forkserver_preload(["aioforest.ensemble._tasks", "aioforest.cluster._tasks"])
     return ctx
+
+
+def _watch_parent(interval: float = 1.0) -> None:
+    """Pool-process initializer: exit when the process that started us is gone.
+
+    Pool processes block on a queue whose write end they hold themselves, so they never see
+    EOF when the owner is SIGKILLed, and with forkserver they also keep the server alive.
+    ``multiprocessing.parent_process()`` is the owner (its sentinel pipe closes when the
+    owner dies, however it dies); a daemon thread polls it and ends this process.
+    """
+    owner = mp.parent_process()
+    if owner is None:
+        return
+
+    def watch() -> None:
+        while owner.is_alive():
+            time.sleep(interval)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="aioforest-parent-watch", daemon=True).start()
 
 
 def get_executor(n_workers: int) -> ProcessPoolExecutor:
@@ -215,7 +236,9 @@ def get_executor(n_workers: int) -> ProcessPoolExecutor:
         if _executor is None or broken or _executor_workers < n_workers:
             if _executor is not None:
                 _executor.shutdown(wait=not broken, cancel_futures=True)
-            _executor = ProcessPoolExecutor(max_workers=n_workers, mp_context=_context())
+            _executor = ProcessPoolExecutor(
+                max_workers=n_workers, mp_context=_context(), initializer=_watch_parent
+            )
             _executor_workers = n_workers
         return _executor
 
