@@ -20,7 +20,7 @@ $(STAMP_TEST): pyproject.toml | $(PY)
 	touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)
-	$(PY) -m aioforest
+	$(PY) -m aioforest.master --seed 7 --oob --out out/iris-forest.aiof
 
 test: $(STAMP_TEST)
 	$(PY) -m pytest -q -m "not slow"
