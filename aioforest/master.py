@@ -1,6 +1,8 @@
 """``python -m aioforest.master``: train a random forest on a cluster of workers.
 
-With no worker option it starts two local worker processes (the embedded default); with
+With ``--cv K`` it cross-validates instead of training one forest (see
+:meth:`aioforest.cluster.Master.cross_validate`). With no worker option it starts two local
+worker processes (the embedded default); with
 ``--local-workers N`` it starts N; with ``--workers N`` it listens for N external workers
 (``aioforest-worker --connect HOST:PORT``) and prints the address it listens on. Forest
 options default to :class:`~aioforest.RandomForestClassifier`'s defaults, so
@@ -23,13 +25,14 @@ from typing import Any, TextIO
 import numpy as np
 
 from ._runtime import run
-from .cluster import ClusterError, LocalCluster, Master
+from .cluster import ClusterError, ClusterTLS, LocalCluster, Master
 from .cluster._master import is_loopback
 from .data import DataError, Dataset, read_csv
 from .datasets import path as dataset_path
 from .ensemble import FitProgress, RandomForestClassifier
+from .evaluation import accuracy, cross_validated_metric
 from .persistence import save
-from .wire import load_token
+from .wire import load_token, server_ssl_context
 
 __all__ = ["build_parser", "main", "parse_max_features"]
 
@@ -42,11 +45,16 @@ examples:
   python -m aioforest.master --trees 50 --seed 1
   # a CSV file, target column by name, model saved for later
   aioforest-master --data train.csv --target label --trees 200 --out model.aiof
-  # data-parallel: each tree sees one of 4 row shards
-  aioforest-master --data big.csv --mode data --shards 4 --local-workers 4
+  # data-parallel: each tree sees one of 4 row shards, each shard held by 2 workers
+  aioforest-master --data big.csv --mode data --shards 4 --replicas 2 --local-workers 4
+  # 10-fold cross-validation: per-fold accuracy, mean and variance (data sent once)
+  python -m aioforest.master --cv 10 --trees 50 --seed 1
   # external workers on other machines (a token is required off loopback)
   aioforest-master --data train.csv --bind 0.0.0.0 --port 7341 --token-file token --workers 3
   aioforest-worker --connect master.example:7341 --token-file token   # on each worker
+  # the same over mutual TLS
+  aioforest-master ... --tls-cert master.pem --tls-key master.key --tls-ca ca.pem --workers 3
+  aioforest-worker ... --tls-ca ca.pem --tls-cert worker.pem --tls-key worker.key
 """
 
 
@@ -113,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="model: whole trees on all rows (default); data: tree i on shard i%%K")
     data.add_argument("--shards", type=_count(1), metavar="K",
                       help="row shards for --mode data (default: the number of workers)")
+    data.add_argument("--replicas", type=_count(1), default=1, metavar="R",
+                      help="workers holding each shard for --mode data (default 1)")
+    data.add_argument("--cv", type=_count(2), metavar="K",
+                      help="K-fold cross-validation instead of one fit: per-fold accuracy, "
+                           "mean and variance (folds seeded by --seed)")
     data.add_argument("--out", metavar="MODEL", help="save the fitted model to this file")
     net = parser.add_argument_group("cluster")
     net.add_argument("--bind", default="127.0.0.1", metavar="HOST",
@@ -130,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pool processes of each local worker (default 1)")
     net.add_argument("--wait-timeout", type=float, default=300.0, metavar="SECONDS",
                      help="how long to wait for external workers (default 300)")
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="the master's certificate (chain); turns TLS on")
+    tls.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
+    tls.add_argument("--tls-ca", metavar="FILE",
+                     help="CA that signed the master's and the workers' certificates: workers "
+                          "must present one (mutual TLS); local workers trust it and get "
+                          "--tls-worker-cert/--tls-worker-key")
+    tls.add_argument("--tls-worker-cert", metavar="FILE",
+                     help="certificate for the local workers (with --tls-ca)")
+    tls.add_argument("--tls-worker-key", metavar="FILE", help="key of --tls-worker-cert")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     return parser
 
@@ -175,7 +199,11 @@ def _size(n: float) -> str:
 @contextlib.asynccontextmanager
 async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterator[Master]:
     if args.workers is not None:
-        async with Master(args.bind, args.port, token) as master:
+        context = (
+            server_ssl_context(args.tls_cert, args.tls_key, args.tls_ca)
+            if args.tls_cert is not None else None
+        )
+        async with Master(args.bind, args.port, token, ssl=context) as master:
             print(
                 f"master listening on {master.address}; waiting for {args.workers} workers",
                 flush=True,
@@ -184,7 +212,11 @@ async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterat
             yield master
     else:
         n = args.local_workers if args.local_workers is not None else 2
-        async with LocalCluster(n, args.processes_per_worker, token) as cluster:
+        tls = None
+        if args.tls_cert is not None:
+            tls = ClusterTLS(args.tls_ca, args.tls_cert, args.tls_key,
+                             args.tls_worker_cert, args.tls_worker_key)
+        async with LocalCluster(n, args.processes_per_worker, token, tls=tls) as cluster:
             print(f"started {n} local workers; master on {cluster.master.address}", flush=True)
             yield cluster.master
 
@@ -202,14 +234,41 @@ def _estimator(args: argparse.Namespace) -> RandomForestClassifier:
     return RandomForestClassifier(**params)
 
 
+async def _cross_validate(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> int:
+    forest = _estimator(args)
+    progress = _ProgressLine(sys.stderr, not args.quiet)
+    async with _cluster(args, token) as master:
+        t0 = time.perf_counter()
+        try:
+            matrices = await master.cross_validate(
+                forest, ds, folds=args.cv, random_state=args.seed, on_progress=progress
+            )
+        finally:
+            progress.end()
+        elapsed = time.perf_counter() - t0
+        status = master.status()
+    accuracies = [accuracy(cm) for cm in matrices]
+    print(f"{args.cv}-fold cross-validation on {ds.n_samples} rows in {elapsed:.2f} s")
+    for i, acc in enumerate(accuracies, 1):
+        print(f"fold {i}: accuracy {acc:.4f}")
+    # GoLearn's GetCrossValidatedMetric: the mean and the population variance over folds.
+    mean, variance = cross_validated_metric(matrices, accuracy)
+    print(f"accuracy mean {mean:.4f}  variance {variance:.6f}  (std {math.sqrt(variance):.4f})")
+    print(f"datasets sent: {status['datasets_sent']}")
+    return 0
+
+
 async def _train(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> int:
+    if args.cv is not None:
+        return await _cross_validate(args, ds, token)
     forest = _estimator(args)
     progress = _ProgressLine(sys.stderr, not args.quiet)
     async with _cluster(args, token) as master:
         t0 = time.perf_counter()
         try:
             await master.fit(
-                forest, ds, mode=args.mode, n_shards=args.shards, on_progress=progress
+                forest, ds, mode=args.mode, n_shards=args.shards, replicas=args.replicas,
+                on_progress=progress,
             )
         finally:
             progress.end()
@@ -246,6 +305,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--shards needs --mode data")
     if args.oob and args.mode == "data":
         parser.error("--oob is not supported with --mode data")
+    if args.replicas != 1 and args.mode != "data":
+        parser.error("--replicas needs --mode data")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if (args.tls_worker_cert is None) != (args.tls_worker_key is None):
+        parser.error("--tls-worker-cert and --tls-worker-key go together")
+    if args.tls_cert is None and (args.tls_ca or args.tls_worker_cert):
+        parser.error("--tls-ca and --tls-worker-cert need --tls-cert/--tls-key")
+    if args.tls_cert is not None and args.workers is None and args.tls_ca is None:
+        parser.error("TLS with local workers needs --tls-ca (the workers verify the master)")
+    if args.cv is not None and (args.mode != "model" or args.out or args.oob):
+        parser.error("--cv cannot be combined with --mode data, --out or --oob")
     try:
         token = load_token(args.token_file)
     except (OSError, ValueError) as exc:
@@ -264,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return run(_train(args, ds, token))
-    except (ClusterError, ValueError, TimeoutError, OSError) as exc:
+    except (ClusterError, ValueError, TimeoutError, OSError) as exc:  # ssl.SSLError is one
         print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

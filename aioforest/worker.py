@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import ssl
 import sys
 from collections.abc import Sequence
 
 from ._runtime import run
 from .cluster import Backoff, Worker
-from .wire import AuthenticationError, VersionMismatch, load_token
+from .wire import AuthenticationError, VersionMismatch, client_ssl_context, load_token
 
 __all__ = ["build_parser", "main", "parse_address"]
 
@@ -30,6 +31,9 @@ examples:
   aioforest-worker --connect master.example:7341 --token-file token --processes 8
   # the token may come from the environment instead of a file
   AIOFOREST_TOKEN=$(cat token) python -m aioforest.worker --connect 10.0.0.5:7341
+  # a master serving TLS (and requiring a worker certificate)
+  aioforest-worker --connect master.example:7341 --token-file token --tls-ca ca.pem \
+      --tls-cert worker.pem --tls-key worker.key
 """
 
 
@@ -72,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="worker name shown by the master (default: host-pid)")
     parser.add_argument("--max-retries", type=_positive_int, metavar="N",
                         help="give up after N failed connection attempts (default: never)")
+    tls = parser.add_argument_group("TLS (when the master serves TLS)")
+    tls.add_argument("--tls-ca", metavar="FILE",
+                     help="CA certificate(s) to verify the master with; turns TLS on")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="this worker's certificate, for a master that requires one")
+    tls.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return parser
 
@@ -94,9 +104,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"{prog} %(levelname)s: %(message)s",
     )
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_cert is not None and args.tls_ca is None:
+        parser.error("--tls-cert needs --tls-ca (the CA that signed the master's certificate)")
+    context = None
+    if args.tls_ca is not None:
+        try:
+            context = client_ssl_context(args.tls_ca, args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"{prog}: error: cannot load the TLS files: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     worker = Worker(
         host, port, token, processes=args.processes, name=args.name,
-        backoff=Backoff(max_attempts=args.max_retries),
+        backoff=Backoff(max_attempts=args.max_retries), ssl=context,
     )
 
     async def serve() -> None:

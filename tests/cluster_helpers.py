@@ -224,3 +224,31 @@ def small_data(n: int = 200, d: int = 5, seed: int = 0) -> tuple[np.ndarray, np.
     X = rng.normal(size=(n, d))
     y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1).astype(np.int64)
     return X, y
+
+
+@contextlib.asynccontextmanager
+async def in_process_cluster(
+    n_workers: int = 2,
+    *,
+    worker_ssl: Any = None,
+    worker_options: dict[str, Any] | None = None,
+    **master_options: Any,
+) -> AsyncIterator[tuple[Any, list[Any]]]:
+    """A master plus ``n_workers`` in-process workers (one pool process each), always closed."""
+    from aioforest.cluster import Master, Worker
+
+    async with asyncio.timeout(TEST_TIMEOUT), Master(token=TOKEN, **master_options) as master:
+        extra: dict[str, Any] = dict(worker_options or {})
+        if worker_ssl is not None:
+            extra["ssl"] = worker_ssl
+        workers = [Worker(HOST, master.port, TOKEN, processes=1, name=f"w{i}", **extra)
+                   for i in range(n_workers)]
+        tasks = [asyncio.ensure_future(w.run()) for w in workers]
+        try:
+            await master.wait_for_workers(n_workers)
+            yield master, workers
+        finally:
+            await master.close()
+            await asyncio.wait(tasks)
+            for t in tasks:
+                t.result()  # a worker that crashed fails the test

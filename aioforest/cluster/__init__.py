@@ -4,15 +4,18 @@
   bins the data once, ships each binned dataset once per worker (by content hash),
   schedules tree tasks and collects the trees. Model-parallel fits are bit-identical to a
   local ``fit`` with the same ``random_state``; ``mode="data"`` trains each tree on one row
-  shard.
+  shard (held by ``replicas`` workers). ``await master.cross_validate(forest, data)`` gives
+  the same per-fold confusion matrices as :func:`aioforest.cross_validate`, sending the data
+  once for all folds.
 * :class:`Worker` -- ``await Worker(host, port, token).run()``: fits trees in a local process
   pool for a master (``python -m aioforest.worker`` on the command line).
-* :class:`LocalCluster` -- a master plus worker subprocesses on this machine.
+* :class:`LocalCluster` -- a master plus worker subprocesses on this machine (over TLS with
+  :class:`ClusterTLS`).
 * The message vocabulary and the sans-IO scheduler live in ``_protocol`` and
   ``_scheduler``; every message is JSON plus raw numpy buffers, never pickle.
 """
 
-from ._local import LocalCluster
+from ._local import ClusterTLS, LocalCluster
 from ._master import ClusterClosed, ClusterError, JobFailedError, Master
 from ._protocol import CLUSTER_PROTOCOL_VERSION, MessageError
 from ._scheduler import Scheduler
@@ -23,6 +26,7 @@ __all__ = [
     "Backoff",
     "ClusterClosed",
     "ClusterError",
+    "ClusterTLS",
     "JobFailedError",
     "LocalCluster",
     "Master",

@@ -14,14 +14,49 @@ import contextlib
 import os
 import secrets
 import signal
+import ssl as ssl_module
 import sys
 import tempfile
+from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
 
+from ..wire import server_ssl_context
 from ._master import ClusterError, Master
 
-__all__ = ["LocalCluster"]
+__all__ = ["ClusterTLS", "LocalCluster"]
+
+
+@dataclass(frozen=True)
+class ClusterTLS:
+    """Certificate files for a TLS :class:`LocalCluster` (PEM paths).
+
+    The master serves ``cert``/``key``; the workers verify it against ``ca`` (so the
+    certificate must name 127.0.0.1 or localhost). With ``worker_cert``/``worker_key`` the
+    workers present that certificate and the master requires one signed by ``ca``
+    (mutual TLS); without them the master accepts workers without certificates (the
+    token still authenticates them).
+    """
+
+    ca: str | None
+    cert: str
+    key: str
+    worker_cert: str | None = None
+    worker_key: str | None = None
+
+    def server_context(self) -> ssl_module.SSLContext:
+        mutual = self.worker_cert is not None
+        return server_ssl_context(self.cert, self.key, self.ca if mutual else None)
+
+    def worker_args(self) -> list[str]:
+        if self.ca is None:
+            raise ValueError("ClusterTLS needs ca: the workers verify the master with it")
+        args = ["--tls-ca", self.ca]
+        if self.worker_cert is not None:
+            if self.worker_key is None:
+                raise ValueError("ClusterTLS: worker_cert needs worker_key")
+            args += ["--tls-cert", self.worker_cert, "--tls-key", self.worker_key]
+        return args
 
 
 class LocalCluster:
@@ -32,6 +67,7 @@ class LocalCluster:
         processes_per_worker: pool processes of each worker.
         token: the cluster token; default a fresh random one.
         startup_timeout: seconds to wait for every worker to register.
+        tls: serve TLS and have the workers verify it (see :class:`ClusterTLS`).
         master_options: keyword arguments for :class:`Master` (``prefetch``, ...).
     """
 
@@ -43,6 +79,7 @@ class LocalCluster:
         *,
         startup_timeout: float = 60.0,
         stop_timeout: float = 10.0,
+        tls: ClusterTLS | None = None,
         **master_options: Any,
     ) -> None:
         if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
@@ -62,6 +99,10 @@ class LocalCluster:
         self._token = token.decode() if isinstance(token, bytes) else token
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        self.tls = tls
+        self._worker_tls_args = tls.worker_args() if tls is not None else []
+        if tls is not None:
+            master_options["ssl"] = tls.server_context()
         self.master = Master("127.0.0.1", 0, self._token, **master_options)
         self.processes: list[asyncio.subprocess.Process] = []
         # Worker stderr goes to files, not pipes: a pipe stays open as long as any process
@@ -98,6 +139,7 @@ class LocalCluster:
             "--processes", str(self.processes_per_worker),
             "--name", f"local-{i + 1}",
             "--max-retries", "5",
+            *self._worker_tls_args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,

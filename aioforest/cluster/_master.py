@@ -31,9 +31,11 @@ from typing import Any, Literal
 import numpy as np
 
 from ..csp import go
-from ..data import split_rows
+from ..data import Dataset, KFold, StratifiedKFold, split_rows
 from ..data._binning import BinnedData
 from ..ensemble._forest import FitProgress
+from ..evaluation import ConfusionMatrix, clone_estimator, confusion_matrix
+from ..evaluation._confusion import sort_labels
 from ..tree._arrays import TreeArrays
 from ..tree._plan import BATCH_INSTANCES, ForestPlan
 from ..wire import (
@@ -110,6 +112,18 @@ class _TaskInfo:
     dataset: str
     plan: ForestPlan
     rows: RowSelector = None
+    bins: BinnedData | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class _Group:
+    """Trees of one job that train on one dataset (with a row selector and bins, if any)."""
+
+    payload: DatasetPayload
+    plan: ForestPlan
+    indices: list[int]
+    rows: RowSelector = None
+    bins: BinnedData | None = None
 
 
 @dataclass
@@ -505,7 +519,8 @@ class Master:
             if a.send_dataset:
                 peer.outbox.append(_DatasetRef(a.dataset))
             task = Task(
-                a.job_id, a.task_id, a.attempt, info.dataset, info.plan, info.indices, info.rows
+                a.job_id, a.task_id, a.attempt, info.dataset, info.plan, info.indices,
+                info.rows, info.bins,
             )
             peer.outbox.append(task.to_message())
             peer.wake.set()
@@ -547,6 +562,7 @@ class Master:
         *,
         mode: Literal["model", "data"] = "model",
         n_shards: int | None = None,
+        replicas: int = 1,
         on_progress: Callable[[FitProgress], object] | None = None,
         priority: int = 0,
         task_size: int | None = None,
@@ -558,9 +574,10 @@ class Master:
         into ``n_shards`` shards (default: the number of connected workers; the forest
         depends on it) and tree ``i`` trains on shard ``i % n_shards`` only, with a
         bootstrap sample scaled to the shard; a worker receives only the shards it works
-        on. Each shard is placed on one worker, which then fits all of that shard's trees;
-        with more shards than workers some workers hold several. Bins are learned once,
-        here, on all rows, in both modes.
+        on. Each shard is placed on at most ``replicas`` workers (default 1), whose free
+        slots then share that shard's trees: more replicas cost more transfers but keep a
+        shard's trees flowing when one holder is slow or lost. Bins are learned once, here,
+        on all rows, in both modes.
 
         ``on_progress`` is called with a :class:`~aioforest.ensemble.FitProgress` per tree
         received. ``priority``: higher runs first when several fits share the cluster.
@@ -570,17 +587,14 @@ class Master:
         master closes first. Cancelling the call cancels the fit's tasks on the workers.
         """
         self._check_open()
-        if not (hasattr(estimator, "_start") and hasattr(estimator, "_finish")):
-            raise TypeError(
-                f"Master.fit needs an aioforest RandomForestClassifier or RandomForestRegressor, "
-                f"got {type(estimator).__name__}"
-            )
+        _check_forest(estimator, "fit")
         if mode not in ("model", "data"):
             raise ValueError(f"mode must be 'model' or 'data', got {mode!r}")
-        if task_size is not None and (
-            isinstance(task_size, bool) or not isinstance(task_size, int) or task_size < 1
-        ):
-            raise ValueError(f"task_size must be an integer >= 1 or None, got {task_size!r}")
+        _check_task_size(task_size)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
+        if replicas != 1 and mode != "data":
+            raise ValueError("replicas applies to mode='data' (model mode sends data to all)")
         fit_job = await asyncio.to_thread(estimator._start, X, y, sample_weight)
         if not fit_job.indices:
             warnings.warn(
@@ -594,46 +608,167 @@ class Master:
             raise ValueError("warm_start fits are not supported with mode='data' yet")
         binned: BinnedData = await asyncio.to_thread(estimator._bin_here, fit_job)
         prep, plan = fit_job.prep, fit_job.plan
-        slots = sum(self._scheduler.worker_info(w)["slots"] for w in self._scheduler.workers)
+        groups: list[_Group]
         if mode == "model":
             payload = await asyncio.to_thread(
                 DatasetPayload.build, binned, prep.y, prep.sample_weight
             )
-            groups = [(payload, plan, list(fit_job.indices))]
+            groups = [_Group(payload, plan, list(fit_job.indices))]
         else:
             k = n_shards if n_shards is not None else max(1, len(self._peers))
             groups = await asyncio.to_thread(
                 _shard_groups, binned, prep.y, prep.sample_weight, plan, fit_job.indices, k
             )
-        for payload, _, _ in groups:
-            if payload.nbytes > self.config.max_message_size:
+        trees = await self._run_job(
+            groups, n_outputs=max(plan.n_classes, 1), n_features=binned.n_features,
+            on_progress=on_progress, priority=priority, task_size=task_size,
+            replicas=replicas if mode == "data" else None,
+        )
+        await asyncio.to_thread(estimator._finish, fit_job, binned, trees)
+        return estimator
+
+    async def cross_validate(
+        self,
+        estimator: Any,
+        data: object,
+        y: object = None,
+        *,
+        folds: int = 5,
+        stratified: bool = True,
+        random_state: Any = None,
+        shuffle: bool = True,
+        on_progress: Callable[[FitProgress], object] | None = None,
+        priority: int = 0,
+    ) -> list[ConfusionMatrix]:
+        """k-fold cross-validation on the cluster: one :class:`ConfusionMatrix` per fold.
+
+        The same folds, clones and matrices as :func:`aioforest.cross_validate` with the same
+        arguments (bit-identical trees when the estimator has a fixed ``random_state``).
+        The folds' fits run concurrently; each fold's test rows are predicted here.
+
+        The data crosses the network once: the encoded float feature matrix and labels go
+        to each worker as one *raw* dataset shared by every fold. A local fit on a fold bins
+        only that fold's training rows, so here each fold's bins are learned on those rows
+        (on the master, as the local fit would) and travel with the fold's tasks (a few KB),
+        along with the training row indices; the worker bins those rows itself. A fold
+        whose encoded training data differs from the full data's rows (say, a class absent
+        from its training rows re-codes the labels) gets its own binned dataset instead.
+        Trade-off: the raw matrix is float64, eight times the uint8 codes, so with few folds
+        it can weigh more than sending each fold's codes; in exchange later runs on the same
+        data (other seeds, other parameters) send no data at all, whatever their folds.
+
+        ``on_progress`` gets a :class:`~aioforest.ensemble.FitProgress` per tree received,
+        counting the trees of all folds.
+        """
+        self._check_open()
+        _check_forest(estimator, "cross_validate")
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+            raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+        if estimator.warm_start:
+            raise ValueError("cross_validate needs warm_start=False: each fold fits from scratch")
+        plans = await asyncio.to_thread(
+            _cv_plans, estimator, data, y, folds, stratified, random_state, shuffle
+        )
+        full, fold_plans, all_labels = plans
+        raw = await asyncio.to_thread(
+            DatasetPayload.build_raw, full.prep.X, full.prep.y, full.prep.sample_weight,
+            full.prep.is_categorical,
+        )
+        total = sum(len(f.job.indices) for f in fold_plans)
+        counter = _ProgressCounter(total, on_progress)
+        t0 = time.perf_counter()
+
+        async def run_fold(fold: _FoldPlan) -> ConfusionMatrix:
+            try:
+                return await fit_fold(fold)
+            except Exception as exc:
+                exc.add_note(f"(in cross-validation fold {fold.number} of {folds})")
+                raise
+
+        async def fit_fold(fold: _FoldPlan) -> ConfusionMatrix:
+            job = fold.job
+            if fold.shares_rows:
+                group = _Group(raw, job.plan, list(job.indices), fold.train, strip(fold.binned))
+            else:
+                payload = await asyncio.to_thread(
+                    DatasetPayload.build, fold.binned, job.prep.y, job.prep.sample_weight
+                )
+                group = _Group(payload, job.plan, list(job.indices))
+            # The folds run side by side, so balance tasks over all of their trees: fewer,
+            # larger tasks (each carries the fold's rows and bins).
+            slots = sum(self._scheduler.worker_info(w)["slots"] for w in self._scheduler.workers)
+            size = _task_size(total, job.plan.n_draws, slots)
+            trees = await self._run_job(
+                [group], n_outputs=max(job.plan.n_classes, 1),
+                n_features=fold.binned.n_features,
+                on_progress=counter.callback(t0) if on_progress is not None else None,
+                priority=priority, task_size=size, replicas=None,
+            )
+            await asyncio.to_thread(fold.model._finish, job, fold.binned, trees)
+            predicted = await asyncio.to_thread(fold.predict)
+            return confusion_matrix(fold.truth, predicted).with_labels(all_labels)
+
+        # One reference for the whole run: the raw dataset stays known between folds' jobs.
+        entry = self._datasets.setdefault(raw.hash, _DatasetEntry(raw))
+        entry.refs += 1
+        runs = [asyncio.ensure_future(run_fold(f)) for f in fold_plans]
+        try:
+            return list(await asyncio.gather(*runs))
+        except BaseException:
+            for r in runs:  # one fold failed (or we were cancelled): stop the others
+                r.cancel()
+            await asyncio.wait(runs)
+            raise
+        finally:
+            self._release([raw.hash])
+
+    def _release(self, digests: list[str]) -> None:
+        for digest in digests:
+            entry = self._datasets[digest]
+            entry.refs -= 1
+            if entry.refs == 0:
+                del self._datasets[digest]
+
+    async def _run_job(
+        self,
+        groups: list[_Group],
+        *,
+        n_outputs: int,
+        n_features: int,
+        on_progress: Callable[[FitProgress], object] | None,
+        priority: int,
+        task_size: int | None,
+        replicas: int | None,
+    ) -> dict[int, TreeArrays]:
+        """Schedule the groups' trees as one job and wait for all of them."""
+        for g in groups:
+            if g.payload.nbytes > self.config.max_message_size:
                 raise ValueError(
-                    f"the binned dataset is {payload.nbytes} bytes, over the wire limit "
+                    f"the dataset is {g.payload.nbytes} bytes, over the wire limit "
                     f"max_message_size={self.config.max_message_size}; use mode='data' with "
                     "more shards, or raise the limit in the WireConfig of master and workers"
                 )
         self._check_open()
+        slots = sum(self._scheduler.worker_info(w)["slots"] for w in self._scheduler.workers)
         job_id = next(self._job_ids)
         tasks: dict[int, _TaskInfo] = {}
-        for payload, group_plan, indices in groups:
-            size = task_size or _task_size(len(indices), group_plan.n_draws, slots)
-            for lo in range(0, len(indices), size):
-                chunk = tuple(indices[lo : lo + size])
-                tasks[len(tasks)] = _TaskInfo(chunk, payload.hash, group_plan)
-        digests = [payload.hash for payload, _, _ in groups]
-        for payload, _, _ in groups:
-            entry = self._datasets.setdefault(payload.hash, _DatasetEntry(payload))
+        for g in groups:
+            size = task_size or _task_size(len(g.indices), g.plan.n_draws, slots)
+            for lo in range(0, len(g.indices), size):
+                chunk = tuple(g.indices[lo : lo + size])
+                tasks[len(tasks)] = _TaskInfo(chunk, g.payload.hash, g.plan, g.rows, g.bins)
+        digests = [g.payload.hash for g in groups]
+        for g in groups:
+            entry = self._datasets.setdefault(g.payload.hash, _DatasetEntry(g.payload))
             entry.refs += 1
         job = _Job(
-            job_id, tasks, len(fit_job.indices),
-            n_outputs=max(plan.n_classes, 1), n_features=binned.n_features,
+            job_id, tasks, sum(len(g.indices) for g in groups),
+            n_outputs=n_outputs, n_features=n_features,
             future=asyncio.get_running_loop().create_future(), on_progress=on_progress,
             t0=time.perf_counter(), datasets=digests,
         )
         self._jobs[job_id] = job
         try:
-            # A shard lives on one worker (its tasks wait for it) unless that worker is lost.
-            replicas = 1 if mode == "data" else None
             specs = [
                 TaskSpec(tid, t.dataset, t.indices[0], replicas) for tid, t in tasks.items()
             ]
@@ -645,13 +780,8 @@ class Master:
             raise
         finally:
             del self._jobs[job_id]
-            for digest in digests:
-                entry = self._datasets[digest]
-                entry.refs -= 1
-                if entry.refs == 0:
-                    del self._datasets[digest]
-        await asyncio.to_thread(estimator._finish, fit_job, binned, job.trees)
-        return estimator
+            self._release(digests)
+        return job.trees
 
     # ------------------------------------------------------------------ status
 
@@ -726,7 +856,7 @@ def _shard_groups(
     plan: ForestPlan,
     indices: list[int],
     n_shards: int,
-) -> list[tuple[DatasetPayload, ForestPlan, list[int]]]:
+) -> list[_Group]:
     """Data-parallel split: shard datasets (global bins), their plans, and their trees."""
     if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
         raise ValueError(f"n_shards must be an integer >= 1, got {n_shards!r}")
@@ -750,5 +880,147 @@ def _shard_groups(
         # The bootstrap draws as many rows from the shard as the full plan would draw
         # from all rows, scaled by the shard's share.
         n_draws = max(1, round(plan.n_draws * rows.size / n))
-        out.append((payload, dataclasses.replace(plan, n_draws=n_draws), trees))
+        out.append(_Group(payload, dataclasses.replace(plan, n_draws=n_draws), trees))
     return out
+
+
+def _check_forest(estimator: object, method: str) -> None:
+    if not (hasattr(estimator, "_start") and hasattr(estimator, "_finish")):
+        raise TypeError(
+            f"Master.{method} needs an aioforest RandomForestClassifier or RandomForestRegressor, "
+            f"got {type(estimator).__name__}"
+        )
+
+
+def _check_task_size(task_size: object) -> None:
+    if task_size is not None and (
+        isinstance(task_size, bool) or not isinstance(task_size, int) or task_size < 1
+    ):
+        raise ValueError(f"task_size must be an integer >= 1 or None, got {task_size!r}")
+
+
+def strip(binned: BinnedData) -> BinnedData:
+    """``binned`` without its codes (the bins a task carries)."""
+    return BinnedData(np.zeros((0, 0), np.uint8), binned.n_bins, binned.is_categorical,
+                      binned.edges)
+
+
+class _ProgressCounter:
+    """Turns per-job progress into one count over several jobs (cross-validation folds)."""
+
+    def __init__(self, total: int, sink: Callable[[FitProgress], object] | None) -> None:
+        self.total = total
+        self.done = 0
+        self.sink = sink
+
+    def callback(self, t0: float) -> Callable[[FitProgress], object]:
+        def on_tree(p: FitProgress) -> object:
+            self.done += 1
+            assert self.sink is not None
+            return self.sink(FitProgress(p.index, self.done, self.total,
+                                         time.perf_counter() - t0))
+
+        return on_tree
+
+
+@dataclass(eq=False)
+class _FoldPlan:
+    model: Any
+    job: Any  # the estimator's fit job on the fold's training rows
+    binned: BinnedData
+    train: np.ndarray[Any, Any]
+    shares_rows: bool
+    truth: np.ndarray[Any, Any]
+    predict: Callable[[], Any]
+    number: int  # 1-based
+
+
+def _cv_plans(
+    estimator: Any,
+    data: object,
+    y: object,
+    folds: int,
+    stratified: bool,
+    random_state: Any,
+    shuffle: bool,
+) -> tuple[Any, list[_FoldPlan], tuple[Any, ...]]:
+    """The full data's fit job, each fold's fit job and bins, and every label (in a thread)."""
+    if isinstance(data, Dataset):
+        if y is not None:
+            raise ValueError("y must be None when data is a Dataset; its labels come from data.y")
+        if data.y is None:
+            raise ValueError("cross_validate needs a labelled Dataset, but data.y is None")
+        if data.task == "regression":
+            raise ValueError(
+                "cross_validate scores classifiers with confusion matrices, but this Dataset "
+                "holds regression targets (task='regression')"
+            )
+        ds = data
+        labels = np.asarray(data.y)
+        rows: Any = ds
+        full = clone_estimator(estimator)._start(ds, None, None)
+
+        def fit_args(idx: np.ndarray[Any, Any]) -> tuple[object, object]:
+            return ds.take(idx), None
+
+        def test_xy(idx: np.ndarray[Any, Any]) -> tuple[Any, np.ndarray[Any, Any]]:
+            t = ds.take(idx)
+            return t.X, np.asarray(t.y)
+    else:
+        X = rows = np.asarray(data)
+        if X.ndim != 2:
+            raise ValueError(f"X must be a 2-D array (rows, features), got shape {X.shape}")
+        if y is None:
+            raise ValueError("y is required when data is an array rather than a Dataset")
+        labels = np.asarray(y)
+        if labels.ndim != 1 or len(labels) != len(X):
+            raise ValueError(
+                f"y must be 1-D with one label per row of X, got shape {labels.shape} for "
+                f"{len(X)} rows"
+            )
+        full = clone_estimator(estimator)._start(X, labels, None)
+
+        def fit_args(idx: np.ndarray[Any, Any]) -> tuple[object, object]:
+            return X[idx], labels[idx]
+
+        def test_xy(idx: np.ndarray[Any, Any]) -> tuple[Any, np.ndarray[Any, Any]]:
+            return X[idx], labels[idx]
+
+    if len(labels) < folds:
+        raise ValueError(f"cannot split {len(labels)} rows into {folds} folds")
+    splitter = (StratifiedKFold if stratified else KFold)(
+        n_splits=folds, shuffle=shuffle, random_state=random_state
+    )
+    splits = [
+        (np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64))
+        for train, test in splitter.split(rows, labels)
+    ]
+    all_labels = sort_labels(set(labels.tolist()))
+    plans: list[_FoldPlan] = []
+    for train, test in splits:
+        model = clone_estimator(estimator)
+        fx, fy = fit_args(train)
+        job = model._start(fx, fy, None)
+        binned = model._bin_here(job)
+        prep = job.prep
+        # The fold can use the shared raw dataset only if its encoded rows are exactly the
+        # full data's rows (same features, same label codes, same weights).
+        shares = (
+            prep.features == full.prep.features
+            and np.array_equal(prep.X, full.prep.X[train], equal_nan=True)
+            and np.array_equal(prep.y, full.prep.y[train])
+            and (prep.sample_weight is None) == (full.prep.sample_weight is None)
+            and (
+                prep.sample_weight is None
+                or np.array_equal(prep.sample_weight, full.prep.sample_weight[train])
+            )
+        )
+        test_X, truth = test_xy(test)
+
+        def predict(model: Any = model, test_X: Any = test_X) -> Any:
+            return np.asarray(model.predict(test_X))
+
+        plans.append(_FoldPlan(
+            model, job, binned, train, bool(shares), truth, predict, len(plans) + 1
+        ))
+    return full, plans, all_labels

@@ -11,8 +11,9 @@ Conversation (worker ``W``, master ``M``)::
 
     W -> M  register   name, slots, cached dataset hashes, protocol version
     M -> W  welcome    the name the master knows the worker by, heartbeat interval
-    M -> W  dataset    content hash + binned codes, labels, weights, bin metadata
-    M -> W  task       (job, task, attempt), dataset hash, plan, tree indices, row selector
+    M -> W  dataset    content hash + binned codes (or raw features), labels, weights, bins
+    M -> W  task       (job, task, attempt), dataset hash, plan, tree indices, row selector,
+                       bins (for a raw dataset: the worker bins the selected rows itself)
     W -> M  result     (job, task, attempt) + the fitted trees' arrays
     W -> M  failed     (job, task, attempt) + why (error, missing dataset, cancelled, ...)
     W -> M  heartbeat  load: running, queued, free slots
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 #: Version of the message vocabulary, sent in ``register``; the master refuses others.
-CLUSTER_PROTOCOL_VERSION: Final = 1
+CLUSTER_PROTOCOL_VERSION: Final = 2
 
 _HASH_RE: Final = re.compile(r"[0-9a-f]{64}")
 _MAX_NAME: Final = 200
@@ -284,7 +285,7 @@ class Welcome:
 
 
 def dataset_hash(
-    codes: npt.NDArray[np.uint8],
+    codes: np.ndarray[Any, Any],
     y: np.ndarray[Any, Any],
     sample_weight: npt.NDArray[np.float64] | None,
     n_bins: npt.NDArray[np.int32],
@@ -318,15 +319,21 @@ def dataset_hash(
 
 @dataclass(frozen=True, eq=False)
 class DatasetPayload:
-    """Master -> worker: one binned training set, named by its content hash.
+    """Master -> worker: one training set, named by its content hash.
 
     ``codes`` is feature-major ``(n_features, n_rows)`` uint8, as :class:`BinnedData` holds
     it; ``y`` int64 class codes or float64 targets; ``sample_weight`` float64 or ``None``.
+
+    A *raw* dataset (:meth:`build_raw`, :attr:`is_raw`) carries the encoded float64 feature
+    matrix in ``codes`` instead (still feature-major), with placeholder bins (one bin per
+    feature, no edges): its tasks carry the bins and the worker bins the task's rows itself.
+    Cross-validation uses it so that one dataset serves every fold, each fold binned on its
+    own training rows exactly as a local fit on them would be.
     """
 
     TYPE: ClassVar[str] = "dataset"
     hash: str
-    codes: npt.NDArray[np.uint8]
+    codes: np.ndarray[Any, Any]  # uint8 codes, or float64 features when raw
     y: np.ndarray[Any, Any]
     sample_weight: npt.NDArray[np.float64] | None
     n_bins: npt.NDArray[np.int32]
@@ -341,7 +348,8 @@ class DatasetPayload:
         sample_weight: npt.NDArray[np.float64] | None,
     ) -> DatasetPayload:
         """A payload for ``binned`` (with codes) and its labels, hashing the content."""
-        codes = np.ascontiguousarray(binned.codes, dtype=np.uint8)
+        raw = binned.codes.dtype == np.float64
+        codes = np.ascontiguousarray(binned.codes, dtype=np.float64 if raw else np.uint8)
         y_arr = np.ascontiguousarray(y)
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, np.float64)
         n_bins = np.ascontiguousarray(binned.n_bins, dtype=np.int32)
@@ -349,6 +357,30 @@ class DatasetPayload:
         edges = tuple(np.ascontiguousarray(e, dtype=np.float64) for e in binned.edges)
         digest = dataset_hash(codes, y_arr, sw, n_bins, is_cat, edges)
         return cls(digest, codes, y_arr, sw, n_bins, is_cat, edges)
+
+    @classmethod
+    def build_raw(
+        cls,
+        X: npt.NDArray[np.float64],
+        y: np.ndarray[Any, Any],
+        sample_weight: npt.NDArray[np.float64] | None,
+        is_categorical: npt.NDArray[np.bool_],
+    ) -> DatasetPayload:
+        """A raw payload for the encoded float matrix ``X`` (rows, features) and its labels."""
+        codes = np.ascontiguousarray(np.asarray(X, dtype=np.float64).T)
+        n_features = codes.shape[0]
+        binned = BinnedData(
+            codes,  # type: ignore[arg-type]  # raw: float64 in the codes slot
+            np.ones(n_features, dtype=np.int32),
+            np.asarray(is_categorical, dtype=bool),
+            tuple(np.zeros(0, dtype=np.float64) for _ in range(n_features)),
+        )
+        return cls.build(binned, y, sample_weight)
+
+    @property
+    def is_raw(self) -> bool:
+        """Whether ``codes`` holds raw float64 features (binned per task) rather than codes."""
+        return bool(self.codes.dtype == np.float64)
 
     @property
     def n_features(self) -> int:
@@ -394,7 +426,8 @@ class DatasetPayload:
         r.require_arrays(
             ("codes", "y", "n_bins", "is_categorical", "edge_counts", "edges"), ("sample_weight",)
         )
-        codes = r.array("codes", ("|u1",), 2)
+        codes = r.array("codes", ("|u1", "<f8"), 2)
+        raw = codes.dtype == np.float64
         n_features, n_rows = codes.shape
         if n_features < 1 or n_rows < 1:
             raise r.error(
@@ -409,6 +442,10 @@ class DatasetPayload:
         n_bins = r.array("n_bins", ("<i4",), 1, (n_features,))
         if n_bins.min() < 1 or n_bins.max() > 255:
             raise r.error("arrays['n_bins']", "entries must be in [1, 255]")
+        if raw and not (n_bins == 1).all():
+            raise r.error(
+                "arrays['n_bins']", "a raw (float64) dataset has one placeholder bin per feature"
+            )
         is_cat = r.array("is_categorical", ("|b1",), 1, (n_features,))
         counts = r.array("edge_counts", ("<i8",), 1, (n_features,))
         if not np.array_equal(counts, n_bins.astype(np.int64) - 1):
@@ -417,7 +454,7 @@ class DatasetPayload:
         if np.isnan(flat).any():
             raise r.error("arrays['edges']", "must not contain NaN")
         # A code above a feature's missing-value bin would index past its histograms.
-        too_big = codes.max(axis=1) > n_bins
+        too_big = np.zeros(n_features, dtype=bool) if raw else codes.max(axis=1) > n_bins
         if too_big.any():
             f = int(np.flatnonzero(too_big)[0])
             raise r.error(
@@ -506,7 +543,9 @@ class Task:
 
     ``(job_id, task_id, attempt)`` names this try; the answer repeats it. ``rows`` restricts
     the dataset to a row range ``(start, stop)`` or an int64 index array (data-parallel
-    shards); ``None`` uses every row.
+    shards, cross-validation folds); ``None`` uses every row. ``bins`` (only for a raw
+    dataset, and required there) are the bins to apply to the selected rows: their
+    ``codes`` are unused (empty).
     """
 
     TYPE: ClassVar[str] = "task"
@@ -517,10 +556,29 @@ class Task:
     plan: ForestPlan
     indices: tuple[int, ...]
     rows: RowSelector = None
+    bins: BinnedData | None = None
 
     @property
     def key(self) -> tuple[int, int]:
         return (self.job_id, self.task_id)
+
+    def _arrays(self) -> dict[str, np.ndarray[Any, Any]]:
+        arrays: dict[str, np.ndarray[Any, Any]] = {}
+        if isinstance(self.rows, np.ndarray):
+            arrays["rows"] = np.asarray(self.rows, dtype=np.int64)
+        if self.bins is not None:
+            arrays["bin_n_bins"] = np.ascontiguousarray(self.bins.n_bins, dtype=np.int32)
+            arrays["bin_is_categorical"] = np.ascontiguousarray(
+                self.bins.is_categorical, dtype=bool
+            )
+            arrays["bin_edge_counts"] = np.array(
+                [e.size for e in self.bins.edges], dtype=np.int64
+            )
+            arrays["bin_edges"] = (
+                np.concatenate(self.bins.edges).astype(np.float64, copy=False)
+                if self.bins.edges else np.zeros(0, dtype=np.float64)
+            )
+        return arrays
 
     def to_message(self) -> Message:
         fields: dict[str, Any] = {
@@ -530,31 +588,37 @@ class Task:
             "dataset": self.dataset,
             "plan": plan_to_json(self.plan),
             "indices": list(self.indices),
+            "bins": self.bins is not None,
         }
         if self.rows is None:
             fields["rows"] = None
-            return _message(self.TYPE, fields)
-        if isinstance(self.rows, tuple):
+        elif isinstance(self.rows, tuple):
             fields["rows"] = list(self.rows)
-            return _message(self.TYPE, fields)
-        fields["rows"] = "array"
-        return _message(self.TYPE, fields, {"rows": np.asarray(self.rows, dtype=np.int64)})
+        else:
+            fields["rows"] = "array"
+        return _message(self.TYPE, fields, self._arrays())
 
     @classmethod
     def from_message(cls, msg: Message) -> Task:
-        r = _Reader(msg, ("job_id", "task_id", "attempt", "dataset", "plan", "indices", "rows"))
+        r = _Reader(
+            msg, ("job_id", "task_id", "attempt", "dataset", "plan", "indices", "rows", "bins")
+        )
+        has_bins = msg.fields["bins"]
+        if not isinstance(has_bins, bool):
+            raise r.error("bins", f"must be a boolean, got {_json_type(has_bins)}")
+        bin_arrays = _BIN_ARRAYS if has_bins else ()
         raw = msg.fields["rows"]
         rows: RowSelector
         if raw is None:
-            r.require_arrays(())
+            r.require_arrays(bin_arrays)
             rows = None
         elif raw == "array":
-            r.require_arrays(("rows",))
+            r.require_arrays(("rows", *bin_arrays))
             rows = r.array("rows", ("<i8",), 1)
             if rows.size == 0 or rows.min() < 0:
                 raise r.error("arrays['rows']", "must be non-empty and non-negative")
         elif isinstance(raw, list):
-            r.require_arrays(())
+            r.require_arrays(bin_arrays)
             if (
                 len(raw) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw)
@@ -577,7 +641,28 @@ class Task:
             plan=plan_from_json(r, "plan"),
             indices=indices,
             rows=rows,
+            bins=_read_bins(r) if has_bins else None,
         )
+
+
+_BIN_ARRAYS: Final = ("bin_n_bins", "bin_is_categorical", "bin_edge_counts", "bin_edges")
+
+
+def _read_bins(r: _Reader) -> BinnedData:
+    """A task's bins (for a raw dataset), checked like a dataset's bin metadata."""
+    n_bins = r.array("bin_n_bins", ("<i4",), 1)
+    n_features = n_bins.size
+    if n_features < 1 or n_bins.min() < 1 or n_bins.max() > 255:
+        raise r.error("arrays['bin_n_bins']", "needs >= 1 feature, entries in [1, 255]")
+    is_cat = r.array("bin_is_categorical", ("|b1",), 1, (n_features,))
+    counts = r.array("bin_edge_counts", ("<i8",), 1, (n_features,))
+    if not np.array_equal(counts, n_bins.astype(np.int64) - 1):
+        raise r.error("arrays['bin_edge_counts']", "must equal n_bins - 1 for every feature")
+    flat = r.array("bin_edges", ("<f8",), 1, (int(counts.sum()),))
+    if np.isnan(flat).any():
+        raise r.error("arrays['bin_edges']", "must not contain NaN")
+    edges = tuple(np.split(flat, np.cumsum(counts)[:-1]))
+    return BinnedData(np.zeros((0, 0), dtype=np.uint8), n_bins, is_cat, edges)
 
 
 # --------------------------------------------------------------------------- answers

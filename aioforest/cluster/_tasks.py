@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data._binning import BinnedData
+from ..data._binning import BinnedData, transform
 from ..ensemble._pool import ArraySpec, attach
 from ..tree._plan import ForestPlan, fit_trees
 
@@ -27,11 +27,15 @@ def fit_shared_task(
     plan: dict[str, Any],
     indices: list[int],
     rows: tuple[int, int] | np.ndarray[Any, Any] | None = None,
+    raw: bool = False,
 ) -> list[dict[str, np.ndarray[Any, Any]]]:
     """Fit trees ``indices`` of ``plan`` on the shared dataset (optionally a subset of rows).
 
     ``rows`` is ``(start, stop)`` (a view, no copy) or an int64 index array (a copy of the
-    selected rows); ``None`` uses all rows. Returns each tree's arrays.
+    selected rows); ``None`` uses all rows. With ``raw`` the shared "codes" are float64
+    features and the selected rows are binned here with ``n_bins``/``edges`` first (a
+    cross-validation fold: the same codes a local fit on those rows computes). Returns each
+    tree's arrays.
     """
     codes = attach(codes_spec)
     y = attach(y_spec)
@@ -43,6 +47,9 @@ def fit_shared_task(
         codes = np.ascontiguousarray(codes[:, sel])
         y = y[sel]
         sw = sw[sel] if sw is not None else None
+    if raw:
+        bins = BinnedData(np.zeros((0, 0), np.uint8), n_bins, is_categorical, tuple(edges))
+        codes = transform(bins, codes.T)
     binned = BinnedData(codes=codes, n_bins=n_bins, is_categorical=is_categorical,
                         edges=tuple(edges))
     trees = fit_trees(ForestPlan.from_json(plan), binned, y, sw, indices)

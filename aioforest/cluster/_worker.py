@@ -21,6 +21,7 @@ import os
 import random
 import signal
 import socket
+import ssl as ssl_module
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -109,6 +110,7 @@ class _Cached:
     is_categorical: np.ndarray[Any, Any]
     edges: list[np.ndarray[Any, Any]]
     n_rows: int
+    raw: bool = False
     pins: int = 0
 
 
@@ -146,6 +148,7 @@ class DatasetCache:
             np.array(payload.is_categorical),
             [np.array(e) for e in payload.edges],
             payload.n_rows,
+            payload.is_raw,
         )
 
     def insert(self, digest: str, entry: _Cached) -> None:
@@ -211,6 +214,9 @@ class Worker:
         reconnect: after losing the master (not after its ``bye``), connect again.
         drain_timeout: how long ``stop()`` lets running tasks finish.
         max_datasets: datasets kept in the shared-memory cache.
+        ssl: a client TLS context (see :func:`aioforest.wire.client_ssl_context`) for a
+            master that serves TLS; ``server_hostname`` overrides the name checked
+            against its certificate (default: ``host``).
         sleep: the coroutine used to wait between connection attempts (tests).
     """
 
@@ -231,9 +237,13 @@ class Worker:
         drain_timeout: float = 30.0,
         max_datasets: int = 8,
         config: WireConfig = DEFAULT_CONFIG,
+        ssl: ssl_module.SSLContext | None = None,
+        server_hostname: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.host = host
+        self._ssl = ssl
+        self._server_hostname = server_hostname
         self.port = int(port)
         self._token = token.encode() if isinstance(token, str) else token
         self.processes = effective_n_jobs(-1 if processes is None else processes)
@@ -397,7 +407,8 @@ class Worker:
     async def _connect(self) -> Connection:
         return await open_connection(
             self.host, self.port, token=self._token, timeout=self.connect_timeout,
-            config=self.config,
+            config=self.config, ssl=self._ssl,
+            server_hostname=self._server_hostname if self._ssl is not None else None,
         )
 
     async def _finish_running(self) -> None:
@@ -523,8 +534,8 @@ class Worker:
                 f"worker {self.name} does not hold dataset {task.dataset}",
             ))
             return
-        n_rows = self.cache.pin(task.dataset).n_rows
-        problem = _check_rows(task, n_rows)
+        entry = self.cache.pin(task.dataset)
+        problem = _check_rows(task, entry.n_rows) or _check_bins(task, entry)
         if problem:
             self.cache.unpin(task.dataset)
             await self._answer(conn, TaskFailed(
@@ -580,10 +591,15 @@ class Worker:
             specs = entry.shared.specs
             loop = asyncio.get_running_loop()
             rows = np.asarray(task.rows) if isinstance(task.rows, np.ndarray) else task.rows
+            bins = task.bins
+            n_bins, is_cat, edges = (
+                (entry.n_bins, entry.is_categorical, entry.edges) if bins is None
+                else (bins.n_bins, bins.is_categorical, list(bins.edges))
+            )
             future = loop.run_in_executor(
-                await self._pool(), fit_shared_task, specs["codes"], entry.n_bins,
-                entry.is_categorical, entry.edges, specs["y"], specs.get("sw"),
-                task.plan.to_json(), list(task.indices), rows,
+                await self._pool(), fit_shared_task, specs["codes"], n_bins, is_cat, edges,
+                specs["y"], specs.get("sw"), task.plan.to_json(), list(task.indices), rows,
+                bins is not None,
             )
             try:
                 arrays = await asyncio.shield(future)
@@ -612,6 +628,20 @@ class Worker:
             self.tasks_done += 1
         if self._conn is conn:
             await self._answer(conn, answer)
+
+
+def _check_bins(task: Task, entry: _Cached) -> str | None:
+    """A raw dataset needs the task's bins (one per feature); a binned one must not get any."""
+    if entry.raw != (task.bins is not None):
+        if entry.raw:
+            return f"dataset {task.dataset} holds raw features: the task must carry bins"
+        return f"dataset {task.dataset} is already binned: the task must not carry bins"
+    if task.bins is not None and task.bins.n_bins.size != entry.is_categorical.size:
+        return (
+            f"the task's bins cover {task.bins.n_bins.size} features, the dataset has "
+            f"{entry.is_categorical.size}"
+        )
+    return None
 
 
 def _check_rows(task: Task, n_rows: int) -> str | None:
