@@ -318,6 +318,9 @@ class _BaseForest(BaseEstimator, TreeModel):
         if prep.classes is not None:
             self.classes_ = prep.classes
         self._estimators_cache: list[Any] | None = None
+        # Flatten the trees for prediction now, as part of fitting (scikit-learn's fit also
+        # leaves its trees ready to predict), rather than inside the first predict call.
+        self._flat_forest()
 
     @property
     def estimators_(self) -> list[Any]:
