@@ -32,6 +32,9 @@ lint: $(STAMP_TEST)
 bench: $(STAMP_TEST)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/bench_channels.py
+	$(PY) benchmarks/bench_forest.py --no-lightgbm
+	$(PY) benchmarks/bench_predict.py
+	$(PY) benchmarks/bench_cluster.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
