@@ -31,11 +31,12 @@ from typing import Any, Literal
 import numpy as np
 
 from ..csp import go
-from ..data import Dataset, KFold, StratifiedKFold, split_rows
+from ..data import split_rows
 from ..data._binning import BinnedData
 from ..ensemble._forest import FitProgress
 from ..evaluation import ConfusionMatrix, clone_estimator, confusion_matrix
 from ..evaluation._confusion import sort_labels
+from ..evaluation._cross_validation import cv_inputs
 from ..tree._arrays import TreeArrays
 from ..tree._plan import BATCH_INSTANCES, ForestPlan
 from ..wire import (
@@ -945,19 +946,12 @@ def _cv_plans(
     shuffle: bool,
 ) -> tuple[Any, list[_FoldPlan], tuple[Any, ...]]:
     """The full data's fit job, each fold's fit job and bins, and every label (in a thread)."""
-    if isinstance(data, Dataset):
-        if y is not None:
-            raise ValueError("y must be None when data is a Dataset; its labels come from data.y")
-        if data.y is None:
-            raise ValueError("cross_validate needs a labelled Dataset, but data.y is None")
-        if data.task == "regression":
-            raise ValueError(
-                "cross_validate scores classifiers with confusion matrices, but this Dataset "
-                "holds regression targets (task='regression')"
-            )
-        ds = data
-        labels = np.asarray(data.y)
-        rows: Any = ds
+    inputs = cv_inputs(
+        data, y, folds=folds, stratified=stratified, random_state=random_state, shuffle=shuffle
+    )
+    labels, splits = inputs.labels, inputs.splits
+    if inputs.dataset is not None:
+        ds = inputs.dataset
         full = clone_estimator(estimator)._start(ds, None, None)
 
         def fit_args(idx: np.ndarray[Any, Any]) -> tuple[object, object]:
@@ -967,17 +961,8 @@ def _cv_plans(
             t = ds.take(idx)
             return t.X, np.asarray(t.y)
     else:
-        X = rows = np.asarray(data)
-        if X.ndim != 2:
-            raise ValueError(f"X must be a 2-D array (rows, features), got shape {X.shape}")
-        if y is None:
-            raise ValueError("y is required when data is an array rather than a Dataset")
-        labels = np.asarray(y)
-        if labels.ndim != 1 or len(labels) != len(X):
-            raise ValueError(
-                f"y must be 1-D with one label per row of X, got shape {labels.shape} for "
-                f"{len(X)} rows"
-            )
+        X = inputs.X
+        assert X is not None
         full = clone_estimator(estimator)._start(X, labels, None)
 
         def fit_args(idx: np.ndarray[Any, Any]) -> tuple[object, object]:
@@ -986,15 +971,6 @@ def _cv_plans(
         def test_xy(idx: np.ndarray[Any, Any]) -> tuple[Any, np.ndarray[Any, Any]]:
             return X[idx], labels[idx]
 
-    if len(labels) < folds:
-        raise ValueError(f"cannot split {len(labels)} rows into {folds} folds")
-    splitter = (StratifiedKFold if stratified else KFold)(
-        n_splits=folds, shuffle=shuffle, random_state=random_state
-    )
-    splits = [
-        (np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64))
-        for train, test in splitter.split(rows, labels)
-    ]
     all_labels = sort_labels(set(labels.tolist()))
     plans: list[_FoldPlan] = []
     for train, test in splits:

@@ -14,6 +14,7 @@ import inspect
 import os
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -92,6 +93,71 @@ def _resolve_n_jobs(n_jobs: int | None, folds: int) -> int:
     return min(n_jobs, folds)
 
 
+@dataclass(frozen=True, eq=False)
+class CVInputs:
+    """Checked cross-validation inputs: the data, its labels and every fold's row indices."""
+
+    dataset: Dataset | None  # the data, when it is a Dataset
+    X: npt.NDArray[Any] | None  # the data, when it is an array
+    labels: npt.NDArray[Any]
+    splits: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]
+
+
+def cv_inputs(
+    data: object,
+    y: object,
+    *,
+    folds: int,
+    stratified: bool,
+    random_state: RandomState,
+    shuffle: bool,
+) -> CVInputs:
+    """Validate ``cross_validate``'s data and compute its folds (also used by the cluster).
+
+    Every split is materialised up front so a bad split fails before any model is fitted.
+    """
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    rows: Dataset | npt.NDArray[Any]  # what the splitter counts rows of
+    dataset: Dataset | None = None
+    X: npt.NDArray[Any] | None = None
+    if isinstance(data, Dataset):
+        if y is not None:
+            raise ValueError("y must be None when data is a Dataset; its labels come from data.y")
+        if data.y is None:
+            raise ValueError("cross_validate needs a labelled Dataset, but data.y is None")
+        if data.task == "regression":
+            raise ValueError(
+                "cross_validate scores classifiers with confusion matrices, but this Dataset "
+                "holds regression targets (task='regression')"
+            )
+        dataset = rows = data
+        labels = np.asarray(data.y)
+    else:
+        X = rows = np.asarray(data)
+        if X.ndim != 2:
+            raise ValueError(f"X must be a 2-D array (rows, features), got shape {X.shape}")
+        if y is None:
+            raise ValueError("y is required when data is an array rather than a Dataset")
+        labels = np.asarray(y)
+        if labels.ndim != 1:
+            raise ValueError(f"y must be 1-D, got an array of shape {labels.shape}")
+        if len(labels) != len(X):
+            raise ValueError(
+                f"X and y must have the same number of rows, got {len(X)} and {len(labels)}"
+            )
+    if len(labels) < folds:
+        raise ValueError(f"cannot split {len(labels)} rows into {folds} folds")
+    splitter = (StratifiedKFold if stratified else KFold)(
+        n_splits=folds, shuffle=shuffle, random_state=random_state
+    )
+    splits = [
+        (np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64))
+        for train, test in splitter.split(rows, labels)
+    ]
+    return CVInputs(dataset=dataset, X=X, labels=labels, splits=splits)
+
+
 def cross_validate(
     estimator: SupportsFitPredict,
     data: Dataset | npt.ArrayLike,
@@ -125,20 +191,12 @@ def cross_validate(
         raise ValueError(f"folds must be an int >= 2, got {folds!r}")
     workers = _resolve_n_jobs(n_jobs, folds)
 
-    rows: Dataset | npt.NDArray[Any]  # what the splitter counts rows of
-    labels_y: npt.NDArray[Any]
-    if isinstance(data, Dataset):
-        if y is not None:
-            raise ValueError("y must be None when data is a Dataset; its labels come from data.y")
-        if data.y is None:
-            raise ValueError("cross_validate needs a labelled Dataset, but data.y is None")
-        if data.task == "regression":
-            raise ValueError(
-                "cross_validate scores classifiers with confusion matrices, but this Dataset "
-                "holds regression targets (task='regression')"
-            )
-        ds = rows = data
-        labels_y = np.asarray(data.y)
+    inputs = cv_inputs(
+        data, y, folds=folds, stratified=stratified, random_state=random_state, shuffle=shuffle
+    )
+    labels_y, splits = inputs.labels, inputs.splits
+    if inputs.dataset is not None:
+        ds = inputs.dataset
 
         def fit_predict(model: SupportsFitPredict, train: IndexArray, test: IndexArray) -> _Pair:
             test_ds = ds.take(test)
@@ -146,34 +204,13 @@ def cross_validate(
             return np.asarray(test_ds.y), model.predict(test_ds.X)
 
     else:
-        X = rows = np.asarray(data)
-        if X.ndim != 2:
-            raise ValueError(f"X must be a 2-D array (rows, features), got shape {X.shape}")
-        if y is None:
-            raise ValueError("y is required when data is an array rather than a Dataset")
-        labels_y = np.asarray(y)
-        if labels_y.ndim != 1:
-            raise ValueError(f"y must be 1-D, got an array of shape {labels_y.shape}")
-        if len(labels_y) != len(X):
-            raise ValueError(
-                f"X and y must have the same number of rows, got {len(X)} and {len(labels_y)}"
-            )
+        X = inputs.X
+        assert X is not None
 
         def fit_predict(model: SupportsFitPredict, train: IndexArray, test: IndexArray) -> _Pair:
             model.fit(X[train], labels_y[train])
             return labels_y[test], model.predict(X[test])
 
-    if len(labels_y) < folds:
-        raise ValueError(f"cannot split {len(labels_y)} rows into {folds} folds")
-
-    splitter = (StratifiedKFold if stratified else KFold)(
-        n_splits=folds, shuffle=shuffle, random_state=random_state
-    )
-    # Materialise every split up front so a bad split fails before any model is fitted.
-    splits = [
-        (np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64))
-        for train, test in splitter.split(rows, labels_y)
-    ]
     all_labels: tuple[Hashable, ...] = sort_labels(set(labels_y.tolist()))
 
     def run_fold(fold: int) -> ConfusionMatrix:
