@@ -15,14 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from tls_certs import (
-    CA_CERT,
-    CLIENT_CERT,
-    CLIENT_KEY,
-    OTHER_CA_CERT,
-    SERVER_CERT,
-    SERVER_KEY,
-)
+from tls_certs import write_pki
 
 from aioforest.wire import (
     DEFAULT_CONFIG,
@@ -394,19 +387,7 @@ async def test_garbage_after_the_handshake_raises_naming_peer_and_frame() -> Non
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, str]:
     """Test-only CA, server (SAN 127.0.0.1) and client certificates, valid until 2126."""
-    files = {}
-    for name, text in {
-        "ca": CA_CERT,
-        "server_cert": SERVER_CERT,
-        "server_key": SERVER_KEY,
-        "client_cert": CLIENT_CERT,
-        "client_key": CLIENT_KEY,
-        "other_ca": OTHER_CA_CERT,
-    }.items():
-        path = tmp_path / f"{name}.pem"
-        path.write_text(text)
-        files[name] = str(path)
-    return files
+    return write_pki(tmp_path)
 
 
 @pytest.mark.asyncio
