@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -15,6 +13,7 @@ from cluster_helpers import (
     TEST_TIMEOUT,
     TOKEN,
     FakeWorker,
+    in_process_cluster,
     small_data,
     step_until,
 )
@@ -44,23 +43,9 @@ from aioforest.tree._plan import fit_trees
 from aioforest.wire import ConnectionClosed, open_connection
 
 
-@contextlib.asynccontextmanager
-async def cluster(
-    n_workers: int = 2, **options: Any
-) -> AsyncIterator[tuple[Master, list[Worker]]]:
+def cluster(n_workers: int = 2, **options: Any) -> Any:
     """A master plus ``n_workers`` in-process workers (one pool process each)."""
-    async with asyncio.timeout(TEST_TIMEOUT), Master(token=TOKEN, **options) as master:
-        workers = [Worker(HOST, master.port, TOKEN, processes=1, name=f"w{i}")
-                   for i in range(n_workers)]
-        tasks = [asyncio.ensure_future(w.run()) for w in workers]
-        try:
-            await master.wait_for_workers(n_workers)
-            yield master, workers
-        finally:
-            await master.close()
-            await asyncio.wait(tasks)
-            for t in tasks:
-                t.result()  # a worker that crashed fails the test
+    return in_process_cluster(n_workers, **options)
 
 
 async def start_worker(master: Master, name: str) -> tuple[Worker, asyncio.Task[None]]:
