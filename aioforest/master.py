@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -25,7 +26,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from ._runtime import run
-from .cluster import ClusterError, ClusterTLS, LocalCluster, Master
+from .cluster import CheckpointError, ClusterError, ClusterTLS, LocalCluster, Master
+from .cluster._checkpoint import checkpoint_spec
 from .cluster._master import is_loopback
 from .data import DataError, Dataset, read_csv
 from .datasets import path as dataset_path
@@ -47,6 +49,9 @@ examples:
   aioforest-master --data train.csv --target label --trees 200 --out model.aiof
   # data-parallel: each tree sees one of 4 row shards, each shard held by 2 workers
   aioforest-master --data big.csv --mode data --shards 4 --replicas 2 --local-workers 4
+  # every tree checkpointed at once; after a crash, continue where it stopped
+  aioforest-master --data train.csv --trees 500 --checkpoint-dir ckpt/ --out model.aiof
+  aioforest-master --data train.csv --trees 500 --checkpoint-dir ckpt/ --out model.aiof --resume
   # 10-fold cross-validation: per-fold accuracy, mean and variance (data sent once)
   python -m aioforest.master --cv 10 --trees 50 --seed 1
   # external workers on other machines (a token is required off loopback)
@@ -127,6 +132,25 @@ def build_parser() -> argparse.ArgumentParser:
                       help="K-fold cross-validation instead of one fit: per-fold accuracy, "
                            "mean and variance (folds seeded by --seed)")
     data.add_argument("--out", metavar="MODEL", help="save the fitted model to this file")
+    data.add_argument("--task-size", type=_count(1), metavar="N",
+                      help="trees per task (default: balanced between batching and spreading)")
+    ckpt = parser.add_argument_group("checkpoints and fault tolerance")
+    ckpt.add_argument("--checkpoint-dir", metavar="DIR",
+                      help="write every finished tree to DIR at once (atomically), so that a "
+                           "killed job can be continued with --resume")
+    ckpt.add_argument("--resume", action="store_true",
+                      help="continue the killed job whose checkpoint is in --checkpoint-dir: "
+                           "same data and parameters (checked), only missing trees are fitted; "
+                           "without --seed, the checkpoint's seed is used")
+    ckpt.add_argument("--max-attempts", type=_count(1), default=3, metavar="N",
+                      help="fail the job when one task was running on N workers that died "
+                           "(default 3)")
+    ckpt.add_argument("--heartbeat-interval", type=float, default=0.5, metavar="SECONDS",
+                      help="how often workers report (default 0.5)")
+    ckpt.add_argument("--heartbeat-timeout", type=float, default=5.0, metavar="SECONDS",
+                      help="drop a worker silent this long and redo its tasks (default 5)")
+    ckpt.add_argument("--no-backups", action="store_true",
+                      help="never start backup copies of straggling tasks")
     net = parser.add_argument_group("cluster")
     net.add_argument("--bind", default="127.0.0.1", metavar="HOST",
                      help="address to listen on (default 127.0.0.1; others need a token)")
@@ -203,7 +227,8 @@ async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterat
             server_ssl_context(args.tls_cert, args.tls_key, args.tls_ca)
             if args.tls_cert is not None else None
         )
-        async with Master(args.bind, args.port, token, ssl=context) as master:
+        async with Master(args.bind, args.port, token, ssl=context,
+                          **_master_options(args)) as master:
             print(
                 f"master listening on {master.address}; waiting for {args.workers} workers",
                 flush=True,
@@ -216,9 +241,20 @@ async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterat
         if args.tls_cert is not None:
             tls = ClusterTLS(args.tls_ca, args.tls_cert, args.tls_key,
                              args.tls_worker_cert, args.tls_worker_key)
-        async with LocalCluster(n, args.processes_per_worker, token, tls=tls) as cluster:
+        async with LocalCluster(
+            n, args.processes_per_worker, token, tls=tls, **_master_options(args)
+        ) as cluster:
             print(f"started {n} local workers; master on {cluster.master.address}", flush=True)
             yield cluster.master
+
+
+def _master_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "max_attempts": args.max_attempts,
+        "heartbeat_interval": args.heartbeat_interval,
+        "heartbeat_timeout": args.heartbeat_timeout,
+        "backup_factor": None if args.no_backups else 3.0,
+    }
 
 
 def _estimator(args: argparse.Namespace) -> RandomForestClassifier:
@@ -268,7 +304,8 @@ async def _train(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> 
         try:
             await master.fit(
                 forest, ds, mode=args.mode, n_shards=args.shards, replicas=args.replicas,
-                on_progress=progress,
+                on_progress=progress, checkpoint_dir=args.checkpoint_dir, task_size=args.task_size,
+                resume="require" if args.resume else "new",
             )
         finally:
             progress.end()
@@ -284,6 +321,17 @@ async def _train(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> 
         print(f"out-of-bag accuracy: {forest.oob_score_:.4f}")
     per_worker = ", ".join(f"{k}: {v}" for k, v in sorted(status["tasks_done_by_worker"].items()))
     print(f"tasks per worker: {per_worker}")
+    if args.checkpoint_dir is not None:
+        print(
+            f"checkpoint {args.checkpoint_dir}: {status['trees_resumed']} trees resumed, "
+            f"{status['trees_fitted']} fitted"
+        )
+    print(f"datasets sent: {status['datasets_sent']}")
+    print(
+        f"faults: {status['workers_lost']} workers lost, {status['retries']} tasks retried, "
+        f"{status['backups']} backup copies ({status['backups_won']} won), "
+        f"{status['discarded_results']} results discarded"
+    )
     b = status["bytes"]
     print(
         f"bytes sent: {_size(b['sent_raw'])} before compression, {_size(b['sent_wire'])} on "
@@ -317,6 +365,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("TLS with local workers needs --tls-ca (the workers verify the master)")
     if args.cv is not None and (args.mode != "model" or args.out or args.oob):
         parser.error("--cv cannot be combined with --mode data, --out or --oob")
+    if args.resume and args.checkpoint_dir is None:
+        parser.error("--resume needs --checkpoint-dir (the directory of the killed job)")
+    if args.cv is not None and args.checkpoint_dir is not None:
+        parser.error("--checkpoint-dir applies to one fit, not --cv")
+    if not 0 < args.heartbeat_interval < args.heartbeat_timeout:
+        parser.error("need 0 < --heartbeat-interval < --heartbeat-timeout")
+    if args.checkpoint_dir is not None and args.seed is None:
+        # A checkpoint is only resumable with a fixed seed: take the killed job's, or draw
+        # one now and record it (it is printed, and stored in the checkpoint).
+        try:
+            spec = checkpoint_spec(args.checkpoint_dir) if args.resume else None
+        except CheckpointError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        seed = spec.get("params", {}).get("random_state") if spec is not None else None
+        args.seed = seed if isinstance(seed, int) else secrets.randbelow(2**31)
+        print(f"random_state: {args.seed}", flush=True)
     try:
         token = load_token(args.token_file)
     except (OSError, ValueError) as exc:

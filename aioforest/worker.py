@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from ._runtime import run
 from .cluster import Backoff, Worker
+from .cluster._faults import Faults
 from .wire import AuthenticationError, VersionMismatch, client_ssl_context, load_token
 
 __all__ = ["build_parser", "main", "parse_address"]
@@ -83,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="this worker's certificate, for a master that requires one")
     tls.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("--inject-fault", action="append", default=[], metavar="NAME=VALUE",
+                        help="misbehave on purpose, for fault-injection tests: "
+                             "crash-on-tree=N (SIGKILL itself on the task fitting tree N), "
+                             "slowdown=F (hold every task F times as long as its fit)")
     return parser
 
 
@@ -106,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
+    try:
+        faults = Faults.parse(args.inject_fault)
+    except ValueError as exc:
+        parser.error(f"--inject-fault: {exc}")
     if args.tls_cert is not None and args.tls_ca is None:
         parser.error("--tls-cert needs --tls-ca (the CA that signed the master's certificate)")
     context = None
@@ -117,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
     worker = Worker(
         host, port, token, processes=args.processes, name=args.name,
-        backoff=Backoff(max_attempts=args.max_retries), ssl=context,
+        backoff=Backoff(max_attempts=args.max_retries), ssl=context, faults=faults,
     )
 
     async def serve() -> None:

@@ -296,7 +296,10 @@ async def test_a_reconnecting_worker_announces_its_cache() -> None:
 async def test_a_worker_joining_mid_job_gets_work() -> None:
     X, y = small_data(n=200, d=5, seed=13)
     n_trees = 6
-    async with asyncio.timeout(TEST_TIMEOUT), Master(token=TOKEN, prefetch=0) as master:
+    # No backups: the newcomer must not take over the held task before the test says so.
+    async with asyncio.timeout(TEST_TIMEOUT), Master(
+        token=TOKEN, prefetch=0, backup_factor=None
+    ) as master:
         async with FakeWorker(master.port, "slow") as slow:
             forest = RandomForestClassifier(n_estimators=n_trees, random_state=8)
             progress: list[FitProgress] = []

@@ -33,7 +33,7 @@ def test_credits_bound_outstanding_tasks() -> None:
     first = s.assign()
     assert [a.task_id for a in first] == [0, 1, 2]  # slots 2 + prefetch 1
     assert s.assign() == []  # no credit left
-    assert s.on_result("a", 1, 0, 0)
+    assert s.on_result("a", 1, 0, 0).accepted
     again = s.assign()
     assert [a.task_id for a in again] == [3]
     s.check_invariants()
@@ -98,11 +98,11 @@ def test_duplicate_and_superseded_results_are_ignored() -> None:
     s.on_worker_lost("a")
     (b,) = s.assign()
     assert (b.worker, b.attempt) == ("b", 1)
-    assert not s.on_result("a", 1, 0, 0)  # the lost worker's late answer
-    assert not s.on_result("b", 1, 0, 0)  # wrong attempt
-    assert s.on_result("b", 1, 0, 1)
+    assert not s.on_result("a", 1, 0, 0).accepted  # the lost worker's late answer
+    assert not s.on_result("b", 1, 0, 0).accepted  # wrong attempt
+    assert s.on_result("b", 1, 0, 1).accepted
     assert s.is_complete(1)
-    assert not s.on_result("b", 1, 0, 1)  # duplicate
+    assert not s.on_result("b", 1, 0, 1).accepted  # duplicate
     s.check_invariants()
 
 
@@ -119,8 +119,8 @@ def test_lost_worker_tasks_are_requeued_with_the_next_attempt() -> None:
     assert all(x.send_dataset == (x.task_id == 0) for x in got)
 
 
-def test_poison_task_fails_the_job_after_max_failures() -> None:
-    s = Scheduler(prefetch=0, max_failures=2)
+def test_poison_task_fails_the_job_after_max_attempts() -> None:
+    s = Scheduler(prefetch=0, max_attempts=3)
     s.add_job(1, specs(1))
     for n in range(3):
         s.add_worker(f"w{n}", 1)
@@ -129,12 +129,13 @@ def test_poison_task_fails_the_job_after_max_failures() -> None:
         if n < 2:
             assert failed == []
     assert len(failed) == 1
-    assert failed[0].job_id == 1 and "max_failures=2" in failed[0].reason
+    assert failed[0].job_id == 1 and failed[0].task_id == 0
+    assert "3 workers" in failed[0].reason and "max_attempts=3" in failed[0].reason
     assert not s.has_job(1)
 
 
 def test_graceful_leave_does_not_count_as_a_failure() -> None:
-    s = Scheduler(prefetch=0, max_failures=0)
+    s = Scheduler(prefetch=0, max_attempts=1)
     s.add_job(1, specs(1))
     s.add_worker("a", 1)
     s.assign()
@@ -177,7 +178,7 @@ def test_task_error_fails_the_job_and_lists_cancels() -> None:
 
 
 def test_worker_error_requeues_and_counts() -> None:
-    s = Scheduler(prefetch=0, max_failures=1)
+    s = Scheduler(prefetch=0, max_attempts=2)
     s.add_worker("a", 1)
     s.add_job(1, specs(1))
     s.assign()
@@ -196,7 +197,7 @@ def test_remove_job_returns_outstanding_and_drops_queue() -> None:
     assert s.counts()["queued"] == 0
     s.add_job(2, specs(1, D2))
     assert s.assign() == []  # the cancelled task still holds the only credit
-    assert not s.on_result("a", 1, 0, 0)  # late result of the removed job frees it
+    assert not s.on_result("a", 1, 0, 0).accepted  # late result of the removed job frees it
     assert [x.job_id for x in s.assign()] == [2]
 
 
@@ -250,7 +251,12 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.s = Scheduler(prefetch=1, max_failures=1000)
+        # Backups on, with low thresholds, so random sequences exercise second copies.
+        self.s = Scheduler(
+            prefetch=1, max_attempts=1000, backup_factor=1.5, backup_min_done=0.25,
+            backup_min_seconds=0.0,
+        )
+        self.now = 0.0
         self.sent: dict[str, list[Assignment]] = {}  # per worker: tasks it holds
         self.next_worker = 0
         self.next_job = 0
@@ -281,9 +287,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.results[job] = set()
         self.n_tasks[job] = n
 
-    @rule()
-    def assign(self) -> None:
-        for a in self.s.assign():
+    @rule(dt=st.sampled_from([0.0, 0.5, 3.0]))
+    def assign(self, dt: float) -> None:
+        self.now += dt
+        for a in self.s.assign(self.now):
             assert a.job_id in self.jobs
             self.sent[a.worker].append(a)
 
@@ -292,7 +299,7 @@ class SchedulerMachine(RuleBasedStateMachine):
     def answer(self, data: st.DataObject, duplicate: bool) -> None:
         name = data.draw(st.sampled_from(sorted(w for w, v in self.sent.items() if v)))
         a = self.sent[name].pop(data.draw(st.integers(0, len(self.sent[name]) - 1)))
-        accepted = self.s.on_result(name, a.job_id, a.task_id, a.attempt)
+        accepted = self.s.on_result(name, a.job_id, a.task_id, a.attempt, self.now).accepted
         if a.job_id in self.jobs:
             assert accepted != (a.task_id in self.results[a.job_id])
             self.results[a.job_id].add(a.task_id)
@@ -301,7 +308,7 @@ class SchedulerMachine(RuleBasedStateMachine):
                 self.s.remove_job(a.job_id)
                 self.jobs.discard(a.job_id)
         if duplicate:
-            assert not self.s.on_result(name, a.job_id, a.task_id, a.attempt)
+            assert not self.s.on_result(name, a.job_id, a.task_id, a.attempt, self.now).accepted
 
     @precondition(lambda self: bool(self.sent))
     @rule(data=st.data(), graceful=st.booleans())
@@ -348,3 +355,159 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 TestSchedulerMachine = SchedulerMachine.TestCase
 TestSchedulerMachine.settings = settings(max_examples=40, stateful_step_count=40, deadline=None)
+
+
+# ---------------------------------------------------------------------- backups and attempts
+
+
+def backup_scheduler(**kw: object) -> Scheduler:
+    params: dict[str, object] = {
+        "prefetch": 0, "backup_factor": 3.0, "backup_min_done": 0.5, "backup_min_seconds": 0.0,
+    }
+    params.update(kw)
+    return Scheduler(**params)  # type: ignore[arg-type]
+
+
+def test_a_straggler_gets_a_backup_once_half_is_done_and_the_first_result_wins() -> None:
+    s = backup_scheduler()
+    s.add_worker("slow", 1)
+    s.add_worker("fast", 1)
+    s.add_job(1, specs(4))
+    first = {a.worker: a for a in s.assign(now=0.0)}
+    assert set(first) == {"slow", "fast"}
+    # "fast" finishes its tasks in 1 s each; "slow" is still on its first.
+    t = 0.0
+    for _ in range(2):
+        t += 1.0
+        (fa,) = [a for a in s.assign(now=t)] or [first["fast"]]
+        assert s.on_result("fast", 1, fa.task_id, fa.attempt, now=t).accepted
+        first["fast"] = fa
+    got = s.assign(now=t)  # the last queued task goes to "fast"
+    assert [(a.worker, a.backup) for a in got] == [("fast", False)]
+    t += 1.0
+    assert s.on_result("fast", 1, got[0].task_id, got[0].attempt, now=t).accepted
+    # 3 of 4 done, median 1 s; "slow" has run 3 s: not more than 3x yet.
+    assert s.assign(now=3.0) == []
+    (backup,) = s.assign(now=3.5)
+    assert backup.backup and backup.worker == "fast"
+    assert backup.task_id == first["slow"].task_id and backup.attempt != first["slow"].attempt
+    assert s.stats["backups"] == 1
+    s.check_invariants()
+    # The backup wins; the original is to be cancelled and its late answer is rejected.
+    outcome = s.on_result("fast", 1, backup.task_id, backup.attempt, now=4.0)
+    assert outcome.accepted and outcome.backup_won
+    assert outcome.cancels == {"slow": [backup.task_id]}
+    assert s.is_complete(1)
+    assert not s.on_result("slow", 1, backup.task_id, first["slow"].attempt, now=5.0).accepted
+    assert s.outstanding("slow") == {}  # its answer returned the credit
+    s.check_invariants()
+
+
+def test_the_original_can_win_and_the_backup_is_cancelled() -> None:
+    s = backup_scheduler(backup_min_done=0.0)
+    s.add_worker("a", 1)
+    s.add_worker("b", 1)
+    s.add_job(1, specs(2))
+    a0, b0 = sorted(s.assign(now=0.0), key=lambda a: a.worker)
+    assert s.on_result("b", 1, b0.task_id, b0.attempt, now=1.0).accepted
+    (backup,) = s.assign(now=3.5)
+    assert (backup.worker, backup.task_id) == ("b", a0.task_id)
+    outcome = s.on_result("a", 1, a0.task_id, a0.attempt, now=4.0)
+    assert outcome.accepted and not outcome.backup_won
+    assert outcome.cancels == {"b": [a0.task_id]}
+    # The cancelled copy's answer frees b's slot.
+    assert s.on_failed("b", 1, a0.task_id, backup.attempt, "cancelled") is None
+    assert s.outstanding("b") == {}
+    s.check_invariants()
+
+
+def test_no_backup_before_min_done_or_min_seconds_or_while_tasks_are_queued() -> None:
+    s = backup_scheduler(backup_min_seconds=10.0)
+    s.add_worker("a", 1)
+    s.add_worker("b", 1)
+    s.add_job(1, specs(2))
+    _, b0 = sorted(s.assign(now=0.0), key=lambda a: a.worker)
+    s.on_result("b", 1, b0.task_id, b0.attempt, now=0.1)
+    assert s.assign(now=5.0) == []  # 50x the median, but under backup_min_seconds
+    assert [x.backup for x in s.assign(now=10.5)] == [True]
+    s2 = backup_scheduler()
+    s2.add_worker("a", 1)
+    s2.add_worker("b", 1)
+    s2.add_job(1, specs(4))
+    s2.assign(now=0.0)
+    assert s2.assign(now=100.0) == []  # nothing done yet: no median, no backups
+    s3 = backup_scheduler(backup_factor=None)
+    s3.add_worker("a", 1)
+    s3.add_worker("b", 1)
+    s3.add_job(1, specs(2))
+    _, b3 = sorted(s3.assign(now=0.0), key=lambda a: a.worker)
+    s3.on_result("b", 1, b3.task_id, b3.attempt, now=1.0)
+    assert s3.assign(now=100.0) == []  # backups off
+
+
+def test_losing_the_original_keeps_the_backup_running_without_requeueing() -> None:
+    s = backup_scheduler(backup_min_done=0.0)
+    s.add_worker("a", 1)
+    s.add_worker("b", 1)
+    s.add_job(1, specs(2))
+    _, b0 = sorted(s.assign(now=0.0), key=lambda a: a.worker)
+    s.on_result("b", 1, b0.task_id, b0.attempt, now=1.0)
+    (backup,) = s.assign(now=4.0)
+    assert s.on_worker_lost("a") == []
+    assert s.counts() == {"queued": 0, "running": 1, "done": 1, "done_total": 1}
+    assert s.on_result("b", 1, backup.task_id, backup.attempt, now=5.0).accepted
+    assert s.is_complete(1)
+    s.check_invariants()
+
+
+def test_a_worker_that_reconnects_with_the_same_incarnation_is_forgiven() -> None:
+    s = Scheduler(prefetch=0, max_attempts=2)
+    s.add_job(1, specs(1))
+    s.add_worker("w", 1)
+    s.assign()
+    assert s.on_worker_lost("w", crash_key="inc-1") == []
+    s.forgive("inc-1")  # its connection dropped; the process lived
+    s.add_worker("w#2", 1)
+    s.assign()
+    assert s.on_worker_lost("w#2", crash_key="inc-2") == []  # one real death so far
+    s.add_worker("w#3", 1)
+    s.assign()
+    (failed,) = s.on_worker_lost("w#3", crash_key="inc-3")
+    assert failed.task_id == 0 and "2 workers" in failed.reason
+
+
+def test_the_same_dead_incarnation_counts_once() -> None:
+    s = Scheduler(prefetch=1, max_attempts=2)
+    s.add_job(1, specs(1))
+    for name in ("a", "b", "c"):
+        s.add_worker(name, 1)
+        s.assign()
+        assert s.on_worker_lost(name, crash_key="same-process") == []
+    assert s.has_job(1)
+
+
+def test_every_copy_gets_a_fresh_attempt_number() -> None:
+    s = backup_scheduler(backup_min_done=0.0)
+    s.add_worker("a", 1)
+    s.add_worker("b", 1)
+    s.add_job(1, specs(2))
+    seen = {(a.task_id, a.attempt) for a in s.assign(now=0.0)}
+    done = [a for a in s.assign(now=0.0)]
+    assert done == []
+    s.on_worker_lost("a")
+    s.add_worker("c", 1)
+    for a in s.assign(now=1.0):
+        assert (a.task_id, a.attempt) not in seen
+        seen.add((a.task_id, a.attempt))
+    s.check_invariants()
+
+
+def test_bad_backup_arguments() -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        Scheduler(max_attempts=0)
+    with pytest.raises(ValueError, match="backup_factor"):
+        Scheduler(backup_factor=0.5)
+    with pytest.raises(ValueError, match="backup_min_done"):
+        Scheduler(backup_min_done=1.5)
+    with pytest.raises(ValueError, match="backup_min_seconds"):
+        Scheduler(backup_min_seconds=-1)

@@ -149,6 +149,34 @@ async def test_cancel_drops_queued_tasks_and_heartbeats_report_load() -> None:
 
 
 @pytest.mark.asyncio
+async def test_cancel_stops_a_running_task_through_the_shared_board() -> None:
+    payload, plan, _ = dataset_and_plan(3)
+    async with asyncio.timeout(TEST_TIMEOUT), ScriptedMaster() as master:
+        executor = GatedExecutor()
+        worker = Worker(HOST, master.port, TOKEN, processes=1, executor=executor)
+        async with running(worker):
+            conn, _ = await master.registered(heartbeat_interval=0.01)
+            await conn.send(payload.to_message())
+            await conn.send(Task(4, 0, 0, payload.hash, plan, (0, 1)).to_message())
+            while decode(await conn.recv()) != Heartbeat(running=1, queued=0, free=0):
+                pass  # the task is in the "pool", held at the gate
+            await conn.send(Cancel(4, (0,)).to_message())
+            # The cancel sets the task's byte on the shared board; the fit, once it starts,
+            # stops at its first level instead of growing two trees.
+            await step_until(lambda: worker.cancelled_running == 1)
+            executor.gate.set()
+            answer = await recv_skipping(conn, "heartbeat")
+            assert isinstance(answer, TaskFailed)
+            assert (answer.task_id, answer.reason) == (0, "cancelled")
+            assert "while running (cancelled at depth 0)" in answer.detail
+            # The slot is free again and its board byte cleared: the next task runs normally.
+            await conn.send(Task(4, 1, 0, payload.hash, plan, (2,)).to_message())
+            res = await recv_skipping(conn, "heartbeat")
+            assert isinstance(res, Result) and res.task_id == 1 and len(res.trees) == 1
+        executor.shutdown()
+
+
+@pytest.mark.asyncio
 async def test_stop_reports_running_tasks_then_says_bye() -> None:
     payload, plan, _ = dataset_and_plan(4)
     async with asyncio.timeout(TEST_TIMEOUT), ScriptedMaster() as master:
@@ -272,7 +300,10 @@ async def test_reconnects_after_losing_the_master_and_reports_its_cache() -> Non
             await recv_skipping(conn, "heartbeat")
             conn.abort()  # the master "crashes"
             conn2, reg2 = await master.registered()
-            assert reg2 == Register(worker.name, 1, (payload.hash,))
+            assert reg2 == Register(
+                worker.name, 1, (payload.hash,), incarnation=worker.incarnation
+            )
+            assert reg.incarnation == reg2.incarnation != ""  # same process, same incarnation
             await conn2.send(Bye().to_message())
             await run_task
 

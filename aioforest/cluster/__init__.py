@@ -6,7 +6,9 @@
   local ``fit`` with the same ``random_state``; ``mode="data"`` trains each tree on one row
   shard (held by ``replicas`` workers). ``await master.cross_validate(forest, data)`` gives
   the same per-fold confusion matrices as :func:`aioforest.cross_validate`, sending the data
-  once for all folds.
+  once for all folds. Lost workers' tasks are retried elsewhere, stragglers get backup
+  copies, and with ``checkpoint_dir`` every finished tree is on disk at once, so a killed
+  master resumes where it stopped (:class:`CheckpointError` if the checkpoint does not fit).
 * :class:`Worker` -- ``await Worker(host, port, token).run()``: fits trees in a local process
   pool for a master (``python -m aioforest.worker`` on the command line).
 * :class:`LocalCluster` -- a master plus worker subprocesses on this machine (over TLS with
@@ -15,8 +17,11 @@
   ``_scheduler``; every message is JSON plus raw numpy buffers, never pickle.
 """
 
+from ._checkpoint import CheckpointError
+from ._errors import ClusterError
+from ._faults import Faults
 from ._local import ClusterTLS, LocalCluster
-from ._master import ClusterClosed, ClusterError, JobFailedError, Master
+from ._master import ClusterClosed, JobFailedError, Master
 from ._protocol import CLUSTER_PROTOCOL_VERSION, MessageError
 from ._scheduler import Scheduler
 from ._worker import Backoff, Worker
@@ -24,9 +29,11 @@ from ._worker import Backoff, Worker
 __all__ = [
     "CLUSTER_PROTOCOL_VERSION",
     "Backoff",
+    "CheckpointError",
     "ClusterClosed",
     "ClusterError",
     "ClusterTLS",
+    "Faults",
     "JobFailedError",
     "LocalCluster",
     "Master",

@@ -17,6 +17,7 @@ import signal
 import ssl as ssl_module
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
@@ -68,6 +69,8 @@ class LocalCluster:
         token: the cluster token; default a fresh random one.
         startup_timeout: seconds to wait for every worker to register.
         tls: serve TLS and have the workers verify it (see :class:`ClusterTLS`).
+        worker_args: extra command-line arguments per worker (``worker_args[i]`` for worker
+            ``i``; shorter lists leave the rest alone), e.g. ``--inject-fault`` for tests.
         master_options: keyword arguments for :class:`Master` (``prefetch``, ...).
     """
 
@@ -80,6 +83,7 @@ class LocalCluster:
         startup_timeout: float = 60.0,
         stop_timeout: float = 10.0,
         tls: ClusterTLS | None = None,
+        worker_args: Sequence[Sequence[str]] = (),
         **master_options: Any,
     ) -> None:
         if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
@@ -100,6 +104,7 @@ class LocalCluster:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.tls = tls
+        self._worker_args = [list(a) for a in worker_args]
         self._worker_tls_args = tls.worker_args() if tls is not None else []
         if tls is not None:
             master_options["ssl"] = tls.server_context()
@@ -140,6 +145,7 @@ class LocalCluster:
             "--name", f"local-{i + 1}",
             "--max-retries", "5",
             *self._worker_tls_args,
+            *(self._worker_args[i] if i < len(self._worker_args) else []),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,

@@ -19,6 +19,7 @@ import ipaddress
 import itertools
 import logging
 import math
+import os
 import ssl as ssl_module
 import time
 import warnings
@@ -49,6 +50,8 @@ from ..wire import (
     WireConfig,
     accept,
 )
+from ._checkpoint import Checkpoint, CheckpointError, job_spec
+from ._errors import ClusterError
 from ._protocol import (
     CLUSTER_PROTOCOL_VERSION,
     Bye,
@@ -64,7 +67,7 @@ from ._protocol import (
     Welcome,
     decode,
 )
-from ._scheduler import Scheduler, TaskSpec
+from ._scheduler import JobFailed, Scheduler, TaskSpec
 
 __all__ = ["ClusterClosed", "ClusterError", "JobFailedError", "Master"]
 
@@ -73,12 +76,17 @@ logger = logging.getLogger("aioforest.cluster")
 _MASTER_RECEIVES = ("heartbeat", "result", "failed", "bye")
 
 
-class ClusterError(Exception):
-    """Something went wrong on the cluster."""
-
-
 class JobFailedError(ClusterError):
-    """A fit failed: a task raised on a worker, or kept losing its workers."""
+    """A fit failed: a task raised on a worker, or kept killing its workers.
+
+    ``task_id`` and ``trees`` name the task that failed (when one did).
+    """
+
+    def __init__(self, message: str, *, task_id: int | None = None,
+                 trees: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.trees = trees
 
 
 class ClusterClosed(ClusterError):
@@ -139,6 +147,8 @@ class _Job:
     t0: float
     datasets: list[str]
     trees: dict[int, TreeArrays] = field(default_factory=dict)
+    checkpoint: Checkpoint | None = None
+    writes: set[asyncio.Future[None]] = field(default_factory=set)  # checkpoint writes
 
 
 @dataclass
@@ -150,6 +160,7 @@ class _DatasetRef:
 class _Peer:
     name: str
     conn: Connection
+    incarnation: str = ""
     outbox: deque[Message | _DatasetRef] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     sender: asyncio.Task[None] | None = None
@@ -175,9 +186,16 @@ class Master:
             loopback address: an unauthenticated master on a network is refused.
         prefetch: tasks a worker may hold beyond its slots (hides the round trip).
         heartbeat_interval: how often workers are asked to report (seconds).
-        heartbeat_timeout: a worker silent this long is dropped and its tasks requeued.
+        heartbeat_timeout: a worker silent this long (frozen, partitioned) is dropped and
+            its running and prefetched tasks are requeued at once.
         handshake_timeout: bound on the connection handshake and registration.
-        max_failures: a task lost with more workers than this fails its fit.
+        max_attempts: a task that was running on this many workers when they died fails
+            its fit (with an error naming the task and its trees).
+        backup_factor: a task running more than this many times the median duration of
+            its fit's finished tasks gets a backup copy on an idle worker, once
+            ``backup_min_done`` of the tasks are done and nothing is queued; the first
+            result wins and the other copy is cancelled. ``None`` turns backups off.
+        backup_min_seconds: never back up a task that has run less than this.
         config: wire limits and compression settings.
         ssl: a server TLS context (see :func:`aioforest.wire.server_ssl_context`).
     """
@@ -189,10 +207,13 @@ class Master:
         token: bytes | str | None = None,
         *,
         prefetch: int = 1,
-        heartbeat_interval: float = 1.0,
-        heartbeat_timeout: float = 10.0,
+        heartbeat_interval: float = 0.5,
+        heartbeat_timeout: float = 5.0,
         handshake_timeout: float = 10.0,
-        max_failures: int = 3,
+        max_attempts: int = 3,
+        backup_factor: float | None = 3.0,
+        backup_min_done: float = 0.5,
+        backup_min_seconds: float = 1.0,
         config: WireConfig = DEFAULT_CONFIG,
         ssl: ssl_module.SSLContext | None = None,
     ) -> None:
@@ -216,7 +237,10 @@ class Master:
         self.handshake_timeout = float(handshake_timeout)
         self.config = config
         self._ssl = ssl
-        self._scheduler = Scheduler(prefetch=prefetch, max_failures=max_failures)
+        self._scheduler = Scheduler(
+            prefetch=prefetch, max_attempts=max_attempts, backup_factor=backup_factor,
+            backup_min_done=backup_min_done, backup_min_seconds=backup_min_seconds,
+        )
         self._server: asyncio.Server | None = None
         self._port: int | None = None
         self._peers: dict[str, _Peer] = {}
@@ -231,6 +255,11 @@ class Master:
         self._auth_failures = 0
         self._workers_lost = 0
         self._datasets_sent = 0
+        self._incarnations: dict[str, str] = {}  # worker name -> incarnation
+        self._lost_incarnations: set[str] = set()  # of workers dropped without a bye
+        self._cancels_sent = 0
+        self._trees_received = 0  # accepted from workers (each tree fitted once per fit)
+        self._trees_resumed = 0  # loaded from checkpoints instead of fitted
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -331,9 +360,15 @@ class Master:
             self._peers_changed.notify_all()
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A connection that ends badly gets exactly one log line naming the peer and the
+        # reason. Nothing may escape this callback: asyncio would log it once more as an
+        # unhandled error of the server, without saying which peer it was about.
+        from ..wire._stream import format_peer
+
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        peer = format_peer(writer.get_extra_info("peername"))
         try:
             if self._closing:
                 writer.close()
@@ -345,12 +380,22 @@ class Master:
                 )
             except AuthenticationError as exc:
                 self._auth_failures += 1
-                logger.warning("master: refused a worker: %s", exc)
+                logger.warning("master: refused connection from %s: %s", peer, exc.detail)
                 return
-            except (ProtocolError, OSError, TimeoutError) as exc:
-                logger.info("master: handshake failed: %s", exc)
+            except ProtocolError as exc:  # garbage, a bad frame, a timeout (HandshakeTimeout)
+                where = "" if exc.frame is None else f"frame {exc.frame}: "
+                logger.info("master: refused connection from %s: %s%s", peer, where, exc.detail)
+                return
+            except OSError as exc:  # reset or lost during the handshake (ConnectionClosed)
+                logger.info(
+                    "master: refused connection from %s: connection lost (%s)",
+                    peer, exc.__cause__ or exc,
+                )
                 return
             await self._serve(conn)
+        except Exception:  # a bug of ours: say so once, and never leave the socket open
+            logger.exception("master: internal error on the connection from %s", peer)
+            writer.transport.abort()
         finally:
             self._handlers.discard(task)
 
@@ -359,7 +404,19 @@ class Master:
             msg = await conn.recv(timeout=self.handshake_timeout)
             reg = decode(msg, expect=("register",))
         except (ProtocolError, ConnectionClosed, TimeoutError) as exc:
-            logger.warning("master: worker %s did not register: %s", conn.peer, exc)
+            if isinstance(exc, ProtocolError):  # a bad frame or the wrong message
+                reason = exc.detail if exc.frame is None else f"frame {exc.frame}: {exc.detail}"
+            elif isinstance(exc, ConnectionClosed):
+                cause = exc.__cause__
+                reason = (
+                    f"connection lost ({cause})" if isinstance(cause, OSError)
+                    else "the peer closed the connection"
+                )
+            else:
+                reason = f"no register message within {self.handshake_timeout:g} s"
+            logger.warning(
+                "master: dropped connection from %s before it registered: %s", conn.peer, reason
+            )
             conn.abort()
             return None
         assert isinstance(reg, Register)
@@ -369,9 +426,16 @@ class Master:
                 f"cluster protocol version {reg.version} is not supported "
                 f"(this master speaks {CLUSTER_PROTOCOL_VERSION})"
             )
+        elif not reg.name.isprintable():
+            # The name goes into log lines: a newline in it could forge lines of its own.
+            refusal = "the worker name must be printable (no control characters)"
         elif self._closing:
             refusal = "master shutting down"
         if refusal is not None:
+            logger.log(
+                logging.INFO if self._closing else logging.WARNING,
+                "master: refused worker %r from %s: %s", reg.name, conn.peer, refusal,
+            )
             with contextlib.suppress(ConnectionClosed):
                 await conn.send(Bye(refusal).to_message())
             await conn.aclose(timeout=1.0)
@@ -398,7 +462,7 @@ class Master:
         try:
             await conn.send(Welcome(name, self.heartbeat_interval).to_message())
             self._tasks_done_by.setdefault(name, 0)
-            self._scheduler.add_worker(name, reg.slots, reg.datasets)
+            self._admit(peer, reg)
             peer.sender = go(self._send_loop(peer), name=f"aioforest-master-send-{name}")
             logger.info(
                 "master: worker %s joined from %s with %d slots", name, conn.peer, reg.slots
@@ -416,18 +480,41 @@ class Master:
                 self._on_message(peer, msg)
         except TimeoutError:
             logger.warning(
-                "master: worker %s sent nothing for %.1f s; dropping it",
-                name, self.heartbeat_timeout,
+                "master: worker %s (%s) sent nothing for %.1f s; dropping it",
+                name, conn.peer, self.heartbeat_timeout,
             )
         except ConnectionClosed as exc:
             if not self._closing:
-                logger.warning("master: lost worker %s: %s", name, exc)
+                cause = exc.__cause__
+                reason = (
+                    f"connection lost ({cause})" if isinstance(cause, OSError)
+                    else "the peer closed the connection"
+                )
+                logger.warning("master: lost worker %s (%s): %s", name, conn.peer, reason)
         except ProtocolError as exc:
-            logger.error("master: dropping worker %s: %s", name, exc)
+            # The peer's fault, not ours: a warning, like every other hostile peer.
+            where = "" if exc.frame is None else f"frame {exc.frame}: "
+            logger.warning(
+                "master: dropping worker %s (%s): %s%s", name, conn.peer, where, exc.detail
+            )
         except Exception:  # a bug of ours: drop the worker (its tasks are requeued), say why
-            logger.exception("master: internal error while serving worker %s", name)
+            logger.exception("master: internal error while serving worker %s (%s)", name, conn.peer)
         finally:
             await self._drop_peer(peer, graceful=graceful)
+
+    def _admit(self, peer: _Peer, reg: Register) -> None:
+        """Register a welcomed worker with the scheduler.
+
+        A worker process keeps its incarnation across reconnections: if one we dropped
+        without a ``bye`` comes back, its process did not die, so the tasks it held do not
+        count it towards ``max_attempts``.
+        """
+        peer.incarnation = reg.incarnation or f"{peer.name}@{id(peer):x}"
+        if peer.incarnation in self._lost_incarnations:
+            self._lost_incarnations.discard(peer.incarnation)
+            self._scheduler.forgive(peer.incarnation)
+            logger.info("master: worker %s is back (same process); forgiven", peer.name)
+        self._scheduler.add_worker(peer.name, reg.slots, reg.datasets)
 
     async def _drop_peer(self, peer: _Peer, *, graceful: bool) -> None:
         if self._peers.get(peer.name) is peer:
@@ -443,8 +530,12 @@ class Master:
         self._closed_bytes["received_wire"] += stats.received.wire_bytes
         if not graceful and not self._closing and self._scheduler.has_worker(peer.name):
             self._workers_lost += 1
-        for failure in self._scheduler.on_worker_lost(peer.name, graceful=graceful):
-            self._fail_job(failure.job_id, JobFailedError(failure.reason), failure.cancels)
+            self._lost_incarnations.add(peer.incarnation)
+        lost = self._scheduler.on_worker_lost(
+            peer.name, graceful=graceful, crash_key=peer.incarnation
+        )
+        for failure in lost:
+            self._fail_job(failure.job_id, self._job_error(failure), failure.cancels)
         await self._notify_peers()
         self._pump()
 
@@ -465,8 +556,15 @@ class Master:
                     peer.name, msg.job_id, msg.task_id, msg.reason, msg.detail,
                 )
             if failure is not None:
-                self._fail_job(failure.job_id, JobFailedError(failure.reason), failure.cancels)
+                self._fail_job(failure.job_id, self._job_error(failure), failure.cancels)
         self._pump()
+
+    def _job_error(self, failure: JobFailed) -> JobFailedError:
+        job = self._jobs.get(failure.job_id)
+        info = job.tasks.get(failure.task_id) if job is not None else None
+        trees = info.indices if info is not None else ()
+        where = f" (its trees: {_ranges(trees)})" if trees else ""
+        return JobFailedError(f"{failure.reason}{where}", task_id=failure.task_id, trees=trees)
 
     def _on_result(self, peer: _Peer, res: Result) -> None:
         job = self._jobs.get(res.job_id)
@@ -474,10 +572,28 @@ class Master:
         if job is not None and info is not None:
             _check_trees(res, info, job)
         peer.results += 1
-        if not self._scheduler.on_result(peer.name, res.job_id, res.task_id, res.attempt):
+        outcome = self._scheduler.on_result(
+            peer.name, res.job_id, res.task_id, res.attempt, time.monotonic()
+        )
+        if not outcome.accepted:
+            logger.debug(
+                "master: discarded a duplicate or superseded result %d/%d/%d from %s",
+                res.job_id, res.task_id, res.attempt, peer.name,
+            )
             return
+        if outcome.cancels:  # the other copy of a backed-up task: stop it
+            for name in outcome.cancels:
+                logger.info(
+                    "master: task %d/%d done by %s%s; cancelling the copy on %s",
+                    res.job_id, res.task_id, peer.name,
+                    " (backup)" if outcome.backup_won else "", name,
+                )
+            self._send_cancels(res.job_id, outcome.cancels)
         self._tasks_done_by[peer.name] = self._tasks_done_by.get(peer.name, 0) + 1
         assert job is not None and info is not None
+        self._trees_received += len(res.trees)
+        if job.checkpoint is not None:
+            self._save(job, dict(zip(info.indices, res.trees, strict=True)))
         for index, tree in zip(info.indices, res.trees, strict=True):
             job.trees[index] = tree
             if job.on_progress is not None and not job.future.done():
@@ -494,6 +610,24 @@ class Master:
             if not job.future.done():
                 job.future.set_result(None)
 
+    def _save(self, job: _Job, trees: dict[int, TreeArrays]) -> None:
+        """Write trees to the job's checkpoint (in a thread); a failed write fails the fit."""
+        assert job.checkpoint is not None
+        write = asyncio.ensure_future(asyncio.to_thread(job.checkpoint.write_trees, trees))
+        job.writes.add(write)
+
+        def written(f: asyncio.Future[None]) -> None:
+            job.writes.discard(f)
+            exc = None if f.cancelled() else f.exception()
+            if exc is not None and not job.future.done():
+                error = CheckpointError(
+                    f"cannot write trees {_ranges(tuple(trees))} to the checkpoint in "
+                    f"{job.checkpoint.directory if job.checkpoint else '?'}: {exc}"
+                )
+                self._fail_job(job.job_id, error, self._scheduler.remove_job(job.job_id))
+
+        write.add_done_callback(written)
+
     def _fail_job(
         self, job_id: int, exc: BaseException, cancels: dict[str, list[int]]
     ) -> None:
@@ -507,6 +641,7 @@ class Master:
         for name, task_ids in cancels.items():
             peer = self._peers.get(name)
             if peer is not None:
+                self._cancels_sent += len(task_ids)
                 peer.outbox.append(Cancel(job_id, tuple(task_ids)).to_message())
                 peer.wake.set()
 
@@ -514,8 +649,13 @@ class Master:
 
     def _pump(self) -> None:
         """Turn free credits into messages in the workers' outboxes."""
-        for a in self._scheduler.assign():
+        for a in self._scheduler.assign(time.monotonic()):
             peer = self._peers[a.worker]
+            if a.backup:
+                logger.info(
+                    "master: task %d/%d is straggling; backup copy on %s",
+                    a.job_id, a.task_id, a.worker,
+                )
             info = self._jobs[a.job_id].tasks[a.task_id]
             if a.send_dataset:
                 peer.outbox.append(_DatasetRef(a.dataset))
@@ -567,6 +707,8 @@ class Master:
         on_progress: Callable[[FitProgress], object] | None = None,
         priority: int = 0,
         task_size: int | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        resume: Literal["auto", "new", "require"] = "auto",
     ) -> Any:
         """Fit ``estimator`` (a random forest) on the cluster and return it.
 
@@ -583,6 +725,16 @@ class Master:
         ``on_progress`` is called with a :class:`~aioforest.ensemble.FitProgress` per tree
         received. ``priority``: higher runs first when several fits share the cluster.
         ``task_size``: trees per task (default: balance between batching and spreading).
+
+        ``checkpoint_dir``: write every tree to this directory as soon as it arrives
+        (atomically, with the job's specification and data hashes; see
+        :mod:`~aioforest.cluster._checkpoint`). If the directory already holds this job's
+        checkpoint (a killed run), only the missing trees are fitted and the forest is the
+        one an uninterrupted run gives; a checkpoint of other data or parameters, or a
+        damaged one, raises :class:`~aioforest.cluster.CheckpointError`. ``resume``:
+        ``"auto"`` (resume if there is a checkpoint), ``"new"`` (refuse an existing one) or
+        ``"require"`` (refuse to start without one). Resuming needs a fixed
+        ``random_state``: with ``None`` every run draws another forest.
 
         Raises :class:`JobFailedError` if a task fails, :class:`ClusterClosed` if the
         master closes first. Cancelling the call cancels the fit's tasks on the workers.
@@ -610,6 +762,7 @@ class Master:
         binned: BinnedData = await asyncio.to_thread(estimator._bin_here, fit_job)
         prep, plan = fit_job.prep, fit_job.plan
         groups: list[_Group]
+        k: int | None = None
         if mode == "model":
             payload = await asyncio.to_thread(
                 DatasetPayload.build, binned, prep.y, prep.sample_weight
@@ -620,12 +773,39 @@ class Master:
             groups = await asyncio.to_thread(
                 _shard_groups, binned, prep.y, prep.sample_weight, plan, fit_job.indices, k
             )
-        trees = await self._run_job(
-            groups, n_outputs=max(plan.n_classes, 1), n_features=binned.n_features,
-            on_progress=on_progress, priority=priority, task_size=task_size,
-            replicas=replicas if mode == "data" else None,
-        )
-        await asyncio.to_thread(estimator._finish, fit_job, binned, trees)
+        checkpoint: Checkpoint | None = None
+        saved: dict[int, TreeArrays] = {}
+        if checkpoint_dir is not None:
+            spec = job_spec(
+                data_hashes=[g.payload.hash for g in groups], plan=plan.to_json(),
+                params=estimator.get_params(), indices=fit_job.indices, mode=mode, n_shards=k,
+            )
+            checkpoint = await asyncio.to_thread(
+                Checkpoint.open, checkpoint_dir, spec, resume=resume
+            )
+            saved = checkpoint.trees
+            missing = set(checkpoint.missing)
+            groups = [
+                dataclasses.replace(g, indices=[i for i in g.indices if i in missing])
+                for g in groups
+            ]
+            groups = [g for g in groups if g.indices]
+            self._trees_resumed += len(saved)
+            if saved:
+                logger.info(
+                    "master: resuming from %s: %d trees saved, %d to fit",
+                    checkpoint_dir, len(saved), len(missing),
+                )
+        try:
+            trees = await self._run_job(
+                groups, n_outputs=max(plan.n_classes, 1), n_features=binned.n_features,
+                on_progress=on_progress, priority=priority, task_size=task_size,
+                replicas=replicas if mode == "data" else None, checkpoint=checkpoint,
+            ) if groups else {}
+        finally:
+            if checkpoint is not None:
+                await asyncio.to_thread(checkpoint.close)  # waits for writes in flight
+        await asyncio.to_thread(estimator._finish, fit_job, binned, {**saved, **trees})
         return estimator
 
     async def cross_validate(
@@ -740,8 +920,10 @@ class Master:
         priority: int,
         task_size: int | None,
         replicas: int | None,
+        checkpoint: Checkpoint | None = None,
     ) -> dict[int, TreeArrays]:
-        """Schedule the groups' trees as one job and wait for all of them."""
+        """Schedule the groups' trees as one job and wait for all of them (and for their
+        checkpoint writes)."""
         for g in groups:
             if g.payload.nbytes > self.config.max_message_size:
                 raise ValueError(
@@ -766,7 +948,7 @@ class Master:
             job_id, tasks, sum(len(g.indices) for g in groups),
             n_outputs=n_outputs, n_features=n_features,
             future=asyncio.get_running_loop().create_future(), on_progress=on_progress,
-            t0=time.perf_counter(), datasets=digests,
+            t0=time.perf_counter(), datasets=digests, checkpoint=checkpoint,
         )
         self._jobs[job_id] = job
         try:
@@ -776,12 +958,16 @@ class Master:
             self._scheduler.add_job(job_id, specs, priority=priority)
             self._pump()
             await job.future
+            while job.writes:  # the last trees' checkpoint writes
+                await asyncio.gather(*job.writes)
         except BaseException:
             self._send_cancels(job_id, self._scheduler.remove_job(job_id))
             raise
         finally:
             del self._jobs[job_id]
             self._release(digests)
+            if job.writes:  # a cancelled or failed fit still saves the trees it received
+                await asyncio.wait(set(job.writes))
         return job.trees
 
     # ------------------------------------------------------------------ status
@@ -827,6 +1013,15 @@ class Master:
             "bytes": totals,
             "auth_failures": self._auth_failures,
             "workers_lost": self._workers_lost,
+            # Fault tolerance: copies requeued after a loss, backup copies started and won,
+            # results discarded (duplicates, superseded or cancelled copies), cancels sent.
+            "retries": self._scheduler.stats["requeued"],
+            "backups": self._scheduler.stats["backups"],
+            "backups_won": self._scheduler.stats["backups_won"],
+            "discarded_results": self._scheduler.stats["rejected_results"],
+            "cancels_sent": self._cancels_sent,
+            "trees_fitted": self._trees_received,
+            "trees_resumed": self._trees_resumed,
         }
 
 
@@ -848,6 +1043,16 @@ def _check_trees(res: Result, info: _TaskInfo, job: _Job) -> None:
             raise MessageError(
                 "result", "arrays['feature']", f"split on a feature >= {job.n_features}"
             )
+
+
+def _ranges(indices: tuple[int, ...]) -> str:
+    """``0-3, 7, 9-10``: tree indices as compact ranges."""
+    parts: list[str] = []
+    for k, run in itertools.groupby(enumerate(sorted(indices)), lambda p: p[1] - p[0]):
+        values = [v for _, v in run]
+        parts.append(f"{values[0]}-{values[-1]}" if len(values) > 1 else str(values[0]))
+        del k
+    return ", ".join(parts)
 
 
 def _shard_groups(

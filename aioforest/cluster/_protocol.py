@@ -108,10 +108,17 @@ def _json_type(value: object) -> str:
 class _Reader:
     """Strict accessors over one received message's fields and named arrays."""
 
-    def __init__(self, msg: Message, fields: Sequence[str], arrays: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        msg: Message,
+        fields: Sequence[str],
+        arrays: Sequence[str] = (),
+        *,
+        optional: Sequence[str] = (),
+    ) -> None:
         self.msg = msg
         self.type = msg.type
-        allowed = set(fields) | ({"arrays"} if arrays or msg.arrays else set())
+        allowed = set(fields) | set(optional) | ({"arrays"} if arrays or msg.arrays else set())
         extra = sorted(set(msg.fields) - allowed)
         if extra:
             raise MessageError(self.type, extra[0], "unexpected field")
@@ -225,21 +232,24 @@ class Register:
     slots: int
     datasets: tuple[str, ...] = ()
     version: int = CLUSTER_PROTOCOL_VERSION
+    #: Random per worker process, kept across reconnections: tells the master that a
+    #: worker it lost is back (its process did not die). Optional on the wire.
+    incarnation: str = ""
 
     def to_message(self) -> Message:
-        return _message(
-            self.TYPE,
-            {
-                "name": self.name,
-                "slots": self.slots,
-                "datasets": list(self.datasets),
-                "version": self.version,
-            },
-        )
+        fields: dict[str, Any] = {
+            "name": self.name,
+            "slots": self.slots,
+            "datasets": list(self.datasets),
+            "version": self.version,
+        }
+        if self.incarnation:
+            fields["incarnation"] = self.incarnation
+        return _message(self.TYPE, fields)
 
     @classmethod
     def from_message(cls, msg: Message) -> Register:
-        r = _Reader(msg, ("name", "slots", "datasets", "version"))
+        r = _Reader(msg, ("name", "slots", "datasets", "version"), optional=("incarnation",))
         r.require_arrays(())
         datasets = msg.fields["datasets"]
         if not isinstance(datasets, list) or len(datasets) > _MAX_LIST:
@@ -252,6 +262,10 @@ class Register:
             slots=r.get_int("slots", 1, _MAX_SLOTS),
             datasets=tuple(datasets),
             version=r.get_int("version"),
+            incarnation=(
+                r.get_str("incarnation", _MAX_NAME, empty=False)
+                if "incarnation" in msg.fields else ""
+            ),
         )
 
 

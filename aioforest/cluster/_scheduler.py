@@ -2,8 +2,9 @@
 
 No sockets, no asyncio, no clocks: the master feeds events in (a worker joined, a result or
 failure arrived, a worker was lost, a job was added or cancelled) and calls :meth:`assign`
-to learn which task to send to which worker. Everything is deterministic for a given
-sequence of calls, which is what the unit and state-machine tests rely on.
+to learn which task to send to which worker; the time is an argument (``now``), never read.
+Everything is deterministic for a given sequence of calls, which is what the unit and
+state-machine tests rely on.
 
 Rules:
 
@@ -12,12 +13,21 @@ Rules:
   instead of one starving the other.
 * **Credits.** A worker holds at most ``slots + prefetch`` outstanding tasks. The worker
   answers every task exactly once (``result`` or ``failed``), which returns the credit.
-* **Attempts.** ``(job_id, task_id, attempt)`` names one try. A task handed back (its
-  worker was lost or left) is queued again with ``attempt + 1``; a result is accepted only
-  from the worker holding the current attempt, so duplicates and superseded attempts are
-  ignored. Trees are pure functions of the task, so whichever attempt wins is the same.
-* **Poison tasks.** A task whose worker is *lost* (not a graceful leave) more than
-  ``max_failures`` times fails its job instead of killing worker after worker.
+* **Attempts.** ``(job_id, task_id, attempt)`` names one copy of a task; every copy gets a
+  new attempt number. A result is accepted only from a worker holding a live copy, and only
+  the first: duplicates, copies superseded after their worker was lost, and losing backup
+  copies are ignored. Trees are pure functions of the task, so whichever copy wins gives
+  the same trees.
+* **Lost workers.** A worker's outstanding copies go back to the queue at once (unless
+  another copy of the task is still running elsewhere).
+* **Poison tasks.** A task whose copies were running on ``max_attempts`` different workers
+  when they died (connection lost, not a graceful leave) or crashed their process pool
+  fails its job: it is probably what kills them. A worker that comes back with the same
+  incarnation (its connection dropped, its process lived) is forgiven: see :meth:`forgive`.
+* **Backups.** When nothing is queued, a task that has run more than ``backup_factor``
+  times the median duration of its job's finished tasks (once ``backup_min_done`` of them
+  are done) gets a second copy on a worker with an idle slot. The first result wins; the
+  caller cancels the other copy (:class:`ResultOutcome` lists it).
 * **Placement.** The scheduler remembers which worker holds which dataset. It prefers
   workers that already hold a task's dataset and tells the caller when a dataset has to
   be sent first (marking it as held from then on). A task may cap how many workers hold
@@ -29,6 +39,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,11 +48,13 @@ from typing import Any
 __all__ = [
     "Assignment",
     "JobFailed",
+    "ResultOutcome",
     "Scheduler",
     "TaskSpec",
 ]
 
 TaskKey = tuple[int, int]  # (job_id, task_id)
+_Entry = tuple[int, int, int, int, int, int]  # heap entry, see _push
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +71,10 @@ class TaskSpec:
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """Send task ``(job_id, task_id, attempt)`` to ``worker``; send the dataset first if told."""
+    """Send task ``(job_id, task_id, attempt)`` to ``worker``; send the dataset first if told.
+
+    ``backup`` marks a second copy of a straggling task.
+    """
 
     worker: str
     job_id: int
@@ -65,15 +82,32 @@ class Assignment:
     attempt: int
     dataset: str
     send_dataset: bool
+    backup: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class JobFailed:
-    """A job failed; ``cancels`` lists, per worker, its tasks still outstanding there."""
+    """A job failed because of ``task_id``; ``cancels`` lists, per worker, its tasks still
+    outstanding there."""
 
     job_id: int
+    task_id: int
     reason: str
     cancels: dict[str, list[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultOutcome:
+    """What a result did: ``accepted`` if it is the task's first; ``cancels`` names the other
+    copies of the task still running (worker -> task ids of this job) that the caller should
+    cancel; ``backup_won`` if the accepted copy was a backup."""
+
+    accepted: bool
+    cancels: dict[str, list[int]] = field(default_factory=dict)
+    backup_won: bool = False
+
+
+_REJECTED = ResultOutcome(False)
 
 
 @dataclass(slots=True)
@@ -83,10 +117,12 @@ class _Task:
     dataset: str
     order: int
     max_replicas: int | None = None
-    attempt: int = 0
-    failures: int = 0
-    worker: str | None = None
-    queued: bool = False
+    next_attempt: int = 0
+    #: worker -> (attempt, start time) of each live copy
+    running: dict[str, tuple[int, float]] = field(default_factory=dict)
+    backups: set[int] = field(default_factory=set)  # attempts that were backup copies
+    lost_by: set[str] = field(default_factory=set)  # crash keys of workers that died on it
+    queued: int | None = None  # the attempt its live queue entry carries
     done: bool = False
 
 
@@ -97,6 +133,7 @@ class _Job:
     seq: int
     tasks: dict[int, _Task]
     remaining: int
+    durations: list[float] = field(default_factory=list)  # of the accepted copies
 
 
 @dataclass(slots=True)
@@ -113,22 +150,55 @@ class _Worker:
     load: dict[str, int] = field(default_factory=dict)
 
 
-class Scheduler:
-    """Pure scheduling state (see the module docstring)."""
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
-    def __init__(self, *, prefetch: int = 1, max_failures: int = 3) -> None:
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise ValueError(f"prefetch must be an integer >= 0, got {prefetch!r}")
-        if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
-            raise ValueError(f"max_failures must be an integer >= 0, got {max_failures!r}")
+
+class Scheduler:
+    """Pure scheduling state (see the module docstring).
+
+    Args:
+        prefetch: tasks a worker may hold beyond its slots.
+        max_attempts: a task that was running on this many workers when they died fails
+            its job.
+        backup_factor: a running task gets a backup copy once it has run this many times
+            the median duration of its job's finished tasks (``None``: no backups).
+        backup_min_done: ...and only once this fraction of the job's tasks is done.
+        backup_min_seconds: ...and never before it has run this long (jitter on tiny tasks
+            is not a straggler).
+    """
+
+    def __init__(
+        self,
+        *,
+        prefetch: int = 1,
+        max_attempts: int = 3,
+        backup_factor: float | None = 3.0,
+        backup_min_done: float = 0.5,
+        backup_min_seconds: float = 1.0,
+    ) -> None:
+        _check_int("prefetch", prefetch, 0)
+        _check_int("max_attempts", max_attempts, 1)
+        if backup_factor is not None and not backup_factor >= 1.0:
+            raise ValueError(f"backup_factor must be >= 1 or None, got {backup_factor!r}")
+        if not 0.0 <= backup_min_done <= 1.0:
+            raise ValueError(f"backup_min_done must be in [0, 1], got {backup_min_done!r}")
+        if not backup_min_seconds >= 0.0:
+            raise ValueError(f"backup_min_seconds must be >= 0, got {backup_min_seconds!r}")
         self.prefetch = prefetch
-        self.max_failures = max_failures
+        self.max_attempts = max_attempts
+        self.backup_factor = backup_factor
+        self.backup_min_done = backup_min_done
+        self.backup_min_seconds = backup_min_seconds
         self._jobs: dict[int, _Job] = {}
         self._workers: dict[str, _Worker] = {}
-        self._heap: list[tuple[int, int, int, int, int, int]] = []
+        self._heap: list[_Entry] = []
         self._job_seq = itertools.count()
         self._worker_seq = itertools.count()
-        self._done_total = 0
+        self.stats = {
+            "done": 0, "requeued": 0, "backups": 0, "backups_won": 0, "rejected_results": 0,
+        }
 
     # ------------------------------------------------------------------ workers
 
@@ -136,8 +206,7 @@ class Scheduler:
         """A worker joined with ``slots`` parallel task slots and these cached datasets."""
         if name in self._workers:
             raise ValueError(f"worker {name!r} is already registered")
-        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-            raise ValueError(f"worker slots must be an integer >= 1, got {slots!r}")
+        _check_int("worker slots", slots, 1)
         self._workers[name] = _Worker(
             name, slots, slots + self.prefetch, next(self._worker_seq), set(datasets)
         )
@@ -161,11 +230,15 @@ class Scheduler:
         """The tasks sent to ``name`` and not answered yet, with their attempt."""
         return dict(self._workers[name].outstanding)
 
-    def on_worker_lost(self, name: str, *, graceful: bool = False) -> list[JobFailed]:
-        """``name`` is gone; its outstanding tasks go back to the queue with ``attempt + 1``.
+    def on_worker_lost(
+        self, name: str, *, graceful: bool = False, crash_key: str | None = None
+    ) -> list[JobFailed]:
+        """``name`` is gone; its outstanding copies are dropped and their tasks requeued.
 
-        Unless ``graceful`` (the worker said ``bye``), each such task counts a failure;
-        a task over ``max_failures`` fails its job. Unknown workers are ignored.
+        Unless ``graceful`` (the worker said ``bye``), each such task records ``crash_key``
+        (default: the worker's name; the master passes the worker's incarnation) among the
+        workers that died on it; a task with ``max_attempts`` of them fails its job.
+        Unknown workers are ignored.
         """
         worker = self._workers.pop(name, None)
         if worker is None:
@@ -176,23 +249,35 @@ class Scheduler:
             if job is None:
                 continue
             task = job.tasks[task_id]
-            if task.done or task.worker != name or task.attempt != attempt:
+            copy = task.running.get(name)
+            if task.done or copy is None or copy[0] != attempt:
                 continue
-            task.worker = None
-            task.attempt += 1
+            del task.running[name]
             if not graceful:
-                task.failures += 1
-            if task.failures > self.max_failures:
-                failed.append(
-                    self._fail(
-                        job,
-                        f"task {task_id} was lost with {task.failures} workers "
-                        f"(more than max_failures={self.max_failures}); giving up on it",
-                    )
-                )
-            else:
+                task.lost_by.add(crash_key or name)
+            if len(task.lost_by) >= self.max_attempts:
+                failed.append(self._fail(job, task_id, self._poison_reason(task)))
+            elif not task.running:
+                self.stats["requeued"] += 1
                 self._push(job, task)
         return failed
+
+    def forgive(self, crash_key: str) -> None:
+        """A worker recorded as dead under ``crash_key`` is back: it did not die on a task.
+
+        Its connection dropped but its process lived (it reconnected with the same
+        incarnation), so no task should count it towards ``max_attempts``.
+        """
+        for job in self._jobs.values():
+            for task in job.tasks.values():
+                task.lost_by.discard(crash_key)
+
+    def _poison_reason(self, task: _Task) -> str:
+        return (
+            f"task {task.task_id} was running on {len(task.lost_by)} workers when they died "
+            f"or crashed (max_attempts={self.max_attempts}); it is probably what kills them, "
+            "so the job gives up on it"
+        )
 
     # ------------------------------------------------------------------ jobs
 
@@ -238,76 +323,129 @@ class Scheduler:
     def _outstanding_of(self, job: _Job) -> dict[str, list[int]]:
         cancels: dict[str, list[int]] = {}
         for task in job.tasks.values():
-            if task.worker is not None and not task.done:
-                cancels.setdefault(task.worker, []).append(task.task_id)
+            if not task.done:
+                for worker in task.running:
+                    cancels.setdefault(worker, []).append(task.task_id)
         for ids in cancels.values():
             ids.sort()
         return cancels
 
-    def _fail(self, job: _Job, reason: str) -> JobFailed:
+    def _fail(self, job: _Job, task_id: int, reason: str) -> JobFailed:
         self._jobs.pop(job.job_id, None)
-        return JobFailed(job.job_id, reason, self._outstanding_of(job))
+        return JobFailed(job.job_id, task_id, reason, self._outstanding_of(job))
 
     # ------------------------------------------------------------------ queue
 
     def _push(self, job: _Job, task: _Task) -> None:
-        task.queued = True
+        task.queued = task.next_attempt
+        task.next_attempt += 1
         heapq.heappush(
             self._heap,
-            (-job.priority, task.order, job.seq, task.task_id, job.job_id, task.attempt),
+            (-job.priority, task.order, job.seq, task.task_id, job.job_id, task.queued),
         )
 
-    def _live(self, entry: tuple[int, int, int, int, int, int]) -> _Task | None:
+    def _live(self, entry: _Entry) -> _Task | None:
         job_id, task_id, attempt = entry[4], entry[3], entry[5]
         job = self._jobs.get(job_id)
         if job is None:
             return None
         task = job.tasks[task_id]
-        if not task.queued or task.done or task.attempt != attempt:
+        if task.done or task.queued != attempt:
             return None
         return task
 
-    def assign(self) -> list[Assignment]:
-        """Match queued tasks with free worker credits, best task first.
+    def assign(self, now: float = 0.0) -> list[Assignment]:
+        """Match queued tasks with free worker credits, best task first; then backups.
 
         A task goes to the least loaded worker (outstanding / credits) among those that
         hold its dataset and have a free credit, else to the least loaded worker with a
-        free credit, which then needs the dataset (``send_dataset``).
+        free credit, which then needs the dataset (``send_dataset``). ``now`` is the
+        caller's clock (any monotonic seconds): it times the copies for backups.
         """
         out: list[Assignment] = []
         free = {w.name: w for w in self._workers.values() if len(w.outstanding) < w.credits}
-        waiting: list[tuple[int, int, int, int, int, int]] = []  # tasks for a busy holder
+        waiting: list[_Entry] = []  # tasks for a busy holder
         while self._heap and free:
             entry = heapq.heappop(self._heap)
             task = self._live(entry)
             if task is None:
                 continue
-            candidates: Iterable[_Worker] = free.values()
-            if task.max_replicas is not None:
-                holders = sum(task.dataset in w.datasets for w in self._workers.values())
-                if holders >= task.max_replicas:
-                    candidates = [w for w in free.values() if task.dataset in w.datasets]
-                    if not candidates:
-                        waiting.append(entry)
-                        continue
+            candidates = self._candidates(task, free.values())
+            if not candidates:
+                waiting.append(entry)
+                continue
             worker = self._pick(task.dataset, candidates)
-            send = task.dataset not in worker.datasets
-            if send:
-                worker.datasets.add(task.dataset)
-                worker.datasets_sent += 1
-            task.queued = False
-            task.worker = worker.name
-            worker.outstanding[(task.job_id, task.task_id)] = task.attempt
-            worker.assigned += 1
+            attempt = entry[5]
+            task.queued = None
+            out.append(self._start(task, worker, attempt, now, backup=False))
             if len(worker.outstanding) >= worker.credits:
                 del free[worker.name]
-            out.append(
-                Assignment(
-                    worker.name, task.job_id, task.task_id, task.attempt, task.dataset, send
-                )
-            )
         for entry in waiting:
             heapq.heappush(self._heap, entry)
+        while self._heap and self._live(self._heap[0]) is None:
+            heapq.heappop(self._heap)  # drop dead entries so "nothing queued" is cheap
+        if not self._heap and self.backup_factor is not None:
+            out.extend(self._backups(now))
+        return out
+
+    def _candidates(self, task: _Task, free: Iterable[_Worker]) -> list[_Worker]:
+        if task.max_replicas is None:
+            return list(free)
+        holders = sum(task.dataset in w.datasets for w in self._workers.values())
+        if holders >= task.max_replicas:
+            return [w for w in free if task.dataset in w.datasets]
+        return list(free)
+
+    def _start(
+        self, task: _Task, worker: _Worker, attempt: int, now: float, *, backup: bool
+    ) -> Assignment:
+        send = task.dataset not in worker.datasets
+        if send:
+            worker.datasets.add(task.dataset)
+            worker.datasets_sent += 1
+        task.running[worker.name] = (attempt, now)
+        if backup:
+            task.backups.add(attempt)
+        worker.outstanding[(task.job_id, task.task_id)] = attempt
+        worker.assigned += 1
+        return Assignment(
+            worker.name, task.job_id, task.task_id, attempt, task.dataset, send, backup
+        )
+
+    def _backups(self, now: float) -> list[Assignment]:
+        """Second copies of stragglers on workers with an idle slot (nothing is queued)."""
+        assert self.backup_factor is not None
+        out: list[Assignment] = []
+        idle = [w for w in self._workers.values() if len(w.outstanding) < w.slots]
+        if not idle:
+            return out
+        for job in sorted(self._jobs.values(), key=lambda j: (-j.priority, j.seq)):
+            n = len(job.tasks)
+            if not job.durations or n - job.remaining < math.ceil(self.backup_min_done * n):
+                continue
+            limit = max(
+                self.backup_factor * statistics.median(job.durations), self.backup_min_seconds
+            )
+            stragglers = sorted(
+                (min(s for _, s in t.running.values()), t.task_id)
+                for t in job.tasks.values()
+                if len(t.running) == 1 and not t.done
+            )
+            for started, task_id in stragglers:
+                if now - started <= limit:
+                    break  # sorted by start: the rest started later
+                task = job.tasks[task_id]
+                candidates = [
+                    w for w in self._candidates(task, idle)
+                    if w.name not in task.running and len(w.outstanding) < w.slots
+                ]
+                if not candidates:
+                    continue
+                worker = self._pick(task.dataset, candidates)
+                attempt = task.next_attempt
+                task.next_attempt += 1
+                self.stats["backups"] += 1
+                out.append(self._start(task, worker, attempt, now, backup=True))
         return out
 
     @staticmethod
@@ -320,43 +458,51 @@ class Scheduler:
     # ------------------------------------------------------------------ answers
 
     def _answer(self, worker: str, job_id: int, task_id: int, attempt: int) -> _Task | None:
-        """Return the credit for this answer; the task if the answer is for its current try."""
+        """Return the credit for this answer; the task if the answer is for a live copy."""
         w = self._workers.get(worker)
         if w is None:
             return None
         key = (job_id, task_id)
-        if w.outstanding.get(key) == attempt:
-            del w.outstanding[key]
-        else:
+        if w.outstanding.get(key) != attempt:
             return None  # not something we sent this worker: duplicate or bogus
+        del w.outstanding[key]
         job = self._jobs.get(job_id)
-        if job is None:
-            return None
-        task = job.tasks.get(task_id)
-        if task is None or task.done or task.worker != worker or task.attempt != attempt:
+        task = job.tasks.get(task_id) if job is not None else None
+        if task is None or task.done or task.running.get(worker, (None, 0.0))[0] != attempt:
             return None
         return task
 
-    def on_result(self, worker: str, job_id: int, task_id: int, attempt: int) -> bool:
-        """A result arrived; True if it is the one to keep (first answer for the current try)."""
+    def on_result(
+        self, worker: str, job_id: int, task_id: int, attempt: int, now: float = 0.0
+    ) -> ResultOutcome:
+        """A result arrived: accepted if it is the first for a live copy of the task."""
         task = self._answer(worker, job_id, task_id, attempt)
         if task is None:
-            return False
+            self.stats["rejected_results"] += 1
+            return _REJECTED
+        job = self._jobs[job_id]
+        started = task.running.pop(worker)[1]
+        job.durations.append(now - started)
+        cancels = {other: [task_id] for other in sorted(task.running)}
+        task.running.clear()
         task.done = True
-        task.worker = None
-        self._jobs[job_id].remaining -= 1
+        job.remaining -= 1
         self._workers[worker].completed += 1
-        self._done_total += 1
-        return True
+        self.stats["done"] += 1
+        won = attempt in task.backups
+        if won:
+            self.stats["backups_won"] += 1
+        return ResultOutcome(True, cancels, won)
 
     def on_failed(
         self, worker: str, job_id: int, task_id: int, attempt: int, reason: str, detail: str = ""
     ) -> JobFailed | None:
-        """A worker will not produce a result for this try.
+        """A worker will not produce a result for this copy.
 
-        ``missing-dataset`` and ``cancelled`` requeue the task (``attempt + 1``), the former
-        after forgetting that the worker holds the dataset; ``worker-error`` requeues it
-        counting a failure; ``error`` fails the job.
+        ``missing-dataset`` and ``cancelled`` requeue the task (unless another copy runs),
+        the former after forgetting that the worker holds the dataset; ``worker-error``
+        (the worker's process pool crashed on it) does the same and counts towards
+        ``max_attempts``; ``error`` (the task itself raised) fails the job.
         """
         w = self._workers.get(worker)
         if reason == "missing-dataset" and w is not None and job_id in self._jobs:
@@ -367,35 +513,35 @@ class Scheduler:
         if task is None:
             return None
         job = self._jobs[job_id]
-        task.worker = None
-        task.attempt += 1
+        del task.running[worker]
         if reason == "error":
-            return self._fail(job, f"task {task_id} failed on worker {worker}: {detail}")
+            return self._fail(job, task_id, f"task {task_id} failed on worker {worker}: {detail}")
         if reason == "worker-error":
-            task.failures += 1
-            if task.failures > self.max_failures:
+            task.lost_by.add(f"{worker}/attempt-{attempt}")
+            if len(task.lost_by) >= self.max_attempts:
                 return self._fail(
-                    job,
-                    f"task {task_id} failed on {task.failures} workers "
-                    f"(more than max_failures={self.max_failures}); last error: {detail}",
+                    job, task_id, f"{self._poison_reason(task)}; last error: {detail}"
                 )
-        self._push(job, task)
+        if not task.running:
+            self.stats["requeued"] += 1
+            self._push(job, task)
         return None
 
     # ------------------------------------------------------------------ inspection
 
     def counts(self) -> dict[str, int]:
-        """Tasks queued, running (outstanding on a worker) and done, over live jobs."""
+        """Tasks queued, running (on at least one worker) and done, over live jobs."""
         queued = running = done = 0
         for job in self._jobs.values():
             for t in job.tasks.values():
                 if t.done:
                     done += 1
-                elif t.worker is not None:
+                elif t.running:
                     running += 1
-                elif t.queued:
+                elif t.queued is not None:
                     queued += 1
-        return {"queued": queued, "running": running, "done": done, "done_total": self._done_total}
+        return {"queued": queued, "running": running, "done": done,
+                "done_total": self.stats["done"]}
 
     def job_counts(self, job_id: int) -> dict[str, int]:
         job = self._jobs[job_id]
@@ -403,7 +549,15 @@ class Scheduler:
         return {
             "tasks": len(job.tasks),
             "done": sum(t.done for t in tasks),
-            "running": sum(t.worker is not None for t in tasks),
+            "running": sum(bool(t.running) for t in tasks),
+        }
+
+    def running_since(self, job_id: int) -> dict[int, float]:
+        """Task id -> start of its oldest live copy, for the job's running tasks."""
+        job = self._jobs[job_id]
+        return {
+            t.task_id: min(s for _, s in t.running.values())
+            for t in job.tasks.values() if t.running
         }
 
     def worker_info(self, name: str) -> dict[str, Any]:
@@ -424,15 +578,23 @@ class Scheduler:
         for job in self._jobs.values():
             assert job.remaining == sum(not t.done for t in job.tasks.values())
             for t in job.tasks.values():
-                states = [t.done, t.worker is not None, t.queued]
+                states = [t.done, bool(t.running), t.queued is not None]
                 assert sum(states) == 1, f"task {job.job_id}/{t.task_id} in states {states}"
-                if t.worker is not None:
-                    w = self._workers[t.worker]
-                    assert w.outstanding.get((job.job_id, t.task_id)) == t.attempt
-                if t.queued:
+                for name, (attempt, _) in t.running.items():
+                    w = self._workers[name]
+                    assert w.outstanding.get((job.job_id, t.task_id)) == attempt
+                assert len(t.running) <= 2, "at most one backup copy"
+                if t.queued is not None:
                     assert any(
-                        e[4] == job.job_id and e[3] == t.task_id and e[5] == t.attempt
+                        e[4] == job.job_id and e[3] == t.task_id and e[5] == t.queued
                         for e in self._heap
                     )
         for w in self._workers.values():
             assert len(w.outstanding) <= w.credits, f"worker {w.name} over its credits"
+            for (job_id, task_id), attempt in w.outstanding.items():
+                owner = self._jobs.get(job_id)
+                if owner is None:
+                    continue  # a cancelled job: the worker's answer frees the credit
+                t = owner.tasks[task_id]
+                # A live copy, or the losing copy of a finished task awaiting its answer.
+                assert t.done or t.running.get(w.name, (None, 0.0))[0] == attempt

@@ -28,15 +28,25 @@ def fit_shared_task(
     indices: list[int],
     rows: tuple[int, int] | np.ndarray[Any, Any] | None = None,
     raw: bool = False,
+    cancel: tuple[ArraySpec, int] | None = None,
 ) -> list[dict[str, np.ndarray[Any, Any]]]:
     """Fit trees ``indices`` of ``plan`` on the shared dataset (optionally a subset of rows).
 
     ``rows`` is ``(start, stop)`` (a view, no copy) or an int64 index array (a copy of the
     selected rows); ``None`` uses all rows. With ``raw`` the shared "codes" are float64
     features and the selected rows are binned here with ``n_bins``/``edges`` first (a
-    cross-validation fold: the same codes a local fit on those rows computes). Returns each
+    cross-validation fold: the same codes a local fit on those rows computes). ``cancel``
+    names the worker's shared cancel board and this task's slot on it: once the worker
+    sets that byte, the fit stops at the next level with ``FitCancelled``. Returns each
     tree's arrays.
     """
+    should_stop = None
+    if cancel is not None:
+        board, slot = attach(cancel[0]), cancel[1]
+
+        def should_stop() -> bool:
+            return bool(board[slot])
+
     codes = attach(codes_spec)
     y = attach(y_spec)
     sw = attach(sw_spec) if sw_spec is not None else None
@@ -52,7 +62,7 @@ def fit_shared_task(
         codes = transform(bins, codes.T)
     binned = BinnedData(codes=codes, n_bins=n_bins, is_categorical=is_categorical,
                         edges=tuple(edges))
-    trees = fit_trees(ForestPlan.from_json(plan), binned, y, sw, indices)
+    trees = fit_trees(ForestPlan.from_json(plan), binned, y, sw, indices, should_stop)
     return [t.arrays() for t in trees]
 
 

@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import random
+import secrets
 import signal
 import socket
 import ssl as ssl_module
@@ -26,7 +27,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -34,6 +35,7 @@ import numpy as np
 from ..csp import go
 from ..ensemble._pool import SharedArrays, effective_n_jobs, get_executor
 from ..tree._arrays import TreeArrays
+from ..tree._builder import FitCancelled
 from ..wire import (
     DEFAULT_CONFIG,
     AuthenticationError,
@@ -44,6 +46,7 @@ from ..wire import (
     WireConfig,
     open_connection,
 )
+from ._faults import Faults
 from ._protocol import (
     Bye,
     Cancel,
@@ -69,6 +72,17 @@ _WORKER_RECEIVES: Final = ("welcome", "dataset", "task", "cancel", "bye")
 
 class WorkerStopped(Exception):
     """Internal: the worker was asked to stop while connecting."""
+
+
+@dataclass(eq=False)
+class _Running:
+    """A task in the process pool: its slot on the shared cancel board, and its session."""
+
+    task: Task
+    session: int
+    slot: int
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    job: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +232,7 @@ class Worker:
             master that serves TLS; ``server_hostname`` overrides the name checked
             against its certificate (default: ``host``).
         sleep: the coroutine used to wait between connection attempts (tests).
+        faults: deliberate misbehaviour for fault-injection tests (see :class:`Faults`).
     """
 
     def __init__(
@@ -240,6 +255,7 @@ class Worker:
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        faults: Faults | None = None,
     ) -> None:
         self.host = host
         self._ssl = ssl
@@ -259,6 +275,10 @@ class Worker:
         self.drain_timeout = drain_timeout
         self.config = config
         self._sleep = sleep
+        self.faults = faults if faults is not None else Faults()
+        #: Random per process, kept across reconnections: a master that lost us sees from
+        #: it that we did not crash (so our tasks are not suspected of killing workers).
+        self.incarnation = secrets.token_hex(8)
         self.cache = DatasetCache(max_datasets)
         #: Tasks answered with a result, over the worker's life.
         self.tasks_done = 0
@@ -266,10 +286,17 @@ class Worker:
         self.connect_failures = 0
         #: Sessions the master welcomed us to.
         self.sessions = 0
+        #: Results dropped because the connection their task came from was gone.
+        self.late_results = 0
+        #: Running tasks stopped by a cancel (a losing backup copy, a failed fit).
+        self.cancelled_running = 0
         self._stop: asyncio.Event | None = None
         self._drain = True
         self._queue: deque[Task] = deque()
-        self._running: dict[tuple[int, int], asyncio.Task[None]] = {}
+        # Keyed by (session, job, task, attempt): job ids are per master session.
+        self._running: dict[tuple[int, int, int, int], _Running] = {}
+        self._board: SharedArrays | None = None  # one cancel byte per pool slot
+        self._free_slots: list[int] = []
         self._wake: asyncio.Event | None = None
         self._conn: Connection | None = None
         self._pool_start: asyncio.Future[None] | None = None
@@ -336,6 +363,8 @@ class Worker:
         self._started = True
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._board = SharedArrays({"cancel": np.zeros(self.processes, np.uint8)})
+        self._free_slots = list(range(self.processes))
         try:
             failures = 0  # connection attempts or sessions in a row that got nowhere
             while not self._stop.is_set():
@@ -363,6 +392,7 @@ class Worker:
         finally:
             await self._finish_running()
             self.cache.close()
+            self._board.close()
             if self._pool_start is not None:
                 await asyncio.wait([self._pool_start])  # a thread cannot be cancelled
                 self._pool_start.exception()  # a broken pool shows in the tasks; log it once
@@ -412,7 +442,7 @@ class Worker:
         )
 
     async def _finish_running(self) -> None:
-        running = list(self._running.values())
+        running = [r.job for r in self._running.values() if r.job is not None]
         if not running:
             return
         if self._drain:
@@ -431,9 +461,9 @@ class Worker:
         assert self._stop is not None
         self._conn = conn
         try:
-            await conn.send(
-                Register(self.name, self.processes, self.cache.hashes()).to_message()
-            )
+            await conn.send(Register(
+                self.name, self.processes, self.cache.hashes(), incarnation=self.incarnation
+            ).to_message())
             first = decode(await conn.recv(timeout=self.connect_timeout), expect=("welcome", "bye"))
         except (ConnectionClosed, ProtocolError, TimeoutError) as exc:
             logger.warning("worker %s: registration with %s failed: %s", self.name, conn.peer, exc)
@@ -458,6 +488,7 @@ class Worker:
             go(self._dispatch(conn), name=f"aioforest-worker-dispatch-{self.name}"),
         ]
         stop = asyncio.ensure_future(self._stop.wait())
+        outcome = "lost"
         try:
             await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
             if reader.done():
@@ -471,6 +502,12 @@ class Worker:
                 t.cancel()
             await asyncio.wait([reader, *helpers])
             self._drop_queue()
+            if outcome == "lost":
+                # Nobody will take these results (the master requeued the tasks when it
+                # lost us): free the pool for the next session's tasks.
+                for run in self._running.values():
+                    if run.session == self.sessions:
+                        self._cancel_run(run)
             self._conn = None
             await conn.aclose(timeout=1.0)
         return outcome
@@ -555,11 +592,26 @@ class Worker:
             )
             (dropped if hit else keep).append(task)
         self._queue = keep
+        for run in list(self._running.values()):
+            task = run.task
+            if run.session == self.sessions and task.job_id == cancel.job_id and (
+                cancel.task_ids is None or task.task_id in cancel.task_ids
+            ):
+                self._cancel_run(run)  # it answers "cancelled" when the pool lets go
         for task in dropped:
             self.cache.unpin(task.dataset)
             await self._answer(conn, TaskFailed(
                 task.job_id, task.task_id, task.attempt, "cancelled", "cancelled before it started"
             ))
+
+    def _cancel_run(self, run: _Running) -> None:
+        """Stop a running task: the pool's fit sees its byte on the board at its next level."""
+        if run.cancelled.is_set():
+            return
+        run.cancelled.set()
+        self.cancelled_running += 1
+        if self._board is not None:
+            self._board.arrays["cancel"][run.slot] = 1
 
     async def _answer(self, conn: Connection, msg: TaskFailed | Result) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -580,14 +632,36 @@ class Worker:
             self._wake.clear()
             while self._queue and len(self._running) < self.processes:
                 task = self._queue.popleft()
-                self._running[task.key] = go(
-                    self._run_task(conn, task), name=f"aioforest-worker-task-{task.key}"
-                )
+                run = _Running(task, self.sessions, self._free_slots.pop())
+                key = (self.sessions, task.job_id, task.task_id, task.attempt)
+                self._running[key] = run
+                run.job = go(self._run_task(conn, run, key), name=f"aioforest-worker-task-{key}")
 
-    async def _run_task(self, conn: Connection, task: Task) -> None:
+    def _crash_if_asked(self, task: Task) -> None:
+        crash = self.faults.crash_on_tree
+        if crash is not None and crash in task.indices:
+            logger.critical(
+                "worker %s: injected fault: crashing on task %d/%d (tree %d)",
+                self.name, task.job_id, task.task_id, crash,
+            )
+            logging.shutdown()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def _hold(self, run: _Running, seconds: float) -> None:
+        """Injected slowdown: keep the slot (and the result) this long, unless cancelled."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await run.cancelled.wait()
+
+    async def _run_task(
+        self, conn: Connection, run: _Running, key: tuple[int, int, int, int]
+    ) -> None:
+        task = run.task
         entry = self.cache.get(task.dataset)  # pinned since the task was queued
         answer: Result | TaskFailed
+        assert self._board is not None
         try:
+            self._crash_if_asked(task)
             specs = entry.shared.specs
             loop = asyncio.get_running_loop()
             rows = np.asarray(task.rows) if isinstance(task.rows, np.ndarray) else task.rows
@@ -596,19 +670,31 @@ class Worker:
                 (entry.n_bins, entry.is_categorical, entry.edges) if bins is None
                 else (bins.n_bins, bins.is_categorical, list(bins.edges))
             )
+            started = loop.time()
             future = loop.run_in_executor(
                 await self._pool(), fit_shared_task, specs["codes"], n_bins, is_cat, edges,
                 specs["y"], specs.get("sw"), task.plan.to_json(), list(task.indices), rows,
-                bins is not None,
+                bins is not None, (self._board.specs["cancel"], run.slot),
             )
             try:
                 arrays = await asyncio.shield(future)
             except asyncio.CancelledError:
-                # Let the pool finish reading the shared segments before they can go away.
+                # Stop the fit, and let the pool finish reading the shared segments before
+                # they can go away.
+                self._cancel_run(run)
                 await asyncio.wait([future])
                 raise
+            if self.faults.slowdown > 1.0:
+                await self._hold(run, (self.faults.slowdown - 1.0) * (loop.time() - started))
+            if run.cancelled.is_set():
+                raise FitCancelled("cancelled after the fit")
             trees = tuple(TreeArrays.from_arrays(a) for a in arrays)
             answer = Result(task.job_id, task.task_id, task.attempt, trees)
+        except FitCancelled as exc:
+            answer = TaskFailed(
+                task.job_id, task.task_id, task.attempt, "cancelled",
+                f"cancelled while running ({exc})",
+            )
         except BrokenProcessPool as exc:
             answer = TaskFailed(
                 task.job_id, task.task_id, task.attempt, "worker-error",
@@ -621,13 +707,22 @@ class Worker:
             )
         finally:
             self.cache.unpin(task.dataset)
-            self._running.pop(task.key, None)
+            self._board.arrays["cancel"][run.slot] = 0
+            self._free_slots.append(run.slot)
+            self._running.pop(key, None)
             if self._wake is not None:
                 self._wake.set()
         if isinstance(answer, Result):
             self.tasks_done += 1
         if self._conn is conn:
             await self._answer(conn, answer)
+        elif isinstance(answer, Result):
+            # The master dropped that connection (and requeued the task): a late result.
+            self.late_results += 1
+            logger.info(
+                "worker %s: dropping the result of task %d/%d: its connection is gone",
+                self.name, task.job_id, task.task_id,
+            )
 
 
 def _check_bins(task: Task, entry: _Cached) -> str | None:

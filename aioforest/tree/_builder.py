@@ -9,7 +9,7 @@ whichever batch it grows in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,11 @@ from ._criterion import impurity
 from ._hashing import mix64
 from ._splitter import find_splits
 
-__all__ = ["GrowParams", "TreeJob", "grow_trees"]
+__all__ = ["FitCancelled", "GrowParams", "TreeJob", "grow_trees"]
+
+
+class FitCancelled(Exception):
+    """Raised by :func:`grow_trees` when its ``should_stop`` callback says so."""
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -103,8 +107,13 @@ def grow_trees(
     jobs: Sequence[TreeJob],
     params: GrowParams,
     class_weight: F64 | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[TreeArrays]:
-    """Grow one tree per job; ``y`` holds class codes (classification) or targets."""
+    """Grow one tree per job; ``y`` holds class codes (classification) or targets.
+
+    ``should_stop`` is polled once per level: when it returns True the fit stops with
+    :class:`FitCancelled` (a cluster worker uses it to drop a losing backup copy).
+    """
     classification = params.n_classes > 0
     n_channels = params.n_classes if classification else 3
     d = binned.codes.shape[0]
@@ -152,6 +161,8 @@ def grow_trees(
     rec = _Records(*([] for _ in range(13)))
     depth = 0
     while o_tree.size:
+        if should_stop is not None and should_stop():
+            raise FitCancelled(f"cancelled at depth {depth}")
         m = o_tree.size
         total: npt.NDArray[Any]
         # --- node statistics -------------------------------------------------------

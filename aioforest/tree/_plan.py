@@ -9,7 +9,7 @@ retries and resumed jobs all produce the same forest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -128,8 +128,12 @@ def fit_trees(
     y: npt.NDArray[np.int64] | npt.NDArray[np.float64],
     sample_weight: npt.NDArray[np.float64] | None,
     indices: Sequence[int],
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[TreeArrays]:
-    """Trees ``indices`` of the forest, in the order given."""
+    """Trees ``indices`` of the forest, in the order given.
+
+    ``should_stop`` is polled once per level (see :func:`grow_trees`).
+    """
     n_features, n_samples = binned.codes.shape
     jobs = [tree_job(plan, i, n_samples, n_features, sample_weight) for i in indices]
     integral = plan.n_classes > 0 and (
@@ -140,5 +144,7 @@ def fit_trees(
     )
     out: list[TreeArrays] = []
     for batch in _batches(jobs, integral):
-        out.extend(grow_trees(binned, y, batch, plan.grow_params(), class_weight))
+        out.extend(
+            grow_trees(binned, y, batch, plan.grow_params(), class_weight, should_stop)
+        )
     return out

@@ -1,0 +1,60 @@
+"""Deliberate misbehaviour for a worker, for fault-injection tests and benchmarks.
+
+``aioforest-worker --inject-fault crash-on-tree=7 --inject-fault slowdown=5`` makes a real
+worker process misbehave the way failing machines do, so the master's reactions (retries,
+poison-task detection, backup copies) can be exercised end to end, across processes, with
+nothing mocked. Never set in production: the default is a healthy worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["Faults"]
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What a worker does wrong on purpose.
+
+    Attributes:
+        crash_on_tree: the worker process kills itself (SIGKILL, as a segfault or the OOM
+            killer would) when it starts a task that includes this tree index.
+        slowdown: every task keeps its slot this many times as long as its fit took (the
+            result is held back), as on an overloaded or throttled machine.
+    """
+
+    crash_on_tree: int | None = None
+    slowdown: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.crash_on_tree is not None and self.crash_on_tree < 0:
+            raise ValueError(f"crash-on-tree must be a tree index >= 0, got {self.crash_on_tree}")
+        if not self.slowdown >= 1.0:
+            raise ValueError(f"slowdown must be a factor >= 1, got {self.slowdown}")
+
+    @property
+    def any(self) -> bool:
+        return self.crash_on_tree is not None or self.slowdown != 1.0
+
+    @classmethod
+    def parse(cls, specs: Iterable[str]) -> Faults:
+        """Parse ``name=value`` specs: ``crash-on-tree=N``, ``slowdown=F``."""
+        crash: int | None = None
+        slowdown = 1.0
+        for spec in specs:
+            name, sep, value = spec.partition("=")
+            name = name.strip().lower()
+            try:
+                if not sep:
+                    raise ValueError("expected name=value")
+                if name == "crash-on-tree":
+                    crash = int(value)
+                elif name == "slowdown":
+                    slowdown = float(value)
+                else:
+                    raise ValueError("known faults: crash-on-tree=N, slowdown=F")
+            except ValueError as exc:
+                raise ValueError(f"bad fault {spec!r}: {exc}") from None
+        return cls(crash, slowdown)
