@@ -35,6 +35,7 @@ bench: $(STAMP_TEST)
 	$(PY) benchmarks/bench_forest.py --no-lightgbm
 	$(PY) benchmarks/bench_predict.py
 	$(PY) benchmarks/bench_cluster.py
+	$(PY) benchmarks/bench_faults.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from aioforest.cluster._protocol import (
+    Heartbeat,
     Register,
     Welcome,
     decode,
@@ -131,8 +132,12 @@ class FakeWorker:
             await self.conn.aclose(flush=False)
 
     async def recv(self) -> Any:
+        """The next message from the master, skipping its heartbeats (liveness pings)."""
         assert self.conn is not None
-        return decode(await self.conn.recv())
+        while True:
+            msg = decode(await self.conn.recv())
+            if not isinstance(msg, Heartbeat):
+                return msg
 
     async def send(self, msg: Any) -> None:
         assert self.conn is not None
@@ -142,7 +147,7 @@ class FakeWorker:
         """Wait until the master closes the connection (True) or sends something (False)."""
         assert self.conn is not None
         try:
-            await self.conn.recv()
+            await self.recv()
         except ConnectionClosed:
             return True
         return False

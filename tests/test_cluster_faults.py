@@ -11,7 +11,6 @@ measured by ``benchmarks/bench_faults.py``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import re
@@ -38,6 +37,7 @@ from forest_helpers import assert_same_forest
 
 from aioforest import FitProgress, RandomForestClassifier, load, read_csv
 from aioforest.cluster import CheckpointError, JobFailedError, LocalCluster, Master, Worker
+from aioforest.cluster._chaos import ChaosProxy
 from aioforest.cluster._protocol import Cancel, Result, Task
 
 #: Real-process scenarios get more time: several processes start, die and reconnect.
@@ -126,7 +126,9 @@ async def test_2_a_frozen_worker_is_dropped_its_tasks_redone_and_it_comes_back()
         # reconnects; the master recognises the same process (no crash to count).
         await master.wait_for_workers(2)
         logs = "\n".join(line for tail in cluster.worker_stderr for line in tail)
-        assert "lost the master" in logs
+        # (It sees either the closed connection or, its timer having run out while it was
+        # stopped, the master's silence.)
+        assert re.search(r"lost the master|the master at \S+ sent nothing", logs), logs
         # A second fit uses both workers again and still matches.
         again = RandomForestClassifier(n_estimators=6, random_state=seed)
         await master.fit(again, X, y, task_size=1)
@@ -136,76 +138,6 @@ async def test_2_a_frozen_worker_is_dropped_its_tasks_redone_and_it_comes_back()
 
 
 # --------------------------------------------------------------------- 3. chaos proxy
-
-
-class ChaosProxy:
-    """A TCP proxy between workers and the master that can cut any connection at will."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
-        self.cuts = 0
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def __aenter__(self) -> ChaosProxy:
-        self._server = await asyncio.start_server(self._on_connect, HOST, 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for a, b in self.pairs:
-            a.transport.abort()
-            b.transport.abort()
-        for t in list(self._pipes):
-            t.cancel()
-        if self._pipes:
-            await asyncio.wait(self._pipes)
-        await self._server.wait_closed()
-
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        pair = (writer, up_writer)
-        self.pairs.append(pair)
-        pipes = [asyncio.ensure_future(self._pipe(reader, up_writer)),
-                 asyncio.ensure_future(self._pipe(up_reader, writer))]
-        self._pipes.update(pipes)
-        try:
-            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for p in pipes:
-                p.cancel()
-            await asyncio.wait(pipes)
-            self._pipes.difference_update(pipes)
-            writer.transport.abort()
-            up_writer.transport.abort()
-            if pair in self.pairs:
-                self.pairs.remove(pair)
-
-    @staticmethod
-    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await src.read(1 << 16):
-                dst.write(data)
-                await dst.drain()
-
-    def cut_one(self, rng: random.Random) -> None:
-        """Abort one live connection, both halves, as a failing network would."""
-        if self.pairs:
-            a, b = self.pairs.pop(rng.randrange(len(self.pairs)))
-            a.transport.abort()
-            b.transport.abort()
-            self.cuts += 1
 
 
 @pytest.mark.asyncio

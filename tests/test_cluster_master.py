@@ -535,3 +535,14 @@ async def test_an_embedded_master_leaves_the_event_loop_free() -> None:
     assert seen[0] > start
     assert seen[-1] > seen[0]
     assert len(seen) == 6
+
+
+@pytest.mark.asyncio
+async def test_the_master_sends_heartbeats_and_announces_its_timeout() -> None:
+    async with asyncio.timeout(TEST_TIMEOUT), Master(
+        token=TOKEN, heartbeat_interval=0.05, heartbeat_timeout=0.5
+    ) as master, FakeWorker(master.port, "w") as fake:
+        assert fake.welcome is not None and fake.welcome.heartbeat_timeout == 0.5
+        assert fake.conn is not None
+        for _ in range(3):  # an idle master still says it is alive, every interval
+            assert decode(await fake.conn.recv()) == Heartbeat(0, 0, 0)

@@ -34,6 +34,7 @@ from aioforest.cluster._protocol import (
     Result,
     Task,
     TaskFailed,
+    Welcome,
     decode,
 )
 from aioforest.cluster._worker import DatasetCache
@@ -381,3 +382,21 @@ async def test_a_master_that_keeps_hanging_up_is_retried_with_backoff_then_given
             await run_task
     assert len(slept) == 2 and slept[0] <= 0.2 and 0.2 <= slept[1] <= 0.4
     assert worker.sessions == 0
+
+
+@pytest.mark.asyncio
+async def test_a_silent_master_is_left_after_its_heartbeat_timeout_and_reconnected_to() -> None:
+    async with asyncio.timeout(TEST_TIMEOUT), ScriptedMaster() as master:
+        worker = Worker(HOST, master.port, TOKEN, processes=1, executor=GatedExecutor(),
+                        backoff=Backoff(initial=0.01, maximum=0.01))
+        async with running(worker) as run_task:
+            conn = await master.connection()
+            reg = decode(await conn.recv(), expect=("register",))
+            # The welcome promises heartbeats within 0.2 s; then the "master" freezes.
+            await conn.send(Welcome(reg.name, 0.05, heartbeat_timeout=0.2).to_message())
+            conn2, reg2 = await master.registered()  # the worker gave up on it and came back
+            assert reg2.incarnation == reg.incarnation
+            assert worker.sessions == 1  # the second welcome is still being read
+            await conn2.send(Bye().to_message())
+            await run_task
+        assert worker.sessions == 2

@@ -260,6 +260,7 @@ class Master:
         self._cancels_sent = 0
         self._trees_received = 0  # accepted from workers (each tree fitted once per fit)
         self._trees_resumed = 0  # loaded from checkpoints instead of fitted
+        self._trees_refitted = 0  # in copies started again (retries, backups)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -460,7 +461,9 @@ class Master:
         self._peers[name] = peer  # reserves the name before we await anything
         graceful = False
         try:
-            await conn.send(Welcome(name, self.heartbeat_interval).to_message())
+            await conn.send(
+                Welcome(name, self.heartbeat_interval, self.heartbeat_timeout).to_message()
+            )
             self._tasks_done_by.setdefault(name, 0)
             self._admit(peer, reg)
             peer.sender = go(self._send_loop(peer), name=f"aioforest-master-send-{name}")
@@ -651,12 +654,14 @@ class Master:
         """Turn free credits into messages in the workers' outboxes."""
         for a in self._scheduler.assign(time.monotonic()):
             peer = self._peers[a.worker]
+            info = self._jobs[a.job_id].tasks[a.task_id]
+            if a.attempt > 0:  # a retry after a loss, or a backup copy: work done again
+                self._trees_refitted += len(info.indices)
             if a.backup:
                 logger.info(
                     "master: task %d/%d is straggling; backup copy on %s",
                     a.job_id, a.task_id, a.worker,
                 )
-            info = self._jobs[a.job_id].tasks[a.task_id]
             if a.send_dataset:
                 peer.outbox.append(_DatasetRef(a.dataset))
             task = Task(
@@ -666,9 +671,19 @@ class Master:
             peer.outbox.append(task.to_message())
             peer.wake.set()
 
+    async def _ping(self, peer: _Peer) -> None:
+        """Heartbeats to the worker, so it can tell a frozen or cut-off master from a quiet
+        one. Sent beside the send loop: the wire lets them overtake a big dataset."""
+        ping = Heartbeat(0, 0, 0).to_message()
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(self.heartbeat_interval)
+                await peer.conn.send(ping)
+
     async def _send_loop(self, peer: _Peer) -> None:
         # One sender per worker: a task never overtakes the dataset it needs (the wire
         # adapter lets small messages overtake chunked ones on the same connection).
+        pinger = go(self._ping(peer), name=f"aioforest-master-ping-{peer.name}")
         try:
             while True:
                 while not peer.outbox:
@@ -691,6 +706,9 @@ class Master:
         except (TypeError, ValueError) as exc:  # an unencodable message: our bug
             logger.error("master: cannot send to worker %s: %s", peer.name, exc)
             peer.conn.abort()
+        finally:
+            pinger.cancel()
+            await asyncio.wait([pinger])
 
     # ------------------------------------------------------------------ fitting
 
@@ -1022,6 +1040,7 @@ class Master:
             "cancels_sent": self._cancels_sent,
             "trees_fitted": self._trees_received,
             "trees_resumed": self._trees_resumed,
+            "trees_refitted": self._trees_refitted,
         }
 
 

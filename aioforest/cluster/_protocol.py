@@ -271,28 +271,44 @@ class Register:
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """Master -> worker, answer to ``register``: the worker's name here and the heartbeat pace."""
+    """Master -> worker, answer to ``register``: the worker's name here and the heartbeat pace.
+
+    With ``heartbeat_timeout`` the master promises to send something (a heartbeat at least)
+    every ``heartbeat_interval``: a worker that hears nothing for ``heartbeat_timeout``
+    seconds treats the master as gone (frozen or cut off) and reconnects.
+    """
 
     TYPE: ClassVar[str] = "welcome"
     name: str
     heartbeat_interval: float
+    heartbeat_timeout: float | None = None
 
     def to_message(self) -> Message:
-        return _message(
-            self.TYPE, {"name": self.name, "heartbeat_interval": self.heartbeat_interval}
-        )
+        fields: dict[str, Any] = {"name": self.name, "heartbeat_interval": self.heartbeat_interval}
+        if self.heartbeat_timeout is not None:
+            fields["heartbeat_timeout"] = self.heartbeat_timeout
+        return _message(self.TYPE, fields)
 
     @classmethod
     def from_message(cls, msg: Message) -> Welcome:
-        r = _Reader(msg, ("name", "heartbeat_interval"))
+        r = _Reader(msg, ("name", "heartbeat_interval"), optional=("heartbeat_timeout",))
         r.require_arrays(())
-        interval = msg.fields["heartbeat_interval"]
-        if isinstance(interval, bool) or not isinstance(interval, int | float):
-            raise r.error("heartbeat_interval", f"must be a number, got {_json_type(interval)}")
-        if not 0 < interval <= 3600:
-            raise r.error("heartbeat_interval", f"must be in (0, 3600] seconds, got {interval}")
+        interval = _seconds(r, "heartbeat_interval", 0.0)
+        timeout = (
+            _seconds(r, "heartbeat_timeout", interval)
+            if "heartbeat_timeout" in msg.fields else None
+        )
         name = r.get_str("name", _MAX_NAME, empty=False)
-        return cls(name=name, heartbeat_interval=float(interval))
+        return cls(name=name, heartbeat_interval=interval, heartbeat_timeout=timeout)
+
+
+def _seconds(r: _Reader, name: str, above: float) -> float:
+    value = r.msg.fields[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise r.error(name, f"must be a number, got {_json_type(value)}")
+    if not above < value <= 3600:
+        raise r.error(name, f"must be in ({above:g}, 3600] seconds, got {value}")
+    return float(value)
 
 
 # --------------------------------------------------------------------------- dataset

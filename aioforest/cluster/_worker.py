@@ -67,7 +67,7 @@ __all__ = ["Backoff", "DatasetCache", "Worker", "WorkerStopped"]
 logger = logging.getLogger("aioforest.cluster")
 
 _names = itertools.count(1)
-_WORKER_RECEIVES: Final = ("welcome", "dataset", "task", "cancel", "bye")
+_WORKER_RECEIVES: Final = ("welcome", "dataset", "task", "cancel", "bye", "heartbeat")
 
 
 class WorkerStopped(Exception):
@@ -296,6 +296,7 @@ class Worker:
         # Keyed by (session, job, task, attempt): job ids are per master session.
         self._running: dict[tuple[int, int, int, int], _Running] = {}
         self._board: SharedArrays | None = None  # one cancel byte per pool slot
+        self._master_timeout: float | None = None  # from the master's welcome
         self._free_slots: list[int] = []
         self._wake: asyncio.Event | None = None
         self._conn: Connection | None = None
@@ -481,6 +482,7 @@ class Worker:
             # before the master accepted us (a refused worker should exit at once).
             self._pool_start = asyncio.ensure_future(asyncio.to_thread(self._start_pool))
         interval = self._heartbeat_interval or first.heartbeat_interval
+        self._master_timeout = first.heartbeat_timeout
         logger.info("worker %s: registered with %s", self.name, conn.peer)
         reader = go(self._read_loop(conn), name=f"aioforest-worker-read-{self.name}")
         helpers = [
@@ -527,13 +529,21 @@ class Worker:
     async def _read_loop(self, conn: Connection) -> str:
         try:
             while True:
-                msg = decode(await conn.recv(), expect=_WORKER_RECEIVES)
+                msg = decode(await conn.recv(timeout=self._master_timeout),
+                             expect=_WORKER_RECEIVES)
                 if isinstance(msg, Bye):
                     logger.info("worker %s: master said bye (%s)", self.name, msg.reason)
                     return "bye"
                 await self._handle(conn, msg)
         except ConnectionClosed as exc:
             logger.warning("worker %s: lost the master: %s", self.name, exc)
+            return "lost"
+        except TimeoutError:
+            logger.warning(
+                "worker %s: the master at %s sent nothing for %.1f s; reconnecting",
+                self.name, conn.peer, self._master_timeout,
+            )
+            conn.abort()
             return "lost"
         except ProtocolError as exc:
             logger.error("worker %s: protocol error from the master: %s", self.name, exc)
@@ -547,6 +557,8 @@ class Worker:
             await self._accept_task(conn, msg)
         elif isinstance(msg, Cancel):
             await self._cancel(conn, msg)
+        elif isinstance(msg, Heartbeat):
+            pass  # the master is alive: receiving it reset the read timeout
         else:
             raise MessageError(type(msg).__name__.lower(), None, "not expected after welcome")
 
