@@ -333,3 +333,51 @@ async def test_6_a_task_that_kills_every_worker_fails_the_job_after_max_attempts
     assert "max_attempts=3" in message and re.search(r"its trees: [\d, -]*\b5\b", message)
     assert status["workers_lost"] == 3
     assert codes == [-signal.SIGKILL] * 3
+
+
+# --------------------------------------------------------------------- long chaos (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_churn_kills_cuts_and_newcomers_for_a_long_job() -> None:
+    """dask's test_stress_creation_and_deletion and test_chaos, combined: for a whole job,
+    every half second either a random worker is SIGKILLed and replaced by a new process,
+    or a random connection is cut; the forest still equals the failure-free one."""
+    X, y = fault_data(n=6000)
+    n_trees, seed = 48, 17
+    rng = random.Random(5)
+    env = python_env(AIOFOREST_TOKEN=TOKEN.decode())
+    async with asyncio.timeout(4 * FAULT_TIMEOUT), Master(
+        token=TOKEN, max_attempts=1000
+    ) as master, ChaosProxy(master.port) as proxy, processes() as procs:
+        live: list[asyncio.subprocess.Process] = []
+
+        async def spawn() -> None:
+            live.append(await procs.spawn(
+                "-m", "aioforest.worker", "--connect", f"{HOST}:{proxy.port}",
+                "--processes", "1", env=env,
+            ))
+
+        for _ in range(3):
+            await spawn()
+        await master.wait_for_workers(3)
+        forest = RandomForestClassifier(n_estimators=n_trees, random_state=seed)
+        fit = asyncio.ensure_future(master.fit(forest, X, y, task_size=1))
+        kills = 0
+        while not fit.done():
+            await asyncio.wait([fit], timeout=0.5)
+            if fit.done():
+                break
+            if rng.random() < 0.5 and live:
+                victim = live.pop(rng.randrange(len(live)))
+                victim.kill()
+                kills += 1
+                await spawn()
+            else:
+                proxy.cut_one(rng)
+        await fit
+        status = master.status()
+    assert kills >= 1 and proxy.cuts >= 1
+    assert status["trees_fitted"] == n_trees
+    assert_same_forest(forest, reference(n_trees, seed, X, y))

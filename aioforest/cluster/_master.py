@@ -50,6 +50,7 @@ from ..wire import (
     WireConfig,
     accept,
 )
+from ..wire._stream import format_peer
 from ._checkpoint import Checkpoint, CheckpointError, job_spec
 from ._errors import ClusterError
 from ._protocol import (
@@ -269,8 +270,11 @@ class Master:
         if self._server is not None or self._closing:
             raise RuntimeError("a Master can be started only once")
         self._peers_changed = asyncio.Condition()
+        # A deep accept queue: with asyncio's default of 100, a flood of connections
+        # overflows it and the kernel answers with SYN cookies, so clients (an honest worker
+        # among them) believe they are connected while the master never sees them.
         self._server = await asyncio.start_server(
-            self._on_connect, self.host, self._requested_port, ssl=self._ssl
+            self._on_connect, self.host, self._requested_port, ssl=self._ssl, backlog=4096
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
         logger.info("master listening on %s", self.address)
@@ -364,8 +368,6 @@ class Master:
         # A connection that ends badly gets exactly one log line naming the peer and the
         # reason. Nothing may escape this callback: asyncio would log it once more as an
         # unhandled error of the server, without saying which peer it was about.
-        from ..wire._stream import format_peer
-
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
@@ -520,27 +522,30 @@ class Master:
         self._scheduler.add_worker(peer.name, reg.slots, reg.datasets)
 
     async def _drop_peer(self, peer: _Peer, *, graceful: bool) -> None:
+        # Forget the worker in _peers and in the scheduler before the first await: in
+        # between, a newcomer could take the freed name while the scheduler still holds it,
+        # or _pump could hand a task to a worker missing from _peers.
         if self._peers.get(peer.name) is peer:
             del self._peers[peer.name]
-        if peer.sender is not None:
-            peer.sender.cancel()
-            await asyncio.wait([peer.sender])
-        peer.conn.abort()
-        stats = peer.conn.stats
-        self._closed_bytes["sent_raw"] += stats.sent.raw_bytes
-        self._closed_bytes["sent_wire"] += stats.sent.wire_bytes
-        self._closed_bytes["received_raw"] += stats.received.raw_bytes
-        self._closed_bytes["received_wire"] += stats.received.wire_bytes
         if not graceful and not self._closing and self._scheduler.has_worker(peer.name):
             self._workers_lost += 1
             self._lost_incarnations.add(peer.incarnation)
         lost = self._scheduler.on_worker_lost(
             peer.name, graceful=graceful, crash_key=peer.incarnation
         )
+        peer.conn.abort()
+        stats = peer.conn.stats
+        self._closed_bytes["sent_raw"] += stats.sent.raw_bytes
+        self._closed_bytes["sent_wire"] += stats.sent.wire_bytes
+        self._closed_bytes["received_raw"] += stats.received.raw_bytes
+        self._closed_bytes["received_wire"] += stats.received.wire_bytes
         for failure in lost:
             self._fail_job(failure.job_id, self._job_error(failure), failure.cancels)
-        await self._notify_peers()
         self._pump()
+        if peer.sender is not None:
+            peer.sender.cancel()
+            await asyncio.wait([peer.sender])
+        await self._notify_peers()
 
     def _on_message(self, peer: _Peer, msg: object) -> None:
         if isinstance(msg, Heartbeat):

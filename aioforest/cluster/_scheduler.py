@@ -20,9 +20,10 @@ Rules:
   the same trees.
 * **Lost workers.** A worker's outstanding copies go back to the queue at once (unless
   another copy of the task is still running elsewhere).
-* **Poison tasks.** A task whose copies were running on ``max_attempts`` different workers
-  when they died (connection lost, not a graceful leave) or crashed their process pool
-  fails its job: it is probably what kills them. A worker that comes back with the same
+* **Poison tasks.** A task that ``max_attempts`` different workers held (running or
+  prefetched: the master cannot tell which) when they died (connection lost, not a graceful
+  leave), or whose fit crashed their process pool, fails its job: it is probably what kills
+  them. A worker that comes back with the same
   incarnation (its connection dropped, its process lived) is forgiven: see :meth:`forgive`.
 * **Backups.** When nothing is queued, a task that has run more than ``backup_factor``
   times the median duration of its job's finished tasks (once ``backup_min_done`` of them
