@@ -177,14 +177,14 @@ def test_batch_write_syncs_the_directory_once(tmp_path: Path, spec: dict[str, An
                                               trees: list[TreeArrays],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[Path] = []
-    real = ckpt._fsync_dir
+    real = ckpt.fsync_dir
 
     def counting(directory: Path) -> None:
         synced.append(directory)
         real(directory)
 
     with Checkpoint.open(tmp_path, spec) as cp:
-        monkeypatch.setattr(ckpt, "_fsync_dir", counting)
+        monkeypatch.setattr(ckpt, "fsync_dir", counting)
         cp.write_trees(dict(enumerate(trees)))
         assert synced == [tmp_path]
         cp.write_tree(0, trees[0])

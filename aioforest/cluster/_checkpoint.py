@@ -48,7 +48,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -60,7 +59,7 @@ import numpy as np
 import orjson
 
 from .._version import __version__
-from ..persistence._container import FormatError, dumps, loads, write_atomic
+from ..persistence._container import FormatError, dumps, fsync_dir, loads, write_atomic
 from ..tree._arrays import TreeArrays
 from ._errors import ClusterError
 
@@ -76,7 +75,7 @@ LOCK_FILE = ".lock"
 JOB_KIND = "aioforest.checkpoint.job"
 TREE_KIND = "aioforest.checkpoint.tree"
 _TREE_NAME = re.compile(r"tree-(\d+)\.aiof")
-# write_atomic's and _write_durably's temporary names: "." + final name + random + ".tmp".
+# write_atomic's temporary names: "." + final name + random + ".tmp".
 _TEMP_NAME = re.compile(r"\.(job\.aiof|tree-\d+\.aiof)\..+\.tmp")
 # Parameters that cannot change a tree (they only say how the local fit is run).
 _NOT_IN_SPEC = frozenset({"n_jobs"})
@@ -273,33 +272,6 @@ def tree_file_name(index: int) -> str:
     return f"tree-{index:06d}.aiof"
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make renames and new entries in ``directory`` durable."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # a platform that cannot open directories (Windows): nothing to sync
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, payload: bytes) -> None:
-    """Temporary file, fsync, rename over ``path``; the caller fsyncs the directory."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _check_dtypes(arrays: Mapping[str, np.ndarray[Any, Any]]) -> None:
     """Every TreeArrays field is present with its dtype and number of dimensions."""
     for name, (dtype, ndim) in _TREE_DTYPES.items():
@@ -449,7 +421,7 @@ class Checkpoint:
                     "to start a new job, or pass the directory of the killed job)"
                 )
             path.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         # Look before locking, so that a refused directory does not even get a lock file.
         listing = _list(path)
         _refuse_unrelated(path, listing)
@@ -550,9 +522,9 @@ class Checkpoint:
         try:
             # Concurrent writers are fine: each file has its own temporary name.
             for index, _, payload in payloads:
-                _write_durably(self.directory / tree_file_name(index), payload)
+                write_atomic(self.directory / tree_file_name(index), payload, sync_dir=False)
             if payloads:
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
             with self._mutex:
                 for index, tree, _ in payloads:
                     self._trees[index] = tree

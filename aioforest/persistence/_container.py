@@ -118,8 +118,12 @@ def loads(
     return file_kind, meta, arrays
 
 
-def write_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
-    """Write via a temporary file, fsync, rename: readers see the old or the new file only."""
+def write_atomic(path: str | os.PathLike[str], payload: bytes, *, sync_dir: bool = True) -> None:
+    """Write via a temporary file, fsync, rename: readers see the old or the new file only.
+
+    With ``sync_dir`` the directory is fsynced too, so the rename itself is durable; a
+    caller writing many files may pass False and call :func:`fsync_dir` once at the end.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -133,14 +137,20 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-    except OSError:
+    if sync_dir:
+        fsync_dir(target.parent)
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make renames and new entries in ``directory`` durable."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # a platform that cannot open directories (Windows): nothing to sync
         return
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 Arrays = dict[str, np.ndarray[Any, Any]]
