@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import signal
@@ -298,6 +299,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     args = parser.parse_args()
     from aioforest._runtime import run
+
+    # The master's "lost worker" warnings are the scenarios working as intended.
+    logging.getLogger("aioforest").setLevel(logging.ERROR)
 
     run(_main(args))
 

@@ -9,6 +9,7 @@ trees finish in, and whether it was fitted here, on a cluster, or resumed from a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import math
 import time
@@ -141,9 +142,11 @@ class _BaseForest(BaseEstimator, TreeModel):
         return self
 
     def _fit_sync(self, job: _FitJob) -> tuple[BinnedData, dict[int, TreeArrays]]:
-        prep, plan = job.prep, job.plan
+        plan = job.plan
         n_workers = min(effective_n_jobs(self.n_jobs), len(job.indices))
         binned = self._bin_here(job)
+        self._release_rows(job)
+        prep = job.prep
         bins = strip_codes(binned)
         if n_workers == 1:
             trees = fit_trees(plan, binned, prep.y, prep.sample_weight, job.indices)
@@ -151,7 +154,9 @@ class _BaseForest(BaseEstimator, TreeModel):
         executor = get_executor(n_workers)
         out: dict[int, TreeArrays] = {}
         with SharedArrays(self._shared_inputs(prep)) as shared:
-            shared.allocate("codes", binned.codes.shape, np.uint8)[...] = binned.codes
+            # Row-major, the layout the tree builder reads: workers then use the shared
+            # segment as it is instead of each making a transposed copy per batch.
+            shared.allocate("codes", binned.codes.shape[::-1], np.uint8)[...] = binned.codes.T
             del binned
             futures: dict[Future[list[dict[str, np.ndarray]]], list[int]] = {}
             chunks = iter(_chunks(job.indices, plan.n_draws, n_workers))
@@ -178,6 +183,17 @@ class _BaseForest(BaseEstimator, TreeModel):
                     fut.cancel()
                 wait(futures)  # running tasks read the segments: let them finish first
         return bins, out
+
+    def _release_rows(self, job: _FitJob) -> None:
+        """Drop the fit's float64 copy of X once it is binned (out-of-bag scoring reads it).
+
+        Trees only need the codes; without this the copy (8 bytes a value, 8 times the
+        codes) would stay alive until the end of the fit, through its peak.
+        """
+        if not self.oob_score:
+            job.prep = dataclasses.replace(
+                job.prep, X=np.empty((0, job.prep.X.shape[1]), dtype=np.float64)
+            )
 
     def _bin_here(self, job: _FitJob) -> BinnedData:
         if job.reuse_bins is not None:
@@ -217,10 +233,11 @@ class _BaseForest(BaseEstimator, TreeModel):
         t0 = time.perf_counter()
         trees: dict[int, TreeArrays] = {}
         with SharedArrays(self._shared_inputs(prep)) as shared:
-            codes = shared.allocate("codes", (prep.X.shape[1], prep.X.shape[0]), np.uint8)
+            # row-major (n_samples, n_features), as in _fit_sync
+            codes = shared.allocate("codes", prep.X.shape, np.uint8)
             if job.reuse_bins is not None:
                 b = job.reuse_bins
-                codes[...] = await loop.run_in_executor(None, transform, b, prep.X)
+                codes[...] = (await loop.run_in_executor(None, transform, b, prep.X)).T
                 bins = b
             else:
                 x_shared = SharedArrays(
@@ -238,6 +255,8 @@ class _BaseForest(BaseEstimator, TreeModel):
                 bins = BinnedData(
                     np.empty((len(edges), 0), np.uint8), n_bins, prep.is_categorical, tuple(edges)
                 )
+            self._release_rows(job)
+            prep = job.prep
             pending: dict[asyncio.Future[list[dict[str, np.ndarray]]], list[int]] = {}
             chunks = iter(_chunks(job.indices, plan.n_draws, n_workers))
             args = (shared.specs["codes"], bins.n_bins, bins.is_categorical, list(bins.edges),

@@ -21,11 +21,14 @@ def bin_task(
     max_bins: int,
     sw_spec: ArraySpec | None = None,
 ) -> tuple[np.ndarray[Any, Any], list[np.ndarray[Any, Any]]]:
-    """Bin the shared matrix into the shared codes array; return (n_bins, edges)."""
+    """Bin the shared matrix into the shared codes array; return (n_bins, edges).
+
+    The codes array is row-major, shape (n_samples, n_features) (see :func:`fit_task`).
+    """
     X = attach(x_spec)
     sw = attach(sw_spec) if sw_spec is not None else None
     binned = Binner(max_bins).fit(X, is_categorical, n_categories, sw)
-    attach(codes_spec)[...] = binned.codes
+    attach(codes_spec)[...] = binned.codes.T
     return binned.n_bins, list(binned.edges)
 
 
@@ -39,9 +42,14 @@ def fit_task(
     plan: dict[str, Any],
     indices: list[int],
 ) -> list[dict[str, np.ndarray[Any, Any]]]:
-    """Fit trees ``indices``; return each tree's arrays."""
+    """Fit trees ``indices``; return each tree's arrays.
+
+    The shared codes are row-major, shape (n_samples, n_features): their transpose is the
+    (n_features, n_samples) view :class:`BinnedData` holds, and the tree builder, which reads
+    rows, uses the segment without copying it.
+    """
     binned = BinnedData(
-        codes=attach(codes_spec), n_bins=n_bins, is_categorical=is_categorical,
+        codes=attach(codes_spec).T, n_bins=n_bins, is_categorical=is_categorical,
         edges=tuple(edges),
     )
     y = attach(y_spec)

@@ -205,6 +205,15 @@ def grow_trees(
             splittable &= total.sum(axis=1) >= 2 * min_weight_leaf if classification else (
                 total[:, 0] >= 2 * min_weight_leaf
             )
+        n_splittable = int(np.count_nonzero(splittable))
+        if n_splittable < m:
+            # Instances of nodes that cannot split end in a leaf here: drop them before the
+            # split search, which then reads (and copies) only the others.
+            keep = splittable[inst_node]
+            inst_row, inst_w, inst_y, inst_node = (
+                inst_row[keep], inst_w[keep], inst_y[keep], inst_node[keep]
+            )
+            del keep
         # --- split search -------------------------------------------------------------
         # Breiman/scikit-learn semantics: draw features without replacement until
         # ``max_features`` non-constant ones were evaluated (or none is left); features
@@ -244,8 +253,15 @@ def grow_trees(
                 remap = np.full(m, -1, dtype=np.int64)
                 remap[cand] = np.arange(cand.size)
                 c_node = remap[inst_node]
-                sel = c_node >= 0
-                c_row, c_node, c_w, c_y = inst_row[sel], c_node[sel], inst_w[sel], inst_y[sel]
+                del remap
+                if cand.size == n_splittable:  # every instance's node is a candidate
+                    c_row, c_w, c_y = inst_row, inst_w, inst_y
+                else:
+                    sel = c_node >= 0
+                    c_row, c_node, c_w, c_y = (
+                        inst_row[sel], c_node[sel], inst_w[sel], inst_y[sel]
+                    )
+                    del sel
             res = find_splits(
                 codes_flat=codes_flat, n_features=d, n_bins=binned.n_bins,
                 is_categorical=binned.is_categorical, inst_row=c_row,
@@ -278,6 +294,7 @@ def grow_trees(
             left_to_draw = (~(o_const[cand] | ~allowed[o_tree[cand]] | visited[cand])).any(axis=1)
             cand = cand[(need[cand] > 0) & left_to_draw]
             draw_round += 1
+            del res, c_row, c_node, c_w, c_y  # before the next round allocates its own
         rate = np.where(n_eval > 0, n_const / np.maximum(n_eval, 1), o_rate)
         split_found = (s_feature >= 0) & (
             s_impr / root_weight[o_tree] + np.finfo(np.float64).eps
@@ -309,7 +326,8 @@ def grow_trees(
         rec.n.append(n_node.astype(np.int64))
         rec.wn.append(np.asarray(total[:, 0] if not classification else total.sum(axis=1)))
         rec.improvement.append(s_impr)
-        rec.lut.append(s_lut[split_nodes])
+        # Only categorical splits keep their table (a numeric one is its threshold).
+        rec.lut.append(s_lut[split_nodes[binned.is_categorical[s_feature[split_nodes]]]])
         if n_split == 0:
             break
         # --- move instances to children; drop those that reached a leaf ----------------
@@ -333,40 +351,61 @@ def grow_trees(
     return _assemble(rec, len(jobs), binned)
 
 
+def _column(
+    parts: list[npt.NDArray[Any]], order: npt.NDArray[np.intp], dtype: Any
+) -> npt.NDArray[Any]:
+    """One column of all records, in node order; the record list is emptied."""
+    out = np.concatenate(parts)[order].astype(dtype, copy=False)
+    parts.clear()
+    return out
+
+
 def _assemble(rec: _Records, n_trees: int, binned: BinnedData) -> list[TreeArrays]:
+    """Each tree's arrays, nodes in level order, from the per-level records.
+
+    Every column is sorted once for the whole batch (each record list is dropped as soon as
+    it is used) and the trees' arrays are slices of these columns.
+    """
     tree = np.concatenate(rec.tree)
     local = np.concatenate(rec.local)
+    rec.tree.clear()
+    rec.local.clear()
     order = np.lexsort((local, tree))
-    cols: dict[str, npt.NDArray[Any]] = {
-        "feature": np.concatenate(rec.feature)[order],
-        "threshold_bin": np.concatenate(rec.threshold_bin)[order],
-        "missing_left": np.concatenate(rec.missing_left)[order],
-        "left": np.concatenate(rec.left)[order],
-        "right": np.concatenate(rec.right)[order],
-        "value": np.concatenate(rec.value)[order],
-        "impurity": np.concatenate(rec.impurity)[order],
-        "n": np.concatenate(rec.n)[order],
-        "wn": np.concatenate(rec.wn)[order],
-        "improvement": np.concatenate(rec.improvement)[order],
-    }
-    # LUT rows exist only for split nodes, in record order; carry them along.
-    split_rec = np.concatenate(rec.feature) >= 0
-    lut_all = np.zeros((tree.size, 256), dtype=bool)
-    if split_rec.any():
-        lut_all[split_rec] = np.concatenate(rec.lut)
-    lut_all = lut_all[order]
-    tree_sorted = tree[order]
+    del local
+    bounds = np.searchsorted(tree[order], np.arange(n_trees + 1))
+    del tree
+
+    feature_rec = np.concatenate(rec.feature)
+    rec.feature.clear()
+    # The categorical split tables were recorded in record order: find each node's row.
+    cat_rec = (feature_rec >= 0) & binned.is_categorical[np.maximum(feature_rec, 0)]
+    lut_row = np.full(feature_rec.size, -1, dtype=np.int64)
+    lut_row[cat_rec] = np.arange(int(np.count_nonzero(cat_rec)))
+    lut_row = lut_row[order]
+    luts = np.concatenate(rec.lut) if rec.lut else np.zeros((0, 256), dtype=bool)
+    rec.lut.clear()
+    feature = feature_rec[order].astype(np.int32)
+    del feature_rec, cat_rec
+    threshold_bin = _column(rec.threshold_bin, order, np.int64)
+    missing_left = _column(rec.missing_left, order, np.bool_)
+    left = _column(rec.left, order, np.int32)
+    right = _column(rec.right, order, np.int32)
+    value = _column(rec.value, order, np.float64)
+    impurity_ = _column(rec.impurity, order, np.float64)
+    n_samples = _column(rec.n, order, np.int64)
+    weighted = _column(rec.wn, order, np.float64)
+    improvement = _column(rec.improvement, order, np.float64)
+    del order
     # All features' edges in one array, each followed by +inf (the "missing vs rest" split
     # sends every non-missing value left).
     flat_edges = np.concatenate([np.append(e, np.inf) for e in binned.edges])
     edge_offsets = np.concatenate([[0], np.cumsum([e.size + 1 for e in binned.edges])[:-1]])
     edge_offsets = edge_offsets.astype(np.int64)
-    bounds = np.searchsorted(tree_sorted, np.arange(n_trees + 1))
     out = []
     for t in range(n_trees):
         lo, hi = bounds[t], bounds[t + 1]
-        feat = cols["feature"][lo:hi]
-        thr_bin = cols["threshold_bin"][lo:hi]
+        feat = feature[lo:hi]
+        thr_bin = threshold_bin[lo:hi]
         is_split = feat >= 0
         cat_split = is_split & binned.is_categorical[np.maximum(feat, 0)]
         threshold = np.full(feat.size, np.nan)
@@ -375,23 +414,23 @@ def _assemble(rec: _Records, n_trees: int, binned: BinnedData) -> list[TreeArray
         cat_nodes = np.flatnonzero(cat_split)
         cat_index = np.full(feat.size, -1, dtype=np.int32)
         cat_index[cat_nodes] = np.arange(cat_nodes.size, dtype=np.int32)
-        cat_left = lut_all[lo:hi][cat_nodes].copy()
+        cat_left = luts[lut_row[lo:hi][cat_nodes]]
         # The missing bin of a categorical feature is not a category: keep only real ones.
         for j, i in enumerate(cat_nodes):
             cat_left[j, binned.n_bins[feat[i]]:] = False
         out.append(
             TreeArrays(
-                feature=feat.astype(np.int32),
+                feature=feat,
                 threshold=threshold,
                 threshold_bin=np.where(is_split, thr_bin, 0).astype(np.int16),
-                missing_left=cols["missing_left"][lo:hi].copy(),
-                left=cols["left"][lo:hi].astype(np.int32),
-                right=cols["right"][lo:hi].astype(np.int32),
-                value=np.ascontiguousarray(cols["value"][lo:hi]),
-                impurity=cols["impurity"][lo:hi].copy(),
-                n_node_samples=cols["n"][lo:hi].copy(),
-                weighted_n_node_samples=cols["wn"][lo:hi].copy(),
-                improvement=cols["improvement"][lo:hi].copy(),
+                missing_left=missing_left[lo:hi],
+                left=left[lo:hi],
+                right=right[lo:hi],
+                value=value[lo:hi],
+                impurity=impurity_[lo:hi],
+                n_node_samples=n_samples[lo:hi],
+                weighted_n_node_samples=weighted[lo:hi],
+                improvement=improvement[lo:hi],
                 cat_index=cat_index,
                 cat_left=cat_left,
             )

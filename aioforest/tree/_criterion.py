@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CRITERIA", "Criterion", "impurity", "node_term", "proxy"]
+__all__ = ["CRITERIA", "Criterion", "chansum", "impurity", "node_term", "proxy"]
 
 Criterion = Literal["gini", "entropy", "squared_error"]
 CRITERIA: tuple[str, ...] = ("gini", "entropy", "squared_error")
@@ -31,6 +31,19 @@ def _xlog2x(v: F64) -> F64:
     np.log2(v, out=out, where=pos)
     out *= v
     return out
+
+
+def chansum(a: F64) -> F64:
+    """Sum over channels (axis 0), always in channel order.
+
+    ``a.sum(axis=0)`` picks its summation order from the array's shape and layout (pairwise
+    when the channels are contiguous, as with one candidate), so a node's score would depend
+    on how many other nodes shared its pass; with non-integer terms that changes last bits.
+    """
+    acc: F64 = a[0].copy()
+    for c in range(1, a.shape[0]):
+        acc += a[c]
+    return acc
 
 
 def _sumsq(a: F64) -> F64:
@@ -51,15 +64,20 @@ def proxy(criterion: str, left: F64, right: F64) -> F64:
         return np.asarray(
             left[1] * left[1] / left[0] + right[1] * right[1] / right[0], dtype=np.float64
         )
-    wl = left.sum(axis=0)
-    wr = right.sum(axis=0)
+    wl = chansum(left)
+    wr = chansum(right)
     if criterion == "gini":
-        score: F64 = _sumsq(left) / wl
-        score += _sumsq(right) / wr
+        # in place: the candidates of a level are many, and so would be the temporaries
+        score: F64 = _sumsq(left)
+        score /= wl
+        del wl
+        term = _sumsq(right)
+        term /= wr
+        score += term
         return score
     # entropy: -(W_L*H_L + W_R*H_R) with W*H = W log W - sum_c w_c log w_c
     return np.asarray(
-        _xlog2x(left).sum(axis=0) - _xlog2x(wl) + _xlog2x(right).sum(axis=0) - _xlog2x(wr),
+        chansum(_xlog2x(left)) - _xlog2x(wl) + chansum(_xlog2x(right)) - _xlog2x(wr),
         dtype=np.float64,
     )
 
@@ -71,10 +89,10 @@ def node_term(criterion: str, total: F64) -> F64:
     """
     if criterion == "squared_error":
         return np.asarray(total[1] * total[1] / total[0], dtype=np.float64)
-    w = total.sum(axis=0)
+    w = chansum(total)
     if criterion == "gini":
         return np.asarray(_sumsq(total) / w, dtype=np.float64)
-    return np.asarray(_xlog2x(total).sum(axis=0) - _xlog2x(w), dtype=np.float64)
+    return np.asarray(chansum(_xlog2x(total)) - _xlog2x(w), dtype=np.float64)
 
 
 def impurity(criterion: str, total: F64) -> F64:
@@ -83,7 +101,7 @@ def impurity(criterion: str, total: F64) -> F64:
         w, s, q = total[0], total[1], total[2]
         mean = s / w
         return np.asarray(np.maximum(q / w - mean * mean, 0.0), dtype=np.float64)
-    w = total.sum(axis=0)
+    w = chansum(total)
     if criterion == "gini":
         return np.asarray(1.0 - _sumsq(total) / (w * w), dtype=np.float64)
-    return np.asarray(np.log2(w) - _xlog2x(total).sum(axis=0) / w, dtype=np.float64)
+    return np.asarray(np.log2(w) - chansum(_xlog2x(total)) / w, dtype=np.float64)

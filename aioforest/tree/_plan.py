@@ -20,13 +20,20 @@ from ..data._binning import BinnedData
 from ._arrays import TreeArrays
 from ._builder import GrowParams, TreeJob, grow_trees
 from ._hashing import tree_key
+from ._splitter import INCREMENTAL_MIN_CLASSES
 
 __all__ = ["ForestPlan", "fit_trees", "in_bag_counts", "tree_job"]
 
-#: Trees grown together in one vectorised pass hold at most this many (tree, row) instances:
-#: enough to amortise the per-level Python overhead on small data, small enough to stay in
-#: cache-friendly territory on large data.
+#: Task sizing: a task (pool or cluster) holds trees of at most this many (tree, row) draws in
+#: all, enough to amortise its round trip on small data. Also the size of the vectorised
+#: passes where the trees sharing a pass could sway a tree (see ``_batch_cap``).
 BATCH_INSTANCES = 1 << 18
+#: Trees grown together in one vectorised pass hold at most this many (instance, drawn
+#: feature) elements where that cannot change a tree (see ``_batch_cap``): batching only
+#: amortises the per-level Python overhead on small data, while the per-instance arrays of a
+#: pass grow with it. Larger trees grow alone, which is no slower (their arrays stay closer
+#: to cache).
+BATCH_ELEMENTS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,21 @@ def tree_job(
     return TreeJob(key=key, rows=rows, weight=weight[rows], allowed_features=allowed)
 
 
-def _batches(jobs: Sequence[TreeJob], integral: bool) -> Iterable[Sequence[TreeJob]]:
+def _batch_cap(plan: ForestPlan, n_features: int, weighted: bool) -> int:
+    """The most in-bag rows of the trees grown together in one vectorised pass."""
+    if weighted or plan.class_weight is not None or plan.n_classes >= INCREMENTAL_MIN_CLASSES:
+        # Here the trees sharing a pass can sway choices made once per pass: float32
+        # scoring (large integer sample weights), the incremental gini scan (4+ classes)
+        # and the order of float sums over 8+ class channels (class weights, entropy),
+        # which follows the array layouts of the pass. Keep the passes these trees have
+        # always been grown in, so that they stay bit-identical.
+        return BATCH_INSTANCES
+    per_row = max(min(plan.max_features, n_features), 1)
+    return min(BATCH_INSTANCES, max(BATCH_ELEMENTS // per_row, 1))
+
+
+def _batches(jobs: Iterable[TreeJob], integral: bool, cap: int) -> Iterable[Sequence[TreeJob]]:
+    """Consecutive runs of ``jobs`` grown in one pass, of at most ``cap`` rows in all."""
     if not integral:
         # Non-integer sums depend on which trees share a pass; grow such trees alone.
         for job in jobs:
@@ -113,7 +134,7 @@ def _batches(jobs: Sequence[TreeJob], integral: bool) -> Iterable[Sequence[TreeJ
     batch: list[TreeJob] = []
     size = 0
     for job in jobs:
-        if batch and size + job.rows.size > BATCH_INSTANCES:
+        if batch and size + job.rows.size > cap:
             yield batch
             batch, size = [], 0
         batch.append(job)
@@ -135,7 +156,8 @@ def fit_trees(
     ``should_stop`` is polled once per level (see :func:`grow_trees`).
     """
     n_features, n_samples = binned.codes.shape
-    jobs = [tree_job(plan, i, n_samples, n_features, sample_weight) for i in indices]
+    # drawn lazily: a batch's jobs exist only while it grows
+    jobs = (tree_job(plan, i, n_samples, n_features, sample_weight) for i in indices)
     integral = plan.n_classes > 0 and (
         sample_weight is None or bool(np.all(sample_weight == np.floor(sample_weight)))
     )
@@ -143,7 +165,8 @@ def fit_trees(
         np.asarray(plan.class_weight, dtype=np.float64) if plan.class_weight is not None else None
     )
     out: list[TreeArrays] = []
-    for batch in _batches(jobs, integral):
+    cap = _batch_cap(plan, n_features, sample_weight is not None)
+    for batch in _batches(jobs, integral, cap):
         out.extend(
             grow_trees(binned, y, batch, plan.grow_params(), class_weight, should_stop)
         )

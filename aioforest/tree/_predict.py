@@ -77,6 +77,8 @@ _TOUCH_VALUES_ROWS = 512
 #: and so are the features beyond this many cells in all.
 _MAX_EDGES_PER_CELL = 3
 _MAX_CELLS = 2**20
+#: FlatForest is built at most this many nodes at a time (bounds its temporaries).
+_FLAT_GROUP = 1 << 16
 
 
 class FlatForest:
@@ -94,43 +96,67 @@ class FlatForest:
         total = int(sizes.sum())
         if total >= 2**31 or 2 * d >= 2**23:
             raise ValueError("forest too large for the packed node table")
-        feature = np.concatenate([t.feature for t in trees]).astype(np.int64)
-        is_split = feature >= 0
-        if np.any(feature[is_split] >= d):
+        if any(t.feature.size and int(t.feature.max()) >= d for t in trees):
             raise ValueError(f"a tree splits on a feature >= n_features={d}")
-        cat_index = np.concatenate([t.cat_index for t in trees]).astype(np.int64)
-        is_cat = is_split & (cat_index >= 0)
-        is_num = is_split & ~is_cat
-        thr = np.concatenate([t.threshold_bin for t in trees]).astype(np.int64)
-        # Numeric thresholds lie below the feature's missing-value code (the last real bin at
-        # most), which is what lets missing values be coded 0 or 255 per node.
-        limit = bins.n_bins.astype(np.int64)[np.maximum(feature, 0)] - 1
-        bad = is_num & ((thr < 0) | (thr > limit))
-        if bad.any():
-            node = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"node {node} of the forest has threshold_bin {thr[node]} outside "
-                             f"[0, {limit[node]}] for feature {feature[node]}")
-        missing_left = np.concatenate([t.missing_left for t in trees]).astype(bool) & is_split
-        offsets = np.repeat(roots, sizes)
-        left = np.concatenate([t.left for t in trees]).astype(np.int64) + offsets
-        left = np.where(is_split, left, np.arange(total, dtype=np.int64))
-        # Leaves and categorical nodes use threshold 255: no carry, so they go "left" (a leaf
-        # to itself; a categorical node is fixed up).
-        stored_thr = np.where(is_num, thr, 255)
-        feat = np.maximum(feature, 0)
-        packed = feat << _FEAT_SHIFT | left << _LEFT_SHIFT | (255 - stored_thr)
+        n_bins = bins.n_bins.astype(np.int64)
+        packed = np.empty(total, dtype=np.int64)
+        value = np.empty((total, trees[0].value.shape[1]), dtype=np.float64)
+        missing_left = np.empty(total, dtype=bool)
         cat_nodes = []
         cat_sets = []
-        for t, root in zip(trees, roots, strict=True):
-            idx = np.flatnonzero((t.feature >= 0) & (t.cat_index >= 0))
-            cat_nodes.append(idx + root)
-            cat_sets.append(t.cat_left[t.cat_index[idx]])
+        # A group of trees at a time, written into the outputs: forest-wide int64
+        # temporaries would cost ~100 bytes a node, all alive at once (the peak of a fit).
+        start = 0
+        while start < len(trees):
+            stop = start + 1
+            while stop < len(trees) and roots[stop] + sizes[stop] - roots[start] <= _FLAT_GROUP:
+                stop += 1
+            group = trees[start:stop]
+            lo = int(roots[start])
+            hi = lo + int(sizes[start:stop].sum())
+            feature = np.concatenate([t.feature for t in group]).astype(np.int64)
+            is_split = feature >= 0
+            is_num = is_split & (np.concatenate([t.cat_index for t in group]) < 0)
+            thr = np.concatenate([t.threshold_bin for t in group]).astype(np.int64)
+            np.maximum(feature, 0, out=feature)
+            # Numeric thresholds lie below the feature's missing-value code (the last real
+            # bin at most), which is what lets missing values be coded 0 or 255 per node.
+            limit = n_bins[feature] - 1
+            bad = is_num & ((thr < 0) | (thr > limit))
+            if bad.any():
+                node = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"node {lo + node} of the forest has threshold_bin {thr[node]} outside "
+                    f"[0, {limit[node]}] for feature {feature[node]}"
+                )
+            del limit, bad
+            np.logical_and(
+                np.concatenate([t.missing_left for t in group]).astype(bool), is_split,
+                out=missing_left[lo:hi],
+            )
+            left = np.concatenate([t.left for t in group]).astype(np.int64)
+            left += np.repeat(roots[start:stop], sizes[start:stop])
+            np.copyto(left, np.arange(lo, hi, dtype=np.int64), where=~is_split)
+            # Leaves and categorical nodes use threshold 255: no carry, so they go "left" (a
+            # leaf to itself; a categorical node is fixed up).
+            out = packed[lo:hi]
+            np.left_shift(feature, _FEAT_SHIFT, out=out)
+            left <<= _LEFT_SHIFT
+            out |= left
+            out |= np.where(is_num, 255 - thr, 0)
+            del left, feature, thr
+            value[lo:hi] = np.concatenate([t.value for t in group])
+            for t, root in zip(group, roots[start:stop], strict=True):
+                idx = np.flatnonzero((t.feature >= 0) & (t.cat_index >= 0))
+                cat_nodes.append(idx + root)
+                cat_sets.append(t.cat_left[t.cat_index[idx]])
+            start = stop
         cat_node_arr = np.concatenate(cat_nodes).astype(np.int64)
         self._init(
             bins,
             roots=roots,
-            packed=packed.astype(np.int64),
-            value=np.concatenate([t.value for t in trees]).astype(np.float64),
+            packed=packed,
+            value=value,
             missing_left=missing_left,
             cat_nodes=cat_node_arr,
             cat_left=(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._criterion import node_term, proxy
+from ._criterion import chansum, node_term, proxy
 
 __all__ = ["LevelSplits", "find_splits"]
 
@@ -62,30 +62,34 @@ def _runs(cells: npt.NDArray[Any]) -> tuple[I64, I64]:
 
 
 def _entries_sorted_packed(
-    cell_hi: npt.NDArray[Any], payload_bits: int, w_bits: int, cls_bits: int,
-    n_channels: int,
+    keys: npt.NDArray[Any], payload_bits: int, w_bits: int, cls_bits: int,
+    n_channels: int, single: bool,
 ) -> tuple[I64, npt.NDArray[Any], npt.NDArray[Any]]:
-    """Entries from keys ``cell << payload_bits | class << w_bits | count`` (sorted here)."""
-    keys = cell_hi
-    keys.sort()
+    """Entries from sorted keys ``cell << payload_bits | class << w_bits | count``."""
     kt = keys.dtype.type
     cells = keys >> kt(payload_bits)
     starts, run = _runs(cells)
-    ys = ((keys >> kt(w_bits)) & kt((1 << cls_bits) - 1)).astype(np.int64)
-    ws = (keys & kt((1 << w_bits) - 1)).astype(np.float64)
+    n_elements = cells.size
+    ent_cells = cells[starts].astype(np.int64)
+    del cells
     n_entries = starts.size
     # channel-major: index = class * n_entries + entry
+    ys = ((keys >> kt(w_bits)) & kt((1 << cls_bits) - 1)).astype(np.int64)
     ys *= n_entries
     ys += run
+    del run
+    ws = (keys & kt((1 << w_bits) - 1)).astype(np.float64)
     stats = np.bincount(ys, weights=ws, minlength=n_entries * n_channels).reshape(
         n_channels, n_entries
     )
-    counts = np.diff(np.append(starts, cells.size))
-    return cells[starts].astype(np.int64), stats, counts
+    del ys, ws
+    counts = np.diff(np.append(starts, n_elements))
+    return ent_cells, (stats.astype(np.float32) if single else stats), counts
 
 
 def _entries_sorted_general(
-    cell: I64, y: npt.NDArray[Any], w: F64, n_channels: int, classification: bool
+    cell: I64, y: npt.NDArray[Any], w: F64, n_channels: int, classification: bool,
+    single: bool,
 ) -> tuple[I64, npt.NDArray[Any], npt.NDArray[Any]]:
     """Entries via a stable argsort, for weights or targets that cannot be packed."""
     order = np.argsort(cell, kind="stable")
@@ -109,21 +113,29 @@ def _entries_sorted_general(
             ]
         )
     counts = np.diff(np.append(starts, cells_sorted.size))
-    return cells_sorted[starts], stats, counts
+    return cells_sorted[starts], (stats.astype(np.float32) if single else stats), counts
 
 
 def _entries_dense(
     cell: I64, n_cells: int, y: npt.NDArray[Any], w: F64, n_channels: int,
-    classification: bool,
+    classification: bool, single: bool,
 ) -> tuple[I64, npt.NDArray[Any], npt.NDArray[Any]]:
-    """Entries via dense bincounts over every (group, bin) cell."""
+    """Entries via dense bincounts over every (group, bin) cell.
+
+    With classification, ``y`` is scratch: it becomes the (class, cell) index in place.
+    """
     counts_all = np.bincount(cell, minlength=n_cells)
     present = np.flatnonzero(counts_all)
     if classification:
-        full = np.bincount(
-            y.astype(np.int64) * n_cells + cell, weights=w, minlength=n_cells * n_channels
-        ).reshape(n_channels, n_cells)
+        index = np.asarray(y, dtype=np.int64)
+        index *= n_cells
+        index += cell
+        full = np.bincount(index, weights=w, minlength=n_cells * n_channels).reshape(
+            n_channels, n_cells
+        )
+        del index
         stats = full[:, present]
+        del full
     else:
         yv = y.astype(np.float64)
         wy = w * yv
@@ -134,7 +146,11 @@ def _entries_dense(
                 np.bincount(cell, weights=wy * yv, minlength=n_cells)[present],
             ]
         )
-    return present.astype(np.int64), stats, counts_all[present]
+    return (
+        present.astype(np.int64),
+        stats.astype(np.float32) if single else stats,
+        counts_all[present],
+    )
 
 
 def find_splits(
@@ -163,26 +179,38 @@ def find_splits(
     ``codes_flat`` is the row-major code matrix, flattened. ``inst_node`` gives each
     instance's candidate index in [0, s); ``node_total`` holds each
     node's (class-weighted) statistics, channel-major (n_channels, s).
+
+    The temporaries hold several arrays of one value per (instance, drawn feature)
+    element; each is dropped as soon as it is used up, which bounds the peak memory of a
+    level at a few of them.
     """
     s, k = feats.shape
     classification = criterion != "squared_error"
     n_groups = s * k
     n_inst = inst_row.size
     valid_feats = feats[slot_valid]
-    n_bins_d = int(n_bins[valid_feats].max(initial=1)) + 1
-    empty = LevelSplits(
-        found=np.zeros(s, dtype=bool), feature=np.full(s, -1, dtype=np.int64),
-        threshold_bin=np.zeros(s, dtype=np.int64), missing_left=np.zeros(s, dtype=bool),
-        improvement=np.zeros(s), lut=np.zeros((s, 256), dtype=bool),
-        constant=np.zeros((s, k), dtype=bool), eligible=np.zeros((s, k), dtype=bool),
-        chosen=np.full(s, -1, dtype=np.int64),
-    )
     if n_inst == 0 or valid_feats.size == 0:
-        return empty
+        return LevelSplits(
+            found=np.zeros(s, dtype=bool), feature=np.full(s, -1, dtype=np.int64),
+            threshold_bin=np.zeros(s, dtype=np.int64), missing_left=np.zeros(s, dtype=bool),
+            improvement=np.zeros(s), lut=np.zeros((s, 256), dtype=bool),
+            constant=np.zeros((s, k), dtype=bool), eligible=np.zeros((s, k), dtype=bool),
+            chosen=np.full(s, -1, dtype=np.int64),
+        )
+    n_bins_d = int(n_bins[valid_feats].max(initial=1)) + 1
+    # Scores in float32 when every sum is an integer below 2**24 (exact in float32).
+    single = (
+        classification and integral and class_weight is None and float(inst_w.sum()) < 2.0**24
+    )
     # --- the bin of every (instance, drawn feature) element --------------------------------
     all_valid = bool(slot_valid.all())
+    e_inst: I64 | None = None
+    e_slot: I64 | None = None
     if all_valid:
-        e_bins = codes_flat[feats[inst_node] + (inst_row * n_features)[:, None]]  # (n_inst, k)
+        idx = feats[inst_node]
+        idx += (inst_row * n_features)[:, None]
+        e_bins = codes_flat[idx]  # (n_inst, k)
+        del idx
         n_elements = n_inst * k
     else:
         e_inst, e_slot = np.nonzero(slot_valid[inst_node])
@@ -191,11 +219,14 @@ def find_splits(
     n_cells = n_groups * n_bins_d
     use_dense = n_cells * n_channels <= 2 * n_elements
     packed = False
+    cls_bits = w_bits = payload_bits = 0
     if classification and integral and not use_dense:
         cls_bits = max(int(n_channels - 1).bit_length(), 1)
         w_bits = max(int(inst_w.max(initial=1)).bit_length(), 1)
         payload_bits = cls_bits + w_bits
         packed = n_cells.bit_length() + payload_bits <= 63
+    # [cells, H, N], handed over to _best_splits (see there)
+    entries: list[Any]
     if packed:
         # keys = (group * n_bins_d + bin) << payload | class << w_bits | count, built from
         # an instance part, a slot part and the bin, without materialising group ids.
@@ -205,22 +236,25 @@ def find_splits(
         inst_part = (inst_node.astype(kt) * kt(k * n_bins_d)) << pb
         inst_part |= (inst_y.astype(kt) << kt(w_bits)) | inst_w.astype(kt)
         slot_part = (np.arange(k, dtype=kt) * kt(n_bins_d)) << pb
+        keys = e_bins.astype(kt)
+        del e_bins
+        keys <<= pb
         if all_valid:
-            keys = e_bins.astype(kt)
-            keys <<= pb
             keys += inst_part[:, None]
             keys += slot_part[None, :]
             keys = keys.reshape(-1)
         else:
-            keys = e_bins.astype(kt) << pb
+            assert e_inst is not None and e_slot is not None
             keys += inst_part[e_inst]
             keys += slot_part[e_slot]
+            del e_inst, e_slot
+        del inst_part
+        keys.sort()
         if (
             criterion == "gini" and class_weight is None and min_samples_leaf == 1
             and min_weight_leaf is None and n_channels >= INCREMENTAL_MIN_CLASSES
             and not is_categorical[valid_feats].any()
         ):
-            keys.sort()
             res = _gini_incremental(
                 keys, payload_bits=payload_bits, w_bits=w_bits, cls_bits=cls_bits,
                 n_channels=n_channels, n_bins_d=n_bins_d, feats=feats, slot_valid=slot_valid,
@@ -228,7 +262,10 @@ def find_splits(
             )
             if res is not None:
                 return res
-        cells, H, N = _entries_sorted_packed(keys, payload_bits, w_bits, cls_bits, n_channels)
+        entries = list(
+            _entries_sorted_packed(keys, payload_bits, w_bits, cls_bits, n_channels, single)
+        )
+        del keys
     else:
         if all_valid:
             cell = (inst_node * (k * n_bins_d))[:, None] + (
@@ -239,20 +276,26 @@ def find_splits(
             e_y = np.repeat(inst_y, k)
             e_w = np.repeat(inst_w, k)
         else:
+            assert e_inst is not None and e_slot is not None
             cell = inst_node[e_inst] * (k * n_bins_d) + e_slot * n_bins_d + e_bins
             e_y = inst_y[e_inst]
             e_w = inst_w[e_inst]
+            del e_inst, e_slot
+        del e_bins
         if use_dense:
-            cells, H, N = _entries_dense(cell, n_cells, e_y, e_w, n_channels, classification)
+            entries = list(
+                _entries_dense(cell, n_cells, e_y, e_w, n_channels, classification, single)
+            )
         else:
-            cells, H, N = _entries_sorted_general(cell, e_y, e_w, n_channels, classification)
+            entries = list(
+                _entries_sorted_general(cell, e_y, e_w, n_channels, classification, single)
+            )
+        del cell, e_y, e_w
     return _best_splits(
-        cells=cells, H=H, N=N, n_bins_d=n_bins_d, feats=feats, slot_valid=slot_valid, need=need,
+        entries=entries, n_bins_d=n_bins_d, feats=feats, slot_valid=slot_valid, need=need,
         n_bins=n_bins, is_categorical=is_categorical, node_total=node_total,
         criterion=criterion, class_weight=class_weight, min_samples_leaf=min_samples_leaf,
-        min_weight_leaf=min_weight_leaf,
-        single=classification and integral and class_weight is None
-        and float(inst_w.sum()) < 2.0**24,
+        min_weight_leaf=min_weight_leaf, single=single,
     )
 
 
@@ -283,6 +326,7 @@ def _gini_incremental(
     k = feats.shape[1]
     n = keys.size
     kt = keys.dtype.type
+    # Per-element arrays are dropped as soon as they are used up (they dominate the memory).
     cells = keys >> kt(payload_bits)
     starts, run = _runs(cells)
     ent_cells = cells[starts].astype(np.int64)
@@ -290,31 +334,50 @@ def _gini_incremental(
     ent_bin = ent_cells - ent_grp * n_bins_d
     if np.any(ent_bin == n_bins[feats.reshape(-1)[ent_grp]]):
         return None  # missing values: the general path handles their direction
+    e_grp = (cells // kt(n_bins_d)).astype(np.int64)
+    del cells
     ys = ((keys >> kt(w_bits)) & kt((1 << cls_bits) - 1)).astype(np.int64)
     ws = (keys & kt((1 << w_bits) - 1)).astype(np.float64)
-    e_grp = (cells // kt(n_bins_d)).astype(np.int64)
     # Count of the same class earlier in the same group: order elements by (group, class),
     # keeping their scan position in the low bits, and take exclusive running sums.
     pos_bits = max(int(n).bit_length(), 1)
     gc = e_grp * n_channels + ys
     if int(gc[-1]).bit_length() + pos_bits > 63:
         return None
-    key2 = (gc.astype(np.uint64) << np.uint64(pos_bits)) | np.arange(n, dtype=np.uint64)
+    key2 = gc.astype(np.uint64)
+    del gc
+    key2 <<= np.uint64(pos_bits)
+    key2 |= np.arange(n, dtype=np.uint64)
     key2.sort()
     pos2 = (key2 & np.uint64((1 << pos_bits) - 1)).astype(np.int64)
-    seg_starts, seg_id = _runs(key2 >> np.uint64(pos_bits))
+    key2 >>= np.uint64(pos_bits)
+    seg_starts, seg_id = _runs(key2)
+    del key2
     w2 = ws[pos2]
     running = np.cumsum(w2)
     running -= w2
+    del w2
     running -= running[seg_starts][seg_id]
+    del seg_id
     before = np.empty(n)
     before[pos2] = running
+    del running, pos2
     e_node = e_grp // k
+    del e_grp
     t_e = node_total[ys, e_node]
+    del ys, e_node
     n_entries = starts.size
-    inc_sq = np.bincount(run, weights=ws * (2.0 * before + ws), minlength=n_entries)
-    inc_tl = np.bincount(run, weights=ws * t_e, minlength=n_entries)
+    # ws * (2 * before + ws) and ws * t_e, computed in place
+    before *= 2.0
+    before += ws
+    before *= ws
+    inc_sq = np.bincount(run, weights=before, minlength=n_entries)
+    del before
+    t_e *= ws
+    inc_tl = np.bincount(run, weights=t_e, minlength=n_entries)
+    del t_e
     inc_w = np.bincount(run, weights=ws, minlength=n_entries)
+    del run, ws
     gstart, gid = _runs(ent_grp)
     gend = np.append(gstart[1:], n_entries)
     stacked = np.stack([inc_sq, inc_tl, inc_w])
@@ -341,9 +404,7 @@ def _gini_incremental(
 
 def _best_splits(
     *,
-    cells: I64,
-    H: F64,
-    N: I64,
+    entries: list[Any],
     n_bins_d: int,
     feats: I64,
     slot_valid: B1,
@@ -359,60 +420,82 @@ def _best_splits(
 ) -> LevelSplits:
     """Score every threshold of every group and keep each node's best.
 
-    ``cells`` are (group, bin) cell ids in increasing order, ``H`` their statistics
-    (channel-major) and ``N`` their sample counts. With ``single``, H holds integer counts
-    below 2**24: prefix sums in float32 are then exact and scoring moves half the bytes;
-    the chosen splits' improvements are recomputed in float64.
+    ``entries`` is ``[cells, H, N]``, handed over (the list is emptied) so that each array
+    can be freed as soon as it is used up: ``cells`` are (group, bin) cell ids in increasing
+    order, ``H`` their statistics (channel-major) and ``N`` their sample counts. With
+    ``single``, H holds integer counts below 2**24 as float32: prefix sums are then exact
+    and scoring moves half the bytes; the chosen splits' improvements are recomputed in
+    float64.
     """
+    cells, H, N = entries
+    entries.clear()
     if single:
-        H = H.astype(np.float32)
+        H = H.astype(np.float32, copy=False)
     k = feats.shape[1]
     classification = criterion != "squared_error"
+    n_entries = cells.size
     ent_grp = cells // n_bins_d
     ent_bin = cells - ent_grp * n_bins_d
+    del cells
     ent_feat = feats.reshape(-1)[ent_grp]
     miss = ent_bin == n_bins[ent_feat]
     any_miss = bool(miss.any())
-    n_entries = cells.size
     # --- categorical groups: order categories by a target statistic --------------------
     is_cat_ent = is_categorical[ent_feat]
+    del ent_feat
     if is_cat_ent.any():
         ent_node = ent_grp // k
         if classification:
             target = np.argmax(node_total, axis=0)[ent_node]
             Hw = H * class_weight[:, None] if class_weight is not None else H
-            stat = Hw[target, np.arange(n_entries)] / Hw.sum(axis=0)
+            stat = Hw[target, np.arange(n_entries)] / chansum(Hw)
+            del Hw
         else:
             stat = H[1] / H[0]
         secondary = np.where(is_cat_ent, stat, ent_bin.astype(np.float64))
         secondary[miss] = np.inf
         order = np.lexsort((ent_bin, secondary, ent_grp))
-        ent_grp, ent_bin, ent_feat = ent_grp[order], ent_bin[order], ent_feat[order]
+        del ent_node, stat, secondary
+        ent_grp, ent_bin = ent_grp[order], ent_bin[order]
         miss, H, N = miss[order], H[:, order], N[order]
+        del order
+    del is_cat_ent
+    if min_samples_leaf <= 1:
+        del N
     # --- segmented prefix sums within each group ---------------------------------------
     gstart, gid = _runs(ent_grp)
     n_present = gstart.size
     gend = np.append(gstart[1:], n_entries)
     group_size = gend - gstart
-    Hn = np.where(miss[None, :], 0.0, H) if any_miss else H.copy()
+    if any_miss:
+        h_miss = H[:, miss]  # the missing values' statistics
+        Hn = np.where(miss[None, :], 0.0, H)
+    else:
+        # Ours (the entries were handed over), in C order as the copy taken here always
+        # was: float sums over the channels run in an order that follows the layout.
+        Hn = np.ascontiguousarray(H)
+    del H
     # Prefix sums that restart at every group: subtract the previous group's total at each
     # group start, then one cumsum runs over all groups.
     group_sum = np.add.reduceat(Hn, gstart, axis=1)
     Hn[:, gstart[1:]] -= group_sum[:, :-1]
-    left = np.cumsum(Hn, axis=1)
+    left = np.cumsum(Hn, axis=1, out=Hn)
+    del Hn
     nm_total = group_sum  # per group: statistics of the non-missing entries
     if class_weight is not None:
         # Weighted only after the (exact, integer) prefix sums: a sum of non-integers would
         # carry rounding from one group into the next and tie a tree to its batch.
         left *= class_weight[:, None]
         nm_total = nm_total * class_weight[:, None]
-        H = H * class_weight[:, None]
+        if any_miss:
+            h_miss = h_miss * class_weight[:, None]
     idx = np.arange(n_entries)
     if any_miss:
         has_miss = np.zeros(n_present, dtype=bool)
         has_miss[gid[miss]] = True
         m_total = np.zeros_like(nm_total)
-        m_total[:, gid[miss]] = H[:, miss]
+        m_total[:, gid[miss]] = h_miss
+        del h_miss
         last_nm = gend - 1 - has_miss
         # option A: missing values go right (at the last non-missing entry: "missing vs rest")
         cand_a = ~miss & ((idx < last_nm[gid]) | has_miss[gid])
@@ -448,12 +531,13 @@ def _best_splits(
     if min_weight_leaf is not None:
         # scikit-learn's min_weight_fraction_leaf, resolved per node to a weight
         mwl = min_weight_leaf[ent_grp // k]
-        w_left = left[0] if not classification else left.sum(axis=0)
-        w_right = right[0] if not classification else right.sum(axis=0)
+        w_left = left[0] if not classification else chansum(left)
+        w_right = right[0] if not classification else chansum(right)
         cand_a &= (w_left >= mwl) & (w_right >= mwl)
         if any_miss:
-            w_miss = (m_total[0] if not classification else m_total.sum(axis=0))[gid]
+            w_miss = (m_total[0] if not classification else chansum(m_total))[gid]
             cand_b &= (w_left + w_miss >= mwl) & (w_right - w_miss >= mwl)
+    del right
     score[~cand_a] = _NEG
     use_b = np.zeros(n_entries, dtype=bool)
     if any_miss:
@@ -464,8 +548,8 @@ def _best_splits(
             better = score_b > score[ib]
             use_b[ib[better]] = True
             score[ib[better]] = score_b[better]
-    w_left = left[0] if not classification else left.sum(axis=0)
-    w_nm = nm_total[0] if not classification else nm_total.sum(axis=0)
+    w_left = left[0] if not classification else chansum(left)
+    w_nm = nm_total[0] if not classification else chansum(nm_total)
     res = _select(
         feats=feats, slot_valid=slot_valid, need=need, n_bins=n_bins,
         is_categorical=is_categorical, node_total=node_total, criterion=criterion,
