@@ -371,14 +371,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--checkpoint-dir applies to one fit, not --cv")
     if not 0 < args.heartbeat_interval < args.heartbeat_timeout:
         parser.error("need 0 < --heartbeat-interval < --heartbeat-timeout")
-    if args.checkpoint_dir is not None and args.seed is None:
-        # A checkpoint is only resumable with a fixed seed: take the killed job's, or draw
-        # one now and record it (it is printed, and stored in the checkpoint).
+    spec = None
+    if args.resume:  # before any worker starts: is there anything to resume?
         try:
-            spec = checkpoint_spec(args.checkpoint_dir) if args.resume else None
+            spec = checkpoint_spec(args.checkpoint_dir)
         except CheckpointError as exc:
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        if spec is None:
+            print(
+                f"{prog}: error: nothing to resume in {args.checkpoint_dir}: it holds no "
+                "checkpoint (drop --resume to start a new job)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+    if args.checkpoint_dir is not None and args.seed is None:
+        # A checkpoint is only resumable with a fixed seed: take the killed job's, or draw
+        # one now and record it (it is printed, and stored in the checkpoint).
         seed = spec.get("params", {}).get("random_state") if spec is not None else None
         args.seed = seed if isinstance(seed, int) else secrets.randbelow(2**31)
         print(f"random_state: {args.seed}", flush=True)

@@ -179,6 +179,20 @@ def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         master_main(["--workers", "2", "--bind", "0.0.0.0"])
     assert "--bind 0.0.0.0 needs a token" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        master_main(["--resume"])
+    assert "--resume needs --checkpoint-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        master_main(["--heartbeat-interval", "5", "--heartbeat-timeout", "5"])
+    assert "--heartbeat-interval < --heartbeat-timeout" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        worker_main(["--connect", "h:1", "--inject-fault", "explode=1"])
+    assert "known faults: crash-on-tree=N, slowdown=F" in capsys.readouterr().err
+    # Nothing to resume: a clear error, exit status 1, and nothing created.
+    empty = tmp_path / "no-checkpoint"
+    assert master_main(["--checkpoint-dir", str(empty), "--resume", "--quiet"]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not empty.exists()
 
 
 def test_argument_parsers() -> None:
