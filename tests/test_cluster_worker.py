@@ -351,7 +351,9 @@ def test_dataset_cache_evicts_the_least_recently_used_unpinned_entry() -> None:
         cache.put(payloads[3])  # over the limit, but the only evictable one is payloads[2]
         assert cache.hashes() == (payloads[0].hash, payloads[3].hash)
         entry = cache.get(payloads[3].hash)
-        np.testing.assert_array_equal(entry.shared.arrays["codes"], payloads[3].codes)
+        # Held row-major (samples x features), the layout the pool's fit_task reads.
+        np.testing.assert_array_equal(entry.shared.arrays["codes"], payloads[3].codes.T)
+        assert entry.shared.arrays["codes"].flags.c_contiguous
         assert entry.n_rows == payloads[3].n_rows
         cache.unpin(payloads[0].hash)
         cache.put(payloads[1])

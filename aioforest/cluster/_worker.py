@@ -34,6 +34,7 @@ import numpy as np
 
 from ..csp import go
 from ..ensemble._pool import SharedArrays, effective_n_jobs, get_executor
+from ..ensemble._tasks import fit_task, warm_up
 from ..tree._arrays import TreeArrays
 from ..tree._builder import FitCancelled
 from ..wire import (
@@ -60,7 +61,6 @@ from ._protocol import (
     Welcome,
     decode,
 )
-from ._tasks import fit_shared_task, warm_up
 
 __all__ = ["Backoff", "DatasetCache", "Worker", "WorkerStopped"]
 
@@ -153,7 +153,8 @@ class DatasetCache:
     @staticmethod
     def prepare(payload: DatasetPayload) -> _Cached:
         """Copy ``payload`` into new shared memory (thread-safe: touches no cache state)."""
-        arrays: dict[str, np.ndarray[Any, Any]] = {"codes": payload.codes, "y": payload.y}
+        # Row-major, as the pool's fit_task reads it: transposed once here, not per task.
+        arrays: dict[str, np.ndarray[Any, Any]] = {"codes": payload.codes.T, "y": payload.y}
         if payload.sample_weight is not None:
             arrays["sw"] = payload.sample_weight
         return _Cached(
@@ -684,7 +685,7 @@ class Worker:
             )
             started = loop.time()
             future = loop.run_in_executor(
-                await self._pool(), fit_shared_task, specs["codes"], n_bins, is_cat, edges,
+                await self._pool(), fit_task, specs["codes"], n_bins, is_cat, edges,
                 specs["y"], specs.get("sw"), task.plan.to_json(), list(task.indices), rows,
                 bins is not None, (self._board.specs["cancel"], run.slot),
             )

@@ -200,7 +200,7 @@ def _context() -> Any:
         return mp.get_context("spawn")
     ctx = _NoMainContext()
     # Workers fork from a server that already imported numpy and the tree code.
-    ctx.set_forkserver_preload(["aioforest.ensemble._tasks", "aioforest.cluster._tasks"])
+    ctx.set_forkserver_preload(["aioforest.ensemble._tasks"])
     return ctx
 
 

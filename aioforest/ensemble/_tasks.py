@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
-from ..data._binning import BinnedData, Binner
+from ..data._binning import BinnedData, Binner, transform
 from ..tree._plan import ForestPlan, fit_trees
 from ._pool import ArraySpec, attach
 
-__all__ = ["bin_task", "fit_task"]
+__all__ = ["bin_task", "fit_task", "warm_up"]
 
 
 def bin_task(
@@ -41,19 +42,54 @@ def fit_task(
     sw_spec: ArraySpec | None,
     plan: dict[str, Any],
     indices: list[int],
+    rows: tuple[int, int] | np.ndarray[Any, Any] | None = None,
+    raw: bool = False,
+    cancel: tuple[ArraySpec, int] | None = None,
 ) -> list[dict[str, np.ndarray[Any, Any]]]:
-    """Fit trees ``indices``; return each tree's arrays.
+    """Fit trees ``indices`` of ``plan`` on the shared dataset; return each tree's arrays.
 
     The shared codes are row-major, shape (n_samples, n_features): their transpose is the
     (n_features, n_samples) view :class:`BinnedData` holds, and the tree builder, which reads
-    rows, uses the segment without copying it.
+    rows, uses the segment without copying it. The local pool and cluster workers both
+    run this function; the last three arguments serve the cluster:
+
+    * ``rows``: ``(start, stop)`` (a view, no copy) or an int64 index array (a copy of the
+      selected rows); ``None`` uses all rows.
+    * ``raw``: the shared matrix holds float64 features, and the selected rows are binned
+      here with ``n_bins``/``edges`` first (a cross-validation fold: the same codes a local
+      fit on those rows computes).
+    * ``cancel``: a shared cancel board and this task's slot on it; once that byte is set,
+      the fit stops at its next level with ``FitCancelled``.
     """
-    binned = BinnedData(
-        codes=attach(codes_spec).T, n_bins=n_bins, is_categorical=is_categorical,
-        edges=tuple(edges),
-    )
+    should_stop = None
+    if cancel is not None:
+        board, slot = attach(cancel[0]), cancel[1]
+
+        def should_stop() -> bool:
+            return bool(board[slot])
+
+    matrix = attach(codes_spec)
     y = attach(y_spec)
     sw = attach(sw_spec) if sw_spec is not None else None
-    trees = fit_trees(ForestPlan.from_json(plan), binned, y, sw, indices)
+    if rows is not None:
+        sel: slice | np.ndarray[Any, Any] = (
+            slice(rows[0], rows[1]) if isinstance(rows, tuple) else np.asarray(rows, np.int64)
+        )
+        matrix, y = matrix[sel], y[sel]
+        sw = sw[sel] if sw is not None else None
+    if raw:
+        bins = BinnedData(np.zeros((0, 0), np.uint8), n_bins, is_categorical, tuple(edges))
+        codes = transform(bins, matrix)
+    else:
+        codes = matrix.T
+    binned = BinnedData(codes=codes, n_bins=n_bins, is_categorical=is_categorical,
+                        edges=tuple(edges))
+    trees = fit_trees(ForestPlan.from_json(plan), binned, y, sw, indices, should_stop)
     return [t.arrays() for t in trees]
 
+
+
+def warm_up() -> int:
+    """A no-op run once at start (by a cluster worker), so the pool's processes exist
+    before the first task."""
+    return os.getpid()
