@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -76,6 +77,16 @@ class _FitJob:
     plan: ForestPlan
     indices: list[int]
     reuse_bins: BinnedData | None
+
+
+def _fit_call(
+    shared: SharedArrays, bins: BinnedData, plan: ForestPlan
+) -> Callable[[list[int]], list[dict[str, np.ndarray[Any, Any]]]]:
+    """:func:`fit_task` bound to the shared inputs, bins and plan: give it tree indices."""
+    return functools.partial(
+        fit_task, shared.specs["codes"], bins.n_bins, bins.is_categorical, list(bins.edges),
+        shared.specs["y"], shared.specs.get("sw"), plan.to_json(),
+    )
 
 
 def _chunks(indices: Sequence[int], n_in_bag: int, n_workers: int) -> list[list[int]]:
@@ -160,13 +171,12 @@ class _BaseForest(BaseEstimator, TreeModel):
             del binned
             futures: dict[Future[list[dict[str, np.ndarray]]], list[int]] = {}
             chunks = iter(_chunks(job.indices, plan.n_draws, n_workers))
-            args = (shared.specs["codes"], bins.n_bins, bins.is_categorical, list(bins.edges),
-                    shared.specs["y"], shared.specs.get("sw"), plan.to_json())
+            fit_chunk = _fit_call(shared, bins, plan)
 
             def submit_next() -> None:
                 chunk = next(chunks, None)
                 if chunk is not None:
-                    futures[executor.submit(fit_task, *args, chunk)] = chunk
+                    futures[executor.submit(fit_chunk, chunk)] = chunk
 
             try:
                 # At most n_jobs tasks in flight, even when the shared pool is larger.
@@ -259,13 +269,12 @@ class _BaseForest(BaseEstimator, TreeModel):
             prep = job.prep
             pending: dict[asyncio.Future[list[dict[str, np.ndarray]]], list[int]] = {}
             chunks = iter(_chunks(job.indices, plan.n_draws, n_workers))
-            args = (shared.specs["codes"], bins.n_bins, bins.is_categorical, list(bins.edges),
-                    shared.specs["y"], shared.specs.get("sw"), plan.to_json())
+            fit_chunk = _fit_call(shared, bins, plan)
 
             def submit_next() -> None:
                 chunk = next(chunks, None)
                 if chunk is not None:
-                    pending[loop.run_in_executor(executor, fit_task, *args, chunk)] = chunk
+                    pending[loop.run_in_executor(executor, fit_chunk, chunk)] = chunk
 
             for _ in range(n_workers):  # at most n_jobs tasks in flight
                 submit_next()
