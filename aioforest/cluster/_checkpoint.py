@@ -194,9 +194,9 @@ def _hashes(hashes: Any) -> str:
     return f"{len(hashes)} shards {shown}{', ...' if len(hashes) > 3 else ''}"
 
 
-def _ranges(indices: Any) -> str:
+def tree_ranges(indices: Any) -> str:
     """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"`` (a few ranges at most)."""
-    if not isinstance(indices, list) or not all(isinstance(i, int) for i in indices):
+    if not isinstance(indices, list | tuple) or not all(isinstance(i, int) for i in indices):
         return _short(indices)
     runs: list[str] = []
     items = sorted(indices)
@@ -223,8 +223,8 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         out.append(f"data: checkpoint was made on data {_hashes(old.get('data'))}, this job's "
                    f"data is {_hashes(new.get('data'))} (the data changed)")
     if not same(old.get("trees", absent), new.get("trees", absent)):
-        out.append(f"trees: checkpoint covers trees {_ranges(old.get('trees'))}, this job "
-                   f"{_ranges(new.get('trees'))}")
+        out.append(f"trees: checkpoint covers trees {tree_ranges(old.get('trees'))}, this job "
+                   f"{tree_ranges(new.get('trees'))}")
     for key in ("mode", "n_shards"):
         a, b = old.get(key, absent), new.get(key, absent)
         if not same(a, b):
@@ -507,7 +507,8 @@ class Checkpoint:
                 raise ValueError(f"tree index must be an integer, got {index!r}")
             if int(index) not in self._indices:
                 raise ValueError(
-                    f"tree {index} is not one of this job's trees ({_ranges(self.spec['trees'])})"
+                    f"tree {index} is not one of this job's trees "
+                    f"({tree_ranges(self.spec['trees'])})"
                 )
             arrays = tree.arrays()
             # A tree we could not read back must not be saved.

@@ -51,7 +51,7 @@ from ..wire import (
     accept,
 )
 from ..wire._stream import format_peer
-from ._checkpoint import Checkpoint, CheckpointError, job_spec
+from ._checkpoint import Checkpoint, CheckpointError, job_spec, tree_ranges
 from ._errors import ClusterError
 from ._protocol import (
     CLUSTER_PROTOCOL_VERSION,
@@ -256,7 +256,6 @@ class Master:
         self._auth_failures = 0
         self._workers_lost = 0
         self._datasets_sent = 0
-        self._incarnations: dict[str, str] = {}  # worker name -> incarnation
         self._lost_incarnations: set[str] = set()  # of workers dropped without a bye
         self._cancels_sent = 0
         self._trees_received = 0  # accepted from workers (each tree fitted once per fit)
@@ -410,11 +409,7 @@ class Master:
             if isinstance(exc, ProtocolError):  # a bad frame or the wrong message
                 reason = exc.detail if exc.frame is None else f"frame {exc.frame}: {exc.detail}"
             elif isinstance(exc, ConnectionClosed):
-                cause = exc.__cause__
-                reason = (
-                    f"connection lost ({cause})" if isinstance(cause, OSError)
-                    else "the peer closed the connection"
-                )
+                reason = _closed_reason(exc)
             else:
                 reason = f"no register message within {self.handshake_timeout:g} s"
             logger.warning(
@@ -490,12 +485,9 @@ class Master:
             )
         except ConnectionClosed as exc:
             if not self._closing:
-                cause = exc.__cause__
-                reason = (
-                    f"connection lost ({cause})" if isinstance(cause, OSError)
-                    else "the peer closed the connection"
+                logger.warning(
+                    "master: lost worker %s (%s): %s", name, conn.peer, _closed_reason(exc)
                 )
-                logger.warning("master: lost worker %s (%s): %s", name, conn.peer, reason)
         except ProtocolError as exc:
             # The peer's fault, not ours: a warning, like every other hostile peer.
             where = "" if exc.frame is None else f"frame {exc.frame}: "
@@ -571,7 +563,7 @@ class Master:
         job = self._jobs.get(failure.job_id)
         info = job.tasks.get(failure.task_id) if job is not None else None
         trees = info.indices if info is not None else ()
-        where = f" (its trees: {_ranges(trees)})" if trees else ""
+        where = f" (its trees: {tree_ranges(trees)})" if trees else ""
         return JobFailedError(f"{failure.reason}{where}", task_id=failure.task_id, trees=trees)
 
     def _on_result(self, peer: _Peer, res: Result) -> None:
@@ -620,8 +612,9 @@ class Master:
 
     def _save(self, job: _Job, trees: dict[int, TreeArrays]) -> None:
         """Write trees to the job's checkpoint (in a thread); a failed write fails the fit."""
-        assert job.checkpoint is not None
-        write = asyncio.ensure_future(asyncio.to_thread(job.checkpoint.write_trees, trees))
+        checkpoint = job.checkpoint
+        assert checkpoint is not None
+        write = asyncio.ensure_future(asyncio.to_thread(checkpoint.write_trees, trees))
         job.writes.add(write)
 
         def written(f: asyncio.Future[None]) -> None:
@@ -629,8 +622,8 @@ class Master:
             exc = None if f.cancelled() else f.exception()
             if exc is not None and not job.future.done():
                 error = CheckpointError(
-                    f"cannot write trees {_ranges(tuple(trees))} to the checkpoint in "
-                    f"{job.checkpoint.directory if job.checkpoint else '?'}: {exc}"
+                    f"cannot write trees {tree_ranges(list(trees))} to the checkpoint in "
+                    f"{checkpoint.directory}: {exc}"
                 )
                 self._fail_job(job.job_id, error, self._scheduler.remove_job(job.job_id))
 
@@ -1069,14 +1062,12 @@ def _check_trees(res: Result, info: _TaskInfo, job: _Job) -> None:
             )
 
 
-def _ranges(indices: tuple[int, ...]) -> str:
-    """``0-3, 7, 9-10``: tree indices as compact ranges."""
-    parts: list[str] = []
-    for k, run in itertools.groupby(enumerate(sorted(indices)), lambda p: p[1] - p[0]):
-        values = [v for _, v in run]
-        parts.append(f"{values[0]}-{values[-1]}" if len(values) > 1 else str(values[0]))
-        del k
-    return ", ".join(parts)
+def _closed_reason(exc: ConnectionClosed) -> str:
+    """Why a connection ended, for a log line: a reset or error, or a plain close."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError):
+        return f"connection lost ({cause})"
+    return "the peer closed the connection"
 
 
 def _shard_groups(
