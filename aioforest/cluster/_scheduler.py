@@ -224,9 +224,6 @@ class Scheduler:
         """Record what a worker's heartbeat reported (informational only)."""
         self._workers[name].load = dict(load)
 
-    def worker_datasets(self, name: str) -> frozenset[str]:
-        return frozenset(self._workers[name].datasets)
-
     def outstanding(self, name: str) -> dict[TaskKey, int]:
         """The tasks sent to ``name`` and not answered yet, with their attempt."""
         return dict(self._workers[name].outstanding)
@@ -543,23 +540,6 @@ class Scheduler:
                     queued += 1
         return {"queued": queued, "running": running, "done": done,
                 "done_total": self.stats["done"]}
-
-    def job_counts(self, job_id: int) -> dict[str, int]:
-        job = self._jobs[job_id]
-        tasks = job.tasks.values()
-        return {
-            "tasks": len(job.tasks),
-            "done": sum(t.done for t in tasks),
-            "running": sum(bool(t.running) for t in tasks),
-        }
-
-    def running_since(self, job_id: int) -> dict[int, float]:
-        """Task id -> start of its oldest live copy, for the job's running tasks."""
-        job = self._jobs[job_id]
-        return {
-            t.task_id: min(s for _, s in t.running.values())
-            for t in job.tasks.values() if t.running
-        }
 
     def worker_info(self, name: str) -> dict[str, Any]:
         w = self._workers[name]
