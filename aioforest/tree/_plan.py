@@ -114,11 +114,11 @@ def tree_job(
 def _batch_cap(plan: ForestPlan, n_features: int, weighted: bool) -> int:
     """The most in-bag rows of the trees grown together in one vectorised pass."""
     if weighted or plan.class_weight is not None or plan.n_classes >= INCREMENTAL_MIN_CLASSES:
-        # Here the trees sharing a pass can sway choices made once per pass: float32
-        # scoring (large integer sample weights), the incremental gini scan (4+ classes)
-        # and the order of float sums over 8+ class channels (class weights, entropy),
-        # which follows the array layouts of the pass. Keep the passes these trees have
-        # always been grown in, so that they stay bit-identical.
+        # Here the trees sharing a pass could sway choices still made once per pass:
+        # float32 scoring (large integer sample weights) and the dense-or-sorted histogram
+        # path, which decides whether the incremental gini scan (4+ classes) runs. (Sums
+        # over class channels no longer depend on the pass: see ``chansum``.) Keep the
+        # passes these trees have always been grown in, so that they stay bit-identical.
         return BATCH_INSTANCES
     per_row = max(min(plan.max_features, n_features), 1)
     return min(BATCH_INSTANCES, max(BATCH_ELEMENTS // per_row, 1))
