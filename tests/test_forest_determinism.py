@@ -229,3 +229,75 @@ def test_a_tree_does_not_depend_on_the_trees_sharing_its_pass(params: dict[str, 
              for t in fit_trees(job.plan, binned, prep.y, prep.sample_weight, [i, i + 1, i + 2])]
     for i, tree in enumerate(pairs):
         assert_same_tree(forest.trees_[i], tree, where=f"tree {i} grown in threes: ")
+
+
+@pytest.mark.parametrize("params", [{}, {"criterion": "entropy"}], ids=["gini", "entropy"])
+def test_both_histogram_paths_give_the_same_trees(
+    params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A level's histograms are built dense (bincount) or sorted, chosen per pass from its
+    # size, so the trees sharing a pass sway the choice; ten classes send gini's sorted
+    # levels through the incremental scan. The scores must not depend on the path.
+    from sklearn.datasets import load_digits
+
+    import aioforest.tree._splitter as splitter
+
+    X, y = load_digits(return_X_y=True)
+    forests = []
+    for dense_cells in (0, 1 << 30):  # never dense, always dense
+        monkeypatch.setattr(splitter, "DENSE_CELLS_PER_ELEMENT", dense_cells)
+        forests.append(
+            RandomForestClassifier(n_estimators=6, random_state=3, n_jobs=1, **params).fit(X, y)
+        )
+    for i, (a, b) in enumerate(zip(forests[0].trees_, forests[1].trees_, strict=True)):
+        assert_same_tree(a, b, where=f"tree {i}, sorted against dense histograms: ")
+
+
+def test_both_histogram_paths_agree_on_a_near_tie(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Four classes, one feature of three values, large integer weights: the two thresholds
+    # score within float32's resolution, ranked one way in float32 and the other in
+    # float64. Dense levels must not score in float32 while sorted ones take the
+    # (float64) incremental gini scan.
+    import aioforest.tree._splitter as splitter
+
+    counts = np.array([[971485, 787857, 614449, 195034], [247161, 898689, 315526, 321637],
+                       [336869, 644275, 559782, 1009347]])
+    X = np.repeat(np.arange(3.0), 4)[:, None]
+    y = np.tile(np.arange(4), 3)
+    w = counts.reshape(-1).astype(np.float64)
+    trees = []
+    for dense_cells in (0, 1 << 30):
+        monkeypatch.setattr(splitter, "DENSE_CELLS_PER_ELEMENT", dense_cells)
+        forest = RandomForestClassifier(
+            n_estimators=1, bootstrap=False, max_features=None, max_depth=1, random_state=0,
+            n_jobs=1,
+        )
+        trees.append(forest.fit(X, y, sample_weight=w).trees_[0])
+    assert_same_tree(trees[0], trees[1], where="sorted against dense histograms: ")
+
+
+def test_large_integer_weights_do_not_tie_a_tree_to_its_pass() -> None:
+    # One feature of three values, two classes, weights as counts: its two thresholds score
+    # within float32's resolution of each other, and float32 and float64 rank them
+    # differently. A tree's total weight is below 2**24, twelve trees' together are not:
+    # float32 scoring must be the job's choice, not the pass's.
+    from aioforest.tree._plan import fit_trees
+
+    counts = np.array([[2123753, 1349821], [690753, 442504], [1457378, 941535]])
+    # each count spread over three rows, so that no weight reaches 2**20
+    X = np.repeat(np.arange(3.0), 6)[:, None]
+    y = np.tile(np.repeat([0, 1], 3), 3)
+    w = np.repeat(counts.reshape(-1) // 3, 3).astype(np.float64)
+    w[2::3] += counts.reshape(-1) % 3
+    assert w.max() < 2**20 and w.sum() == counts.sum()
+    forest = RandomForestClassifier(
+        n_estimators=12, bootstrap=False, max_features=None, max_depth=1, random_state=0,
+        n_jobs=1,
+    )
+    job = forest._start(X, y, w)
+    binned = forest._bin_here(job)
+    prep = job.prep
+    together = fit_trees(job.plan, binned, prep.y, prep.sample_weight, list(range(12)))
+    for i in range(12):
+        (alone,) = fit_trees(job.plan, binned, prep.y, prep.sample_weight, [i])
+        assert_same_tree(together[i], alone, where=f"tree {i} grown alone: ")

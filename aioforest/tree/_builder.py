@@ -20,9 +20,9 @@ from ..data._binning import BinnedData
 from ._arrays import TreeArrays
 from ._criterion import impurity
 from ._hashing import mix64
-from ._splitter import find_splits
+from ._splitter import Arithmetic, find_splits
 
-__all__ = ["FitCancelled", "GrowParams", "TreeJob", "grow_trees"]
+__all__ = ["Arithmetic", "FitCancelled", "GrowParams", "TreeJob", "grow_trees"]
 
 
 class FitCancelled(Exception):
@@ -106,6 +106,7 @@ def grow_trees(
     y: I64 | F64,
     jobs: Sequence[TreeJob],
     params: GrowParams,
+    exact: Arithmetic,
     class_weight: F64 | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[TreeArrays]:
@@ -128,7 +129,6 @@ def grow_trees(
     inst_tree = np.repeat(np.arange(len(jobs), dtype=np.int64), [len(j.rows) for j in jobs])
     keep = inst_w > 0
     inst_row, inst_w, inst_tree = inst_row[keep], inst_w[keep], inst_tree[keep]
-    integral = bool(np.all(inst_w == np.floor(inst_w))) and float(inst_w.max(initial=0)) < 2**20
     inst_y: I64 | F64 = (
         np.asarray(y, dtype=np.int64)[inst_row]
         if classification
@@ -268,7 +268,7 @@ def grow_trees(
                 inst_node=c_node, inst_w=c_w, inst_y=c_y,
                 node_total=np.ascontiguousarray(total[cand].T), feats=feats,
                 slot_valid=slot_valid, need=need[cand], criterion=params.criterion,
-                n_channels=n_channels, class_weight=class_weight, integral=integral,
+                n_channels=n_channels, class_weight=class_weight, exact=exact,
                 min_samples_leaf=params.min_samples_leaf,
                 min_weight_leaf=None if min_weight_leaf is None else min_weight_leaf[cand],
             )

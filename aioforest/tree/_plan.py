@@ -18,18 +18,17 @@ import numpy.typing as npt
 
 from ..data._binning import BinnedData
 from ._arrays import TreeArrays
-from ._builder import GrowParams, TreeJob, grow_trees
+from ._builder import Arithmetic, GrowParams, TreeJob, grow_trees
 from ._hashing import tree_key
 from ._splitter import INCREMENTAL_MIN_CLASSES
 
-__all__ = ["ForestPlan", "fit_trees", "in_bag_counts", "tree_job"]
+__all__ = ["ForestPlan", "arithmetic", "fit_trees", "in_bag_counts", "tree_job"]
 
 #: Task sizing: a task (pool or cluster) holds trees of at most this many (tree, row) draws in
-#: all, enough to amortise its round trip on small data. Also the size of the vectorised
-#: passes where the trees sharing a pass could sway a tree (see ``_batch_cap``).
+#: all, enough to amortise its round trip on small data; also a cap on a pass's rows.
 BATCH_INSTANCES = 1 << 18
 #: Trees grown together in one vectorised pass hold at most this many (instance, drawn
-#: feature) elements where that cannot change a tree (see ``_batch_cap``): batching only
+#: feature) elements (no tree depends on its pass: see ``arithmetic``). Batching only
 #: amortises the per-level Python overhead on small data, while the per-instance arrays of a
 #: pass grow with it. Larger trees grow alone, which is no slower (their arrays stay closer
 #: to cache).
@@ -111,17 +110,42 @@ def tree_job(
     return TreeJob(key=key, rows=rows, weight=weight[rows], allowed_features=allowed)
 
 
-def _batch_cap(plan: ForestPlan, n_features: int, weighted: bool) -> int:
+def _batch_cap(plan: ForestPlan, n_features: int) -> int:
     """The most in-bag rows of the trees grown together in one vectorised pass."""
-    if weighted or plan.class_weight is not None or plan.n_classes >= INCREMENTAL_MIN_CLASSES:
-        # Here the trees sharing a pass could sway choices still made once per pass:
-        # float32 scoring (large integer sample weights) and the dense-or-sorted histogram
-        # path, which decides whether the incremental gini scan (4+ classes) runs. (Sums
-        # over class channels no longer depend on the pass: see ``chansum``.) Keep the
-        # passes these trees have always been grown in, so that they stay bit-identical.
-        return BATCH_INSTANCES
     per_row = max(min(plan.max_features, n_features), 1)
     return min(BATCH_INSTANCES, max(BATCH_ELEMENTS // per_row, 1))
+
+
+def arithmetic(
+    plan: ForestPlan, n_samples: int, sample_weight: npt.NDArray[np.float64] | None
+) -> Arithmetic:
+    """How a job's split statistics are summed and scored: decided once for the whole job.
+
+    These choices must not depend on which trees share a pass (a local fit, a pool fit and
+    a cluster cut their tasks differently), so they depend on the plan and the weights only.
+
+    * ``integral``: every weight is an integer (bootstrap counts times integer sample
+      weights) and a tree's total stays exact in float64, so every histogram sum is exact
+      whatever its order, and trees may share passes.
+    * ``single``: scores in float32. Its prefix sums stay exact while a tree's total weight
+      stays below 2**24. Gini with many classes is scored in float64 instead, because the
+      incremental scan used on some levels (see ``INCREMENTAL_MIN_CLASSES``) is float64 and
+      the two formulas then agree bit for bit.
+    """
+    if plan.n_classes == 0:
+        return Arithmetic(integral=False, single=False)
+    max_weight = 1.0 if sample_weight is None else float(np.max(sample_weight, initial=0.0))
+    whole = sample_weight is None or bool(np.all(sample_weight == np.floor(sample_weight)))
+    # a bound on any tree's total weight
+    bound = max_weight * (plan.n_draws if plan.bootstrap else n_samples)
+    integral = whole and bound < 2.0**53
+    single = (
+        integral
+        and plan.class_weight is None
+        and bound < 2.0**24
+        and not (plan.criterion == "gini" and plan.n_classes >= INCREMENTAL_MIN_CLASSES)
+    )
+    return Arithmetic(integral=integral, single=single)
 
 
 def _batches(jobs: Iterable[TreeJob], integral: bool, cap: int) -> Iterable[Sequence[TreeJob]]:
@@ -158,16 +182,14 @@ def fit_trees(
     n_features, n_samples = binned.codes.shape
     # drawn lazily: a batch's jobs exist only while it grows
     jobs = (tree_job(plan, i, n_samples, n_features, sample_weight) for i in indices)
-    integral = plan.n_classes > 0 and (
-        sample_weight is None or bool(np.all(sample_weight == np.floor(sample_weight)))
-    )
+    exact = arithmetic(plan, n_samples, sample_weight)
     class_weight = (
         np.asarray(plan.class_weight, dtype=np.float64) if plan.class_weight is not None else None
     )
     out: list[TreeArrays] = []
-    cap = _batch_cap(plan, n_features, sample_weight is not None)
-    for batch in _batches(jobs, integral, cap):
+    cap = _batch_cap(plan, n_features)
+    for batch in _batches(jobs, exact.integral, cap):
         out.extend(
-            grow_trees(binned, y, batch, plan.grow_params(), class_weight, should_stop)
+            grow_trees(binned, y, batch, plan.grow_params(), exact, class_weight, should_stop)
         )
     return out

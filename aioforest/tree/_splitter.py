@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from ._criterion import chansum, node_term, proxy
 
-__all__ = ["LevelSplits", "find_splits"]
+__all__ = ["Arithmetic", "LevelSplits", "find_splits"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -33,6 +33,20 @@ B1 = npt.NDArray[np.bool_]
 _NEG = -np.inf
 #: From this many classes on, gini scores use the class-count-independent scan.
 INCREMENTAL_MIN_CLASSES = 4
+#: The dense histograms are built while their cells (times channels) are at most this many
+#: per element: the top levels of a tree. Either path gives the same numbers.
+DENSE_CELLS_PER_ELEMENT = 2
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """How split statistics are summed and scored, chosen once per job (``_plan.arithmetic``).
+
+    ``integral``: all weights are integers and sums are exact. ``single``: score in float32.
+    """
+
+    integral: bool
+    single: bool
 
 
 @dataclass
@@ -170,7 +184,7 @@ def find_splits(
     criterion: str,
     n_channels: int,
     class_weight: F64 | None,
-    integral: bool,
+    exact: Arithmetic,
     min_samples_leaf: int,
     min_weight_leaf: F64 | None = None,
 ) -> LevelSplits:
@@ -198,10 +212,7 @@ def find_splits(
             chosen=np.full(s, -1, dtype=np.int64),
         )
     n_bins_d = int(n_bins[valid_feats].max(initial=1)) + 1
-    # Scores in float32 when every sum is an integer below 2**24 (exact in float32).
-    single = (
-        classification and integral and class_weight is None and float(inst_w.sum()) < 2.0**24
-    )
+    single = exact.single
     # --- the bin of every (instance, drawn feature) element --------------------------------
     all_valid = bool(slot_valid.all())
     e_inst: I64 | None = None
@@ -217,10 +228,10 @@ def find_splits(
         e_bins = codes_flat[feats[inst_node[e_inst], e_slot] + inst_row[e_inst] * n_features]
         n_elements = e_inst.size
     n_cells = n_groups * n_bins_d
-    use_dense = n_cells * n_channels <= 2 * n_elements
+    use_dense = n_cells * n_channels <= DENSE_CELLS_PER_ELEMENT * n_elements
     packed = False
     cls_bits = w_bits = payload_bits = 0
-    if classification and integral and not use_dense:
+    if classification and exact.integral and not use_dense:
         cls_bits = max(int(n_channels - 1).bit_length(), 1)
         w_bits = max(int(inst_w.max(initial=1)).bit_length(), 1)
         payload_bits = cls_bits + w_bits
