@@ -253,12 +253,20 @@ def test_both_histogram_paths_give_the_same_trees(
         assert_same_tree(a, b, where=f"tree {i}, sorted against dense histograms: ")
 
 
-def test_both_histogram_paths_agree_on_a_near_tie(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("incremental", [False, True], ids=["per-class", "incremental"])
+def test_both_histogram_paths_agree_on_a_near_tie(
+    incremental: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Four classes, one feature of three values, large integer weights: the two thresholds
     # score within float32's resolution, ranked one way in float32 and the other in
     # float64. Dense levels must not score in float32 while sorted ones take the
-    # (float64) incremental gini scan.
+    # (float64) incremental gini scan, used from INCREMENTAL_MIN_CLASSES classes on.
+    import aioforest.tree._plan as plan
     import aioforest.tree._splitter as splitter
+
+    if incremental:
+        monkeypatch.setattr(splitter, "INCREMENTAL_MIN_CLASSES", 4)
+        monkeypatch.setattr(plan, "INCREMENTAL_MIN_CLASSES", 4)
 
     counts = np.array([[971485, 787857, 614449, 195034], [247161, 898689, 315526, 321637],
                        [336869, 644275, 559782, 1009347]])

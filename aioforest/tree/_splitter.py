@@ -31,11 +31,14 @@ F64 = npt.NDArray[np.float64]
 B1 = npt.NDArray[np.bool_]
 
 _NEG = -np.inf
-#: From this many classes on, gini scores use the class-count-independent scan.
-INCREMENTAL_MIN_CLASSES = 4
+#: From this many classes on, gini scores use the class-count-independent scan. Below it,
+#: per-class integer prefix sums are cheaper (measured: 15 classes 0.79 s against 0.93 s,
+#: 20 classes 0.85 s against 0.74 s).
+INCREMENTAL_MIN_CLASSES = 18
 #: The dense histograms are built while their cells (times channels) are at most this many
-#: per element: the top levels of a tree. Either path gives the same numbers.
-DENSE_CELLS_PER_ELEMENT = 2
+#: per element: the top levels of a tree. Either path gives the same numbers. (8 rather
+#: than 2: 25 digits trees 0.19 s against 0.26 s; no change measured at 100k.)
+DENSE_CELLS_PER_ELEMENT = 8
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,8 @@ def _runs(cells: npt.NDArray[Any]) -> tuple[I64, I64]:
 
 def _entries_sorted_packed(
     keys: npt.NDArray[Any], payload_bits: int, w_bits: int, cls_bits: int,
-    n_channels: int, single: bool,
-) -> tuple[I64, npt.NDArray[Any], npt.NDArray[Any]]:
+    n_channels: int, with_counts: bool,
+) -> tuple[I64, npt.NDArray[Any], npt.NDArray[Any] | None]:
     """Entries from sorted keys ``cell << payload_bits | class << w_bits | count``."""
     kt = keys.dtype.type
     cells = keys >> kt(payload_bits)
@@ -97,13 +100,14 @@ def _entries_sorted_packed(
         n_channels, n_entries
     )
     del ys, ws
-    counts = np.diff(np.append(starts, n_elements))
-    return ent_cells, (stats.astype(np.float32) if single else stats), counts
+    counts = np.diff(np.append(starts, n_elements)) if with_counts else None
+    # integer counts: their prefix sums are exact, and integer cumsum is fast
+    return ent_cells, stats.astype(np.int64), counts
 
 
 def _entries_sorted_general(
     cell: I64, y: npt.NDArray[Any], w: F64, n_channels: int, classification: bool,
-    single: bool,
+    integral: bool,
 ) -> tuple[I64, npt.NDArray[Any], npt.NDArray[Any]]:
     """Entries via a stable argsort, for weights or targets that cannot be packed."""
     order = np.argsort(cell, kind="stable")
@@ -127,12 +131,12 @@ def _entries_sorted_general(
             ]
         )
     counts = np.diff(np.append(starts, cells_sorted.size))
-    return cells_sorted[starts], (stats.astype(np.float32) if single else stats), counts
+    return cells_sorted[starts], (stats.astype(np.int64) if integral else stats), counts
 
 
 def _entries_dense(
     cell: I64, n_cells: int, y: npt.NDArray[Any], w: F64, n_channels: int,
-    classification: bool, single: bool,
+    classification: bool, integral: bool,
 ) -> tuple[I64, npt.NDArray[Any], npt.NDArray[Any]]:
     """Entries via dense bincounts over every (group, bin) cell.
 
@@ -162,7 +166,7 @@ def _entries_dense(
         )
     return (
         present.astype(np.int64),
-        stats.astype(np.float32) if single else stats,
+        stats.astype(np.int64) if integral else stats,
         counts_all[present],
     )
 
@@ -218,7 +222,8 @@ def find_splits(
     e_inst: I64 | None = None
     e_slot: I64 | None = None
     if all_valid:
-        idx = feats[inst_node]
+        # np.take copies whole rows; fancy indexing goes element by element (10x slower)
+        idx = np.take(feats, inst_node, axis=0)
         idx += (inst_row * n_features)[:, None]
         e_bins = codes_flat[idx]  # (n_inst, k)
         del idx
@@ -274,7 +279,9 @@ def find_splits(
             if res is not None:
                 return res
         entries = list(
-            _entries_sorted_packed(keys, payload_bits, w_bits, cls_bits, n_channels, single)
+            _entries_sorted_packed(
+                keys, payload_bits, w_bits, cls_bits, n_channels, min_samples_leaf > 1
+            )
         )
         del keys
     else:
@@ -295,11 +302,15 @@ def find_splits(
         del e_bins
         if use_dense:
             entries = list(
-                _entries_dense(cell, n_cells, e_y, e_w, n_channels, classification, single)
+                _entries_dense(
+                    cell, n_cells, e_y, e_w, n_channels, classification, exact.integral
+                )
             )
         else:
             entries = list(
-                _entries_sorted_general(cell, e_y, e_w, n_channels, classification, single)
+                _entries_sorted_general(
+                    cell, e_y, e_w, n_channels, classification, exact.integral
+                )
             )
         del cell, e_y, e_w
     return _best_splits(
@@ -433,15 +444,16 @@ def _best_splits(
 
     ``entries`` is ``[cells, H, N]``, handed over (the list is emptied) so that each array
     can be freed as soon as it is used up: ``cells`` are (group, bin) cell ids in increasing
-    order, ``H`` their statistics (channel-major) and ``N`` their sample counts. With
-    ``single``, H holds integer counts below 2**24 as float32: prefix sums are then exact
-    and scoring moves half the bytes; the chosen splits' improvements are recomputed in
-    float64.
+    order, ``H`` their statistics (channel-major) and ``N`` their sample counts (None when
+    ``min_samples_leaf`` is 1). An int64 H holds exact counts: its prefix sums are taken in
+    integers (exact, and several times faster than a float cumsum) and scored in float64,
+    or in float32 with ``single`` (counts below 2**24 stay exact: scoring moves half the
+    bytes, and the chosen splits' improvements are recomputed in float64).
     """
     cells, H, N = entries
     entries.clear()
-    if single:
-        H = H.astype(np.float32, copy=False)
+    counts_in_h = H.dtype == np.int64
+    score_type = np.float32 if single else np.float64
     k = feats.shape[1]
     classification = criterion != "squared_error"
     n_entries = cells.size
@@ -468,7 +480,8 @@ def _best_splits(
         order = np.lexsort((ent_bin, secondary, ent_grp))
         del ent_node, stat, secondary
         ent_grp, ent_bin = ent_grp[order], ent_bin[order]
-        miss, H, N = miss[order], H[:, order], N[order]
+        miss, H = miss[order], H[:, order]
+        N = None if N is None else N[order]
         del order
     del is_cat_ent
     if min_samples_leaf <= 1:
@@ -479,8 +492,8 @@ def _best_splits(
     gend = np.append(gstart[1:], n_entries)
     group_size = gend - gstart
     if any_miss:
-        h_miss = H[:, miss]  # the missing values' statistics
-        Hn = np.where(miss[None, :], 0.0, H)
+        h_miss = H[:, miss].astype(score_type)  # the missing values' statistics
+        Hn = np.where(miss[None, :], H.dtype.type(0), H)
     else:
         # Ours (the entries were handed over), in C order as the copy taken here always
         # was: float sums over the channels run in an order that follows the layout.
@@ -490,7 +503,12 @@ def _best_splits(
     # group start, then one cumsum runs over all groups.
     group_sum = np.add.reduceat(Hn, gstart, axis=1)
     Hn[:, gstart[1:]] -= group_sum[:, :-1]
-    left = np.cumsum(Hn, axis=1, out=Hn)
+    np.cumsum(Hn, axis=1, out=Hn)
+    if counts_in_h:
+        left = Hn.astype(score_type)
+        group_sum = group_sum.astype(score_type)
+    else:
+        left = Hn
     del Hn
     nm_total = group_sum  # per group: statistics of the non-missing entries
     if class_weight is not None:
