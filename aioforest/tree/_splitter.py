@@ -35,10 +35,18 @@ _NEG = -np.inf
 #: per-class integer prefix sums are cheaper (measured: 15 classes 0.79 s against 0.93 s,
 #: 20 classes 0.85 s against 0.74 s).
 INCREMENTAL_MIN_CLASSES = 18
-#: The dense histograms are built while their cells (times channels) are at most this many
-#: per element: the top levels of a tree. Either path gives the same numbers. (8 rather
-#: than 2: 25 digits trees 0.19 s against 0.26 s; no change measured at 100k.)
-DENSE_CELLS_PER_ELEMENT = 8
+#: Dense histograms cost about one pass per (cell, channel), present or not; sorted ones
+#: a sort and some passes per element, and one per present (cell, channel). So dense wins
+#: while the empty cells (times channels) are fewer than this many times the elements.
+#: Either path gives the same numbers.
+DENSE_CELLS_PER_ELEMENT = 1.0
+
+
+def _dense_is_cheaper(n_cells: int, n_channels: int, n_elements: int) -> bool:
+    """Whether to build a level's histograms dense (see ``DENSE_CELLS_PER_ELEMENT``)."""
+    # cells left empty, if the elements fell into them uniformly at random
+    empty = n_cells * float(np.exp(-n_elements / max(n_cells, 1)))
+    return n_channels * empty <= DENSE_CELLS_PER_ELEMENT * n_elements
 
 
 @dataclass(frozen=True)
@@ -219,21 +227,19 @@ def find_splits(
     single = exact.single
     # --- the bin of every (instance, drawn feature) element --------------------------------
     all_valid = bool(slot_valid.all())
-    e_inst: I64 | None = None
-    e_slot: I64 | None = None
-    if all_valid:
-        # np.take copies whole rows; fancy indexing goes element by element (10x slower)
-        idx = np.take(feats, inst_node, axis=0)
-        idx += (inst_row * n_features)[:, None]
-        e_bins = codes_flat[idx]  # (n_inst, k)
-        del idx
-        n_elements = n_inst * k
-    else:
-        e_inst, e_slot = np.nonzero(slot_valid[inst_node])
-        e_bins = codes_flat[feats[inst_node[e_inst], e_slot] + inst_row[e_inst] * n_features]
-        n_elements = e_inst.size
+    # Every (instance, slot) pair is built, and pairs of unused slots (nodes draw different
+    # numbers of features) are compressed out at the end: whole-row np.take gathers are
+    # several times faster than gathering pairs one by one.
+    valid: B1 | None = None
+    if not all_valid:
+        valid = np.take(slot_valid, inst_node, axis=0).reshape(-1)
+    idx = np.take(feats, inst_node, axis=0)
+    idx += (inst_row * n_features)[:, None]
+    e_bins = codes_flat[idx]  # (n_inst, k)
+    del idx
+    n_elements = n_inst * k if valid is None else int(np.count_nonzero(valid))
     n_cells = n_groups * n_bins_d
-    use_dense = n_cells * n_channels <= DENSE_CELLS_PER_ELEMENT * n_elements
+    use_dense = _dense_is_cheaper(n_cells, n_channels, n_elements)
     packed = False
     cls_bits = w_bits = payload_bits = 0
     if classification and exact.integral and not use_dense:
@@ -255,15 +261,9 @@ def find_splits(
         keys = e_bins.astype(kt)
         del e_bins
         keys <<= pb
-        if all_valid:
-            keys += inst_part[:, None]
-            keys += slot_part[None, :]
-            keys = keys.reshape(-1)
-        else:
-            assert e_inst is not None and e_slot is not None
-            keys += inst_part[e_inst]
-            keys += slot_part[e_slot]
-            del e_inst, e_slot
+        keys += inst_part[:, None]
+        keys += slot_part[None, :]
+        keys = keys.reshape(-1) if valid is None else keys.reshape(-1)[valid]
         del inst_part
         keys.sort()
         if (
@@ -285,21 +285,16 @@ def find_splits(
         )
         del keys
     else:
-        if all_valid:
-            cell = (inst_node * (k * n_bins_d))[:, None] + (
-                np.arange(k, dtype=np.int64) * n_bins_d
-            )[None, :]
-            cell += e_bins
-            cell = cell.reshape(-1)
-            e_y = np.repeat(inst_y, k)
-            e_w = np.repeat(inst_w, k)
-        else:
-            assert e_inst is not None and e_slot is not None
-            cell = inst_node[e_inst] * (k * n_bins_d) + e_slot * n_bins_d + e_bins
-            e_y = inst_y[e_inst]
-            e_w = inst_w[e_inst]
-            del e_inst, e_slot
+        cell = (inst_node * (k * n_bins_d))[:, None] + (
+            np.arange(k, dtype=np.int64) * n_bins_d
+        )[None, :]
+        cell += e_bins
         del e_bins
+        cell = cell.reshape(-1)
+        e_y = np.repeat(inst_y, k)
+        e_w = np.repeat(inst_w, k)
+        if valid is not None:
+            cell, e_y, e_w = cell[valid], e_y[valid], e_w[valid]
         if use_dense:
             entries = list(
                 _entries_dense(
