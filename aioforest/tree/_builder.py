@@ -91,8 +91,8 @@ def _draw_features(
     base = mix64(keys ^ node_key ^ (rounds.astype(np.uint64) * _ROUND_SALT))
     r = mix64(base[:, None] ^ mix64(np.arange(d, dtype=np.uint64) + np.uint64(1))[None, :])
     r[excluded] = _U64_MAX
-    if k >= d:
-        picks = np.argsort(r, axis=1, kind="stable").astype(np.int64)
+    if k >= d or d <= 64:  # a short row sorts faster than it partitions, then sorts
+        picks = np.argsort(r, axis=1, kind="stable")[:, :k].astype(np.int64)
     else:
         part = np.argpartition(r, k - 1, axis=1)[:, :k]
         order = np.argsort(np.take_along_axis(r, part, axis=1), axis=1, kind="stable")
@@ -341,7 +341,16 @@ def grow_trees(
         c = c[alive]
         split_feature = s_feature[inst_node]
         b = codes_flat[inst_row * d + split_feature]
-        goes_left = s_lut[inst_node, b]
+        # numeric: bins up to the threshold go left; the missing bin follows missing_left
+        goes_left = b <= s_thr[inst_node]
+        missing = b == binned.n_bins[split_feature]
+        if missing.any():
+            goes_left[missing] = s_ml[inst_node[missing]]
+        del split_feature, missing
+        cat_node = binned.is_categorical[np.maximum(s_feature, 0)] & split_found
+        if cat_node.any():
+            ci = np.flatnonzero(cat_node[inst_node])
+            goes_left[ci] = s_lut[inst_node[ci], b[ci]]
         inst_node = c + (~goes_left).astype(np.int64)
         o_tree = np.repeat(sp_tree, 2)
         o_local = np.column_stack([left_local[split_nodes], right_local[split_nodes]]).ravel()

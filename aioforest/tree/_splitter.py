@@ -69,7 +69,7 @@ class LevelSplits:
     threshold_bin: I64  # numeric: bins <= this go left
     missing_left: B1
     improvement: F64  # weighted impurity decrease (before dividing by the root weight)
-    lut: B1  # (s, 256): does bin b go left? (rows of nodes without a split are unused)
+    lut: B1  # (s, 256): does bin b go left? (filled for categorical splits only)
     constant: B1  # (s, k): the slot's feature is constant in the node
     eligible: B1  # (s, k): the slot counts (it comes before the node's need-th non-constant)
     chosen: I64  # (s,): index of the chosen entry, -1 where no split was found
@@ -673,11 +673,9 @@ def _select(
     improvement = np.zeros(s)
     improvement[nodes] = best_gain[nodes] - node_term(criterion, node_total[:, nodes])
     # --- left-bin lookup tables ---------------------------------------------------------
+    # (a numeric split is its threshold and missing_left: no table)
     lut = np.zeros((s, 256), dtype=bool)
     if nodes.size:
-        num_nodes = nodes[~is_categorical[feature[nodes]]]
-        if num_nodes.size:
-            lut[num_nodes] = np.arange(256)[None, :] <= threshold_bin[num_nodes, None]
         cat_sel = is_categorical[feature[nodes]]
         if cat_sel.any():
             cat_nodes = nodes[cat_sel]
