@@ -227,17 +227,30 @@ def find_splits(
     single = exact.single
     # --- the bin of every (instance, drawn feature) element --------------------------------
     all_valid = bool(slot_valid.all())
-    # Every (instance, slot) pair is built, and pairs of unused slots (nodes draw different
-    # numbers of features) are compressed out at the end: whole-row np.take gathers are
-    # several times faster than gathering pairs one by one.
+    # Nodes draw different numbers of features. While most slots are used, every
+    # (instance, slot) pair is built and the unused ones are compressed out at the end:
+    # whole-row np.take gathers are several times faster than gathering pairs one by one.
+    # Otherwise (a pass where a few nodes draw many features) only the used pairs are.
     valid: B1 | None = None
+    pairs: tuple[I64, I64] | None = None  # (instance, slot) of each element
     if not all_valid:
         valid = np.take(slot_valid, inst_node, axis=0).reshape(-1)
-    idx = np.take(feats, inst_node, axis=0)
-    idx += (inst_row * n_features)[:, None]
-    e_bins = codes_flat[idx]  # (n_inst, k)
-    del idx
     n_elements = n_inst * k if valid is None else int(np.count_nonzero(valid))
+    if valid is not None and 2 * n_elements < valid.size:
+        flat = np.flatnonzero(valid)
+        del valid
+        valid = None
+        e_inst, e_slot = np.divmod(flat, k)
+        del flat
+        pairs = (e_inst, e_slot)
+        e_bins = codes_flat[
+            inst_row[e_inst] * n_features + feats.reshape(-1)[inst_node[e_inst] * k + e_slot]
+        ]
+    else:
+        idx = np.take(feats, inst_node, axis=0)
+        idx += (inst_row * n_features)[:, None]
+        e_bins = codes_flat[idx]  # (n_inst, k)
+        del idx
     n_cells = n_groups * n_bins_d
     use_dense = _dense_is_cheaper(n_cells, n_channels, n_elements)
     packed = False
@@ -261,9 +274,13 @@ def find_splits(
         keys = e_bins.astype(kt)
         del e_bins
         keys <<= pb
-        keys += inst_part[:, None]
-        keys += slot_part[None, :]
-        keys = keys.reshape(-1) if valid is None else keys.reshape(-1)[valid]
+        if pairs is not None:
+            keys += inst_part[pairs[0]]
+            keys += slot_part[pairs[1]]
+        else:
+            keys += inst_part[:, None]
+            keys += slot_part[None, :]
+            keys = keys.reshape(-1) if valid is None else keys.reshape(-1)[valid]
         del inst_part
         keys.sort()
         if (
@@ -285,16 +302,22 @@ def find_splits(
         )
         del keys
     else:
-        cell = (inst_node * (k * n_bins_d))[:, None] + (
-            np.arange(k, dtype=np.int64) * n_bins_d
-        )[None, :]
-        cell += e_bins
-        del e_bins
-        cell = cell.reshape(-1)
-        e_y = np.repeat(inst_y, k)
-        e_w = np.repeat(inst_w, k)
-        if valid is not None:
-            cell, e_y, e_w = cell[valid], e_y[valid], e_w[valid]
+        e_y: npt.NDArray[Any]
+        if pairs is not None:
+            e_inst, e_slot = pairs
+            cell = inst_node[e_inst] * (k * n_bins_d) + e_slot * n_bins_d + e_bins
+            e_y, e_w = inst_y[e_inst], inst_w[e_inst]
+        else:
+            cell = (inst_node * (k * n_bins_d))[:, None] + (
+                np.arange(k, dtype=np.int64) * n_bins_d
+            )[None, :]
+            cell += e_bins
+            cell = cell.reshape(-1)
+            e_y = np.repeat(inst_y, k)
+            e_w = np.repeat(inst_w, k)
+            if valid is not None:
+                cell, e_y, e_w = cell[valid], e_y[valid], e_w[valid]
+        del e_bins, pairs
         if use_dense:
             entries = list(
                 _entries_dense(
