@@ -602,7 +602,7 @@ def _best_splits(
         is_categorical=is_categorical, node_total=node_total, criterion=criterion,
         ent_grp=ent_grp, ent_bin=ent_bin, miss=miss, score=score, use_b=use_b,
         gstart=gstart, gid=gid, has_miss=has_miss, n_nonmissing=n_nonmissing,
-        w_left=w_left, w_nm=w_nm,
+        w_left=w_left, w_nm=w_nm, improvements=not single,
     )
     if single and res.chosen.size:
         # exact improvements of the chosen splits (importances, min_impurity_decrease)
@@ -640,8 +640,11 @@ def _select(
     n_nonmissing: I64,
     w_left: F64,
     w_nm: F64,
+    improvements: bool = True,
 ) -> LevelSplits:
     """Each node's best split, from every entry's score.
+
+    Without ``improvements`` the caller computes the chosen splits' improvements itself.
 
     Entries are (group, bin) cells in scan order; ``score`` is -inf where no split may be
     made, ``use_b`` marks scores with missing values sent left, ``w_left`` is the
@@ -694,7 +697,8 @@ def _select(
         heavier_left = lw >= tw - lw
         missing_left[nodes[no_miss]] = heavier_left[no_miss]
     improvement = np.zeros(s)
-    improvement[nodes] = best_gain[nodes] - node_term(criterion, node_total[:, nodes])
+    if improvements:
+        improvement[nodes] = best_gain[nodes] - node_term(criterion, node_total[:, nodes])
     # --- left-bin lookup tables ---------------------------------------------------------
     # (a numeric split is its threshold and missing_left: no table)
     lut = np.zeros((s, 256), dtype=bool)
