@@ -186,7 +186,7 @@ class _BaseForest(BaseEstimator, TreeModel):
                     done, _ = wait(futures, return_when=FIRST_COMPLETED)
                     for fut in done:
                         for i, arrays in zip(futures.pop(fut), fut.result(), strict=True):
-                            out[i] = TreeArrays.from_arrays(arrays)
+                            out[i] = TreeArrays.from_arrays(arrays, validate=False)
                         submit_next()
             finally:
                 for fut in futures:
@@ -285,7 +285,7 @@ class _BaseForest(BaseEstimator, TreeModel):
                         chunk = pending.pop(fut)
                         submit_next()
                         for i, arrays in zip(chunk, fut.result(), strict=True):
-                            trees[i] = TreeArrays.from_arrays(arrays)
+                            trees[i] = TreeArrays.from_arrays(arrays, validate=False)
                             yield FitProgress(
                                 i, len(trees), len(job.indices), time.perf_counter() - t0,
                                 trees[i],

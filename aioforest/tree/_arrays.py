@@ -55,13 +55,19 @@ class TreeArrays:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TreeArrays:
+    def from_arrays(cls, arrays: dict[str, np.ndarray], *, validate: bool = True) -> TreeArrays:
+        """A tree from its arrays, checked unless ``validate`` is False.
+
+        Only trees fitted by this library's own pool processes skip the check: whatever
+        crosses a wire or comes from a file is validated.
+        """
         names = [f.name for f in fields(cls)]
         missing = [n for n in names if n not in arrays]
         if missing:
             raise ValueError(f"tree arrays lack {missing}")
         tree = cls(**{n: np.asarray(arrays[n]) for n in names})
-        tree.validate()
+        if validate:
+            tree.validate()
         return tree
 
     def validate(self) -> None:
