@@ -112,6 +112,9 @@ def grow_trees(
 ) -> list[TreeArrays]:
     """Grow one tree per job; ``y`` holds class codes (classification) or targets.
 
+    ``exact`` says how split statistics are summed and scored; it is the job's choice
+    (``_plan.arithmetic``), so that no tree depends on the trees sharing its pass.
+
     ``should_stop`` is polled once per level: when it returns True the fit stops with
     :class:`FitCancelled` (a cluster worker uses it to drop a losing backup copy).
     """
