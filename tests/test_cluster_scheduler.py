@@ -368,6 +368,15 @@ def backup_scheduler(**kw: object) -> Scheduler:
     return Scheduler(**params)  # type: ignore[arg-type]
 
 
+def two_workers_one_job(n_tasks: int = 2, **kw: object) -> Scheduler:
+    """A backup scheduler with workers "a" and "b" (one slot each) and job 1 of n tasks."""
+    s = backup_scheduler(**kw)
+    s.add_worker("a", 1)
+    s.add_worker("b", 1)
+    s.add_job(1, specs(n_tasks))
+    return s
+
+
 def test_a_straggler_gets_a_backup_once_half_is_done_and_the_first_result_wins() -> None:
     s = backup_scheduler()
     s.add_worker("slow", 1)
@@ -404,10 +413,7 @@ def test_a_straggler_gets_a_backup_once_half_is_done_and_the_first_result_wins()
 
 
 def test_the_original_can_win_and_the_backup_is_cancelled() -> None:
-    s = backup_scheduler(backup_min_done=0.0)
-    s.add_worker("a", 1)
-    s.add_worker("b", 1)
-    s.add_job(1, specs(2))
+    s = two_workers_one_job(backup_min_done=0.0)
     a0, b0 = sorted(s.assign(now=0.0), key=lambda a: a.worker)
     assert s.on_result("b", 1, b0.task_id, b0.attempt, now=1.0).accepted
     (backup,) = s.assign(now=3.5)
@@ -422,34 +428,22 @@ def test_the_original_can_win_and_the_backup_is_cancelled() -> None:
 
 
 def test_no_backup_before_min_done_or_min_seconds_or_while_tasks_are_queued() -> None:
-    s = backup_scheduler(backup_min_seconds=10.0)
-    s.add_worker("a", 1)
-    s.add_worker("b", 1)
-    s.add_job(1, specs(2))
+    s = two_workers_one_job(backup_min_seconds=10.0)
     _, b0 = sorted(s.assign(now=0.0), key=lambda a: a.worker)
     s.on_result("b", 1, b0.task_id, b0.attempt, now=0.1)
     assert s.assign(now=5.0) == []  # 50x the median, but under backup_min_seconds
     assert [x.backup for x in s.assign(now=10.5)] == [True]
-    s2 = backup_scheduler()
-    s2.add_worker("a", 1)
-    s2.add_worker("b", 1)
-    s2.add_job(1, specs(4))
+    s2 = two_workers_one_job(4)
     s2.assign(now=0.0)
     assert s2.assign(now=100.0) == []  # nothing done yet: no median, no backups
-    s3 = backup_scheduler(backup_factor=None)
-    s3.add_worker("a", 1)
-    s3.add_worker("b", 1)
-    s3.add_job(1, specs(2))
+    s3 = two_workers_one_job(backup_factor=None)
     _, b3 = sorted(s3.assign(now=0.0), key=lambda a: a.worker)
     s3.on_result("b", 1, b3.task_id, b3.attempt, now=1.0)
     assert s3.assign(now=100.0) == []  # backups off
 
 
 def test_losing_the_original_keeps_the_backup_running_without_requeueing() -> None:
-    s = backup_scheduler(backup_min_done=0.0)
-    s.add_worker("a", 1)
-    s.add_worker("b", 1)
-    s.add_job(1, specs(2))
+    s = two_workers_one_job(backup_min_done=0.0)
     _, b0 = sorted(s.assign(now=0.0), key=lambda a: a.worker)
     s.on_result("b", 1, b0.task_id, b0.attempt, now=1.0)
     (backup,) = s.assign(now=4.0)
@@ -487,10 +481,7 @@ def test_the_same_dead_incarnation_counts_once() -> None:
 
 
 def test_every_copy_gets_a_fresh_attempt_number() -> None:
-    s = backup_scheduler(backup_min_done=0.0)
-    s.add_worker("a", 1)
-    s.add_worker("b", 1)
-    s.add_job(1, specs(2))
+    s = two_workers_one_job(backup_min_done=0.0)
     seen = {(a.task_id, a.attempt) for a in s.assign(now=0.0)}
     done = [a for a in s.assign(now=0.0)]
     assert done == []
