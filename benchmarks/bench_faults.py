@@ -149,11 +149,7 @@ async def _cut_connections(X: Any, y: Any, trees: int, ref: Any) -> Row:
             forest = _forest(trees)
             t0 = time.perf_counter()
             fit = asyncio.ensure_future(master.fit(forest, X, y, task_size=1))
-            while not fit.done():
-                await asyncio.wait([fit], timeout=0.5)
-                if not fit.done():
-                    proxy.cut_one(rng)
-            await fit
+            await proxy.cut_until(fit, rng)
             seconds = time.perf_counter() - t0
             status = master.status()
         finally:

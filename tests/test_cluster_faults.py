@@ -156,11 +156,7 @@ async def test_3_cutting_a_random_worker_connection_every_half_second() -> None:
         await master.wait_for_workers(2)
         forest = RandomForestClassifier(n_estimators=n_trees, random_state=seed)
         fit = asyncio.ensure_future(master.fit(forest, X, y, task_size=1))
-        while not fit.done():
-            await asyncio.wait([fit], timeout=0.5)
-            if not fit.done():
-                proxy.cut_one(rng)
-        await fit
+        await proxy.cut_until(fit, rng)
         status = master.status()
     assert proxy.cuts >= 1
     assert status["workers_lost"] >= 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from typing import Any
 
 __all__ = ["ChaosProxy"]
 
@@ -90,6 +91,17 @@ class ChaosProxy:
         b.transport.abort()
         self.cuts += 1
         return True
+
+
+    async def cut_until(
+        self, fut: asyncio.Future[Any], rng: random.Random, every: float = 0.5
+    ) -> None:
+        """Cut one connection every ``every`` seconds until ``fut`` is done, then await it."""
+        while not fut.done():
+            await asyncio.wait([fut], timeout=every)
+            if not fut.done():
+                self.cut_one(rng)
+        await fut
 
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
