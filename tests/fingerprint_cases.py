@@ -53,8 +53,9 @@ def _with_missing(X: npt.NDArray[Any], share: float, seed: int) -> npt.NDArray[A
 
 
 def _cases() -> dict[str, Callable[[], list[Any]]]:
-    import aioforest
     from sklearn.datasets import load_diabetes, load_digits, load_iris
+
+    import aioforest
 
     clf, reg = aioforest.RandomForestClassifier, aioforest.RandomForestRegressor
     X3, y3 = _classes(800, 8, 3, 0)

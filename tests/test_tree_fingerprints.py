@@ -11,9 +11,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
-import aioforest
-
 from fingerprint_cases import (
     FINGERPRINTS,
     SAVED_MODELS,
@@ -22,6 +19,8 @@ from fingerprint_cases import (
     predictions_fingerprint,
     saved_model_inputs,
 )
+
+import aioforest
 
 EXPECTED: dict[str, str] = json.loads(FINGERPRINTS.read_text())
 
