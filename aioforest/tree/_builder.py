@@ -1,16 +1,24 @@
-"""Level-wise growth of a batch of trees on binned data.
+"""Level-wise growth of a batch of trees on binned data: the growth driver.
 
-All open nodes of all trees in the batch form one level; ``find_splits`` scores them in one
-vectorised pass, so the Python overhead is paid per level, not per node or per tree. Each
-tree's randomness comes only from its key (bootstrap weights are drawn by the caller from the
-same key), and node ids are level-order ids within the tree, so a tree comes out the same
-whichever batch it grows in.
+All open nodes of all trees in the batch form one level. :func:`grow_level` runs it in
+three stages, each in a module of its own:
+
+1. **histograms** of the rows in the open nodes (:mod:`._histogram`), per (node, drawn
+   feature, bin, channel), with the node totals;
+2. **split choice** from the summed histograms (:mod:`._splitting`), over the rounds of
+   feature draws (:mod:`._splitter`);
+3. **routing** of every row to its child (:mod:`._routing`).
+
+The Python overhead is paid per level, not per node or per tree. Each tree's randomness
+comes only from its key (bootstrap weights are drawn by the caller from the same key), and
+node ids are level-order ids within the tree, so a tree comes out the same whichever batch
+it grows in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,22 +26,22 @@ import numpy.typing as npt
 
 from ..data._binning import BinnedData
 from ._arrays import TreeArrays
-from ._criterion import impurity
-from ._hashing import mix64
-from ._splitter import Arithmetic, find_splits
+from ._criterion import Criterion, criterion_for
+from ._histogram import CodeTable, LevelRows, node_totals
+from ._routing import NodeSplits, route_rows
+from ._splitter import Arithmetic, OpenNodes, SearchSpace, search_splits
+from ._splitting import SplitRules
 
-__all__ = ["Arithmetic", "FitCancelled", "GrowParams", "TreeJob", "grow_trees"]
+__all__ = ["Arithmetic", "FitCancelled", "GrowParams", "TreeJob", "grow_level", "grow_trees"]
 
 
 class FitCancelled(Exception):
     """Raised by :func:`grow_trees` when its ``should_stop`` callback says so."""
 
+
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
-
-_U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
-_ROUND_SALT = np.uint64(0xD1B54A32D192ED03)
-_NODE_SALT = np.uint64(0x8CB92BA72F3D8DD7)
+B1 = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -57,48 +65,50 @@ class TreeJob:
     key: int
     rows: I64
     weight: F64
-    allowed_features: npt.NDArray[np.bool_] | None = None  # per-tree feature subspace
+    allowed_features: B1 | None = None  # per-tree feature subspace
+
+
+@dataclass(frozen=True, eq=False)
+class Growth:
+    """What growing one batch needs besides the level: the job's constants."""
+
+    params: GrowParams
+    space: SearchSpace
+    criterion: Criterion
+    class_weight: F64 | None
+    root_weight: F64  # per tree: the (class-weighted) weight of its root
+
+
+@dataclass(frozen=True, eq=False)
+class NodeStats:
+    """Each open node's statistics (node-major ``total``) and whether it may split."""
+
+    total: npt.NDArray[Any]
+    n_samples: I64
+    impurity: F64
+    value: F64
+    weight: F64
+    splittable: B1
+    min_weight_leaf: F64 | None
 
 
 @dataclass
 class _Records:
-    tree: list[I64]
-    local: list[I64]
-    feature: list[I64]
-    threshold_bin: list[I64]
-    missing_left: list[npt.NDArray[np.bool_]]
-    left: list[I64]
-    right: list[I64]
-    value: list[F64]
-    impurity: list[F64]
-    n: list[I64]
-    wn: list[F64]
-    improvement: list[F64]
-    lut: list[npt.NDArray[np.bool_]]
+    """The nodes of every level, appended level by level (see :func:`_assemble`)."""
 
-
-def _draw_features(
-    keys: npt.NDArray[np.uint64], local: I64, rounds: I64, excluded: npt.NDArray[np.bool_],
-    k: int,
-) -> tuple[I64, npt.NDArray[np.bool_]]:
-    """k distinct features per node, uniformly among the non-excluded ones, in draw order.
-
-    A node's features are ordered by a random key; taking them in that order is drawing
-    without replacement. Excluded features get the largest key and come out invalid.
-    """
-    d = excluded.shape[1]
-    node_key = mix64(local.astype(np.uint64) * _NODE_SALT)
-    base = mix64(keys ^ node_key ^ (rounds.astype(np.uint64) * _ROUND_SALT))
-    r = mix64(base[:, None] ^ mix64(np.arange(d, dtype=np.uint64) + np.uint64(1))[None, :])
-    r[excluded] = _U64_MAX
-    if k >= d or d <= 64:  # a short row sorts faster than it partitions, then sorts
-        picks = np.argsort(r, axis=1, kind="stable")[:, :k].astype(np.int64)
-    else:
-        part = np.argpartition(r, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(r, part, axis=1), axis=1, kind="stable")
-        picks = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    valid = np.take_along_axis(r, picks, axis=1) != _U64_MAX
-    return picks, valid
+    tree: list[I64] = field(default_factory=list)
+    local: list[I64] = field(default_factory=list)
+    feature: list[I64] = field(default_factory=list)
+    threshold_bin: list[I64] = field(default_factory=list)
+    missing_left: list[B1] = field(default_factory=list)
+    left: list[I64] = field(default_factory=list)
+    right: list[I64] = field(default_factory=list)
+    value: list[F64] = field(default_factory=list)
+    impurity: list[F64] = field(default_factory=list)
+    n: list[I64] = field(default_factory=list)
+    wn: list[F64] = field(default_factory=list)
+    improvement: list[F64] = field(default_factory=list)
+    lut: list[B1] = field(default_factory=list)
 
 
 def grow_trees(
@@ -114,253 +124,189 @@ def grow_trees(
 
     ``exact`` says how split statistics are summed and scored; it is the job's choice
     (``_plan.arithmetic``), so that no tree depends on the trees sharing its pass.
-
     ``should_stop`` is polled once per level: when it returns True the fit stops with
     :class:`FitCancelled` (a cluster worker uses it to drop a losing backup copy).
     """
-    classification = params.n_classes > 0
-    n_channels = params.n_classes if classification else 3
-    d = binned.codes.shape[0]
     # Row-major copy: the k drawn features of one row then share a cache line.
-    codes_flat = np.ascontiguousarray(binned.codes.T).reshape(-1)
-    k = min(params.max_features, d)
+    table = CodeTable(np.ascontiguousarray(binned.codes.T).reshape(-1), binned.codes.shape[0],
+                      binned.n_bins, binned.is_categorical)
+    criterion = criterion_for(params.criterion)
+    rows = _root_rows(jobs, y, criterion.classification)
+    growth = _growth(table, jobs, params, exact, class_weight, criterion, rows)
+    nodes = _roots(table, binned.codes, len(jobs))
+    next_local = np.ones(len(jobs), dtype=np.int64)
+    records = _Records()
+    depth = 0
+    while nodes.size:
+        if should_stop is not None and should_stop():
+            raise FitCancelled(f"cancelled at depth {depth}")
+        nodes, rows = grow_level(growth, nodes, rows, depth, next_local, records)
+        depth += 1
+    return _assemble(records, len(jobs), binned)
 
-    # --- instances: one per (tree, in-bag row) ---------------------------------------
-    tree_keys = np.array([j.key & 0xFFFFFFFFFFFFFFFF for j in jobs], dtype=np.uint64)
-    inst_row = np.concatenate([np.asarray(j.rows, dtype=np.int64) for j in jobs])
-    inst_w = np.concatenate([np.asarray(j.weight, dtype=np.float64) for j in jobs])
-    inst_tree = np.repeat(np.arange(len(jobs), dtype=np.int64), [len(j.rows) for j in jobs])
-    keep = inst_w > 0
-    inst_row, inst_w, inst_tree = inst_row[keep], inst_w[keep], inst_tree[keep]
-    inst_y: I64 | F64 = (
-        np.asarray(y, dtype=np.int64)[inst_row]
-        if classification
-        else np.asarray(y, dtype=np.float64)[inst_row]
+
+def grow_level(
+    growth: Growth, nodes: OpenNodes, rows: LevelRows, depth: int, next_local: I64,
+    records: _Records,
+) -> tuple[OpenNodes, LevelRows]:
+    """One level: node statistics, then the three stages; returns the next level.
+
+    The level's nodes are appended to ``records``; ``next_local`` (per tree, the next free
+    level-order id) advances by the children created.
+    """
+    stats = _node_stats(growth, nodes, rows, depth)
+    if int(np.count_nonzero(stats.splittable)) < nodes.size:
+        # Rows of nodes that cannot split end in a leaf here: drop them before the
+        # search, which then reads (and copies) only the others.
+        rows = rows.take(stats.splittable[rows.node])
+    # stages 1 and 2, over the rounds of feature draws
+    found, rate = search_splits(growth.space, nodes, rows, stats.total, stats.splittable,
+                                stats.min_weight_leaf)
+    splits = _min_impurity_decrease(growth, nodes, found)
+    children = _record(records, nodes, stats, splits, next_local, growth.space.table)
+    split_nodes = np.flatnonzero(splits.found)
+    next_nodes = OpenNodes(
+        children.tree, children.local, np.repeat(nodes.constant[split_nodes], 2, axis=0),
+        np.repeat(rate[split_nodes], 2),
     )
+    if next_nodes.size == 0:
+        return next_nodes, rows
+    return next_nodes, route_rows(growth.space.table, rows, splits)  # stage 3
+
+
+def _root_rows(jobs: Sequence[TreeJob], y: I64 | F64, classification: bool) -> LevelRows:
+    """One instance per (tree, in-bag row) with a positive weight, each at its tree's root."""
+    row = np.concatenate([np.asarray(j.rows, dtype=np.int64) for j in jobs])
+    weight = np.concatenate([np.asarray(j.weight, dtype=np.float64) for j in jobs])
+    tree = np.repeat(np.arange(len(jobs), dtype=np.int64), [len(j.rows) for j in jobs])
+    keep = weight > 0
+    row, weight, tree = row[keep], weight[keep], tree[keep]
+    y_rows: I64 | F64 = (
+        np.asarray(y, dtype=np.int64)[row] if classification
+        else np.asarray(y, dtype=np.float64)[row]
+    )
+    return LevelRows(row, weight, y_rows, tree.copy())
+
+
+def _growth(
+    table: CodeTable, jobs: Sequence[TreeJob], params: GrowParams, exact: Arithmetic,
+    class_weight: F64 | None, criterion: Criterion, rows: LevelRows,
+) -> Growth:
+    d = table.n_features
     allowed = np.ones((len(jobs), d), dtype=bool)
     for t, job in enumerate(jobs):
         if job.allowed_features is not None:
             allowed[t] = job.allowed_features
-    constant_everywhere = binned.n_bins <= 1  # one real bin: never splittable unless missing
-    # Open nodes: initially the roots; instances point at their open node.
-    inst_node = inst_tree.copy()
-    o_tree = np.arange(len(jobs), dtype=np.int64)
-    o_local = np.zeros(len(jobs), dtype=np.int64)
-    o_const = np.zeros((len(jobs), d), dtype=bool)
-    o_rate = np.zeros(len(jobs))  # share of drawn features found constant at the parent
-    next_local = np.ones(len(jobs), dtype=np.int64)
-    root_weight = np.bincount(inst_tree, weights=inst_w, minlength=len(jobs))
-    if class_weight is not None and classification:
-        root_weight = np.bincount(
-            inst_tree, weights=inst_w * class_weight[inst_y], minlength=len(jobs)
-        )
-    # Features with one bin and no missing value anywhere are constant in every node.
-    has_missing = np.zeros(d, dtype=bool)
-    if constant_everywhere.any():
-        for f in np.flatnonzero(constant_everywhere):
-            has_missing[f] = bool(np.any(binned.codes[f] == binned.n_bins[f]))
-    o_const[:] = constant_everywhere & ~has_missing
+    weights = rows.weight
+    if class_weight is not None and criterion.classification:
+        weights = rows.weight * class_weight[rows.y]
+    root_weight = np.bincount(rows.node, weights=weights, minlength=len(jobs)).astype(
+        np.float64, copy=False)
+    space = SearchSpace(
+        table=table,
+        rules=SplitRules(criterion, table.n_bins, table.is_categorical, class_weight,
+                         params.min_samples_leaf, exact.single),
+        tree_keys=np.array([j.key & 0xFFFFFFFFFFFFFFFF for j in jobs], dtype=np.uint64),
+        allowed=allowed, max_features=params.max_features,
+        n_channels=criterion.n_channels(params.n_classes), integral=exact.integral,
+    )
+    return Growth(params, space, criterion, class_weight, root_weight)
 
-    rec = _Records(*([] for _ in range(13)))
-    depth = 0
-    while o_tree.size:
-        if should_stop is not None and should_stop():
-            raise FitCancelled(f"cancelled at depth {depth}")
-        m = o_tree.size
-        total: npt.NDArray[Any]
-        # --- node statistics -------------------------------------------------------
-        n_node = np.bincount(inst_node, minlength=m)
-        if classification:
-            total = np.bincount(
-                inst_node * n_channels + inst_y, weights=inst_w, minlength=m * n_channels
-            ).reshape(m, n_channels)
-            if class_weight is not None:
-                total = total * class_weight
-        else:
-            yv = inst_y.astype(np.float64)
-            total = np.stack(
-                [
-                    np.bincount(inst_node, weights=inst_w, minlength=m),
-                    np.bincount(inst_node, weights=inst_w * yv, minlength=m),
-                    np.bincount(inst_node, weights=inst_w * yv * yv, minlength=m),
-                ],
-                axis=1,
-            )
-        imp = impurity(params.criterion, np.ascontiguousarray(total.T))
-        if classification:
-            value = total / total.sum(axis=1, keepdims=True)
-            pure = np.count_nonzero(total, axis=1) <= 1
-        else:
-            mean = total[:, 1] / total[:, 0]
-            value = mean[:, None]
-            pure = imp <= np.finfo(np.float64).eps * np.maximum(1.0, mean * mean)
-        splittable = (
-            ~pure
-            & (depth < params.max_depth)
-            & (n_node >= params.min_samples_split)
-            & (n_node >= 2 * params.min_samples_leaf)
+
+def _roots(table: CodeTable, codes: npt.NDArray[np.uint8], n_trees: int) -> OpenNodes:
+    """Each tree's root; features with one bin and no missing value anywhere are constant
+    in every node."""
+    constant_everywhere = table.n_bins <= 1
+    has_missing = np.zeros(table.n_features, dtype=bool)
+    for f in np.flatnonzero(constant_everywhere):
+        has_missing[f] = bool(np.any(codes[f] == table.n_bins[f]))
+    constant = np.zeros((n_trees, table.n_features), dtype=bool)
+    constant[:] = constant_everywhere & ~has_missing
+    return OpenNodes(np.arange(n_trees, dtype=np.int64), np.zeros(n_trees, dtype=np.int64),
+                     constant, np.zeros(n_trees))
+
+
+def _node_stats(growth: Growth, nodes: OpenNodes, rows: LevelRows, depth: int) -> NodeStats:
+    """Totals, impurity, value and the stopping rules of every open node."""
+    params, crit = growth.params, growth.criterion
+    m = nodes.size
+    n_node = np.bincount(rows.node, minlength=m)
+    total = node_totals(rows, m, growth.space.n_channels, crit.classification,
+                        growth.class_weight)
+    imp = crit.impurity(np.ascontiguousarray(total.T))
+    splittable = (
+        ~crit.is_pure(total, imp)
+        & (depth < params.max_depth)
+        & (n_node >= params.min_samples_split)
+        & (n_node >= 2 * params.min_samples_leaf)
+    )
+    weight = np.asarray(total.sum(axis=1) if crit.classification else total[:, 0])
+    min_weight_leaf = None
+    if params.min_weight_fraction_leaf > 0:
+        min_weight_leaf = np.asarray(
+            params.min_weight_fraction_leaf * growth.root_weight[nodes.tree], dtype=np.float64
         )
-        min_weight_leaf = None
-        if params.min_weight_fraction_leaf > 0:
-            min_weight_leaf = np.asarray(
-                params.min_weight_fraction_leaf * root_weight[o_tree], dtype=np.float64
-            )
-            splittable &= total.sum(axis=1) >= 2 * min_weight_leaf if classification else (
-                total[:, 0] >= 2 * min_weight_leaf
-            )
-        n_splittable = int(np.count_nonzero(splittable))
-        if n_splittable < m:
-            # Instances of nodes that cannot split end in a leaf here: drop them before the
-            # split search, which then reads (and copies) only the others.
-            keep = splittable[inst_node]
-            inst_row, inst_w, inst_y, inst_node = (
-                inst_row[keep], inst_w[keep], inst_y[keep], inst_node[keep]
-            )
-            del keep
-        # --- split search -------------------------------------------------------------
-        # Breiman/scikit-learn semantics: draw features without replacement until
-        # ``max_features`` non-constant ones were evaluated (or none is left); features
-        # found constant do not count, and children inherit that knowledge. To need fewer
-        # passes, a node draws extra features when its parent met many constant ones; only
-        # those up to its k-th non-constant one count, exactly as if drawn one by one.
-        s_gain = np.full(m, -np.inf)
-        s_feature = np.full(m, -1, dtype=np.int64)
-        s_thr = np.zeros(m, dtype=np.int64)
-        s_ml = np.zeros(m, dtype=bool)
-        s_impr = np.zeros(m)
-        s_lut = np.zeros((m, 256), dtype=bool)
-        cand = np.flatnonzero(splittable)
-        need = np.full(m, k, dtype=np.int64)
-        visited = np.zeros((m, d), dtype=bool)
-        n_eval = np.zeros(m, dtype=np.int64)
-        n_const = np.zeros(m, dtype=np.int64)
-        draw_round = 0
-        while cand.size:
-            excluded = o_const[cand] | ~allowed[o_tree[cand]] | visited[cand]
-            avail = d - excluded.sum(axis=1)
-            # expected share of constants: this node's so far, else its parent's
-            seen = n_eval[cand]
-            rate_now = np.where(seen > 0, n_const[cand] / np.maximum(seen, 1), o_rate[cand])
-            n_draw = np.minimum(
-                avail, np.ceil(need[cand] / np.maximum(1.0 - rate_now, 0.05)).astype(np.int64)
-            )
-            n_draw = np.maximum(n_draw, 1)
-            feats, slot_valid = _draw_features(
-                tree_keys[o_tree[cand]], o_local[cand], np.full(cand.size, draw_round),
-                excluded, int(n_draw.max()),
-            )
-            slot_valid &= np.arange(feats.shape[1])[None, :] < n_draw[:, None]
-            if cand.size == m:
-                c_row, c_node, c_w, c_y = inst_row, inst_node, inst_w, inst_y
-            else:
-                remap = np.full(m, -1, dtype=np.int64)
-                remap[cand] = np.arange(cand.size)
-                c_node = remap[inst_node]
-                del remap
-                if cand.size == n_splittable:  # every instance's node is a candidate
-                    c_row, c_w, c_y = inst_row, inst_w, inst_y
-                else:
-                    sel = c_node >= 0
-                    c_row, c_node, c_w, c_y = (
-                        inst_row[sel], c_node[sel], inst_w[sel], inst_y[sel]
-                    )
-                    del sel
-            res = find_splits(
-                codes_flat=codes_flat, n_features=d, n_bins=binned.n_bins,
-                is_categorical=binned.is_categorical, inst_row=c_row,
-                inst_node=c_node, inst_w=c_w, inst_y=c_y,
-                node_total=np.ascontiguousarray(total[cand].T), feats=feats,
-                slot_valid=slot_valid, need=need[cand], criterion=params.criterion,
-                n_channels=n_channels, class_weight=class_weight, exact=exact,
-                min_samples_leaf=params.min_samples_leaf,
-                min_weight_leaf=None if min_weight_leaf is None else min_weight_leaf[cand],
-            )
-            rows_c, slots_c = np.nonzero(res.constant & slot_valid)
-            o_const[cand[rows_c], feats[rows_c, slots_c]] = True
-            rows_v, slots_v = np.nonzero(res.eligible)
-            visited[cand[rows_v], feats[rows_v, slots_v]] = True
-            n_eval[cand] += res.eligible.sum(axis=1)
-            n_const[cand] += (res.eligible & res.constant).sum(axis=1)
-            # Keep the better split across rounds; equal gains go to the smaller feature.
-            better = res.found & (
-                (res.improvement > s_gain[cand])
-                | ((res.improvement == s_gain[cand]) & (res.feature < s_feature[cand]))
-            )
-            upd = cand[better]
-            s_gain[upd] = res.improvement[better]
-            s_feature[upd] = res.feature[better]
-            s_thr[upd] = res.threshold_bin[better]
-            s_ml[upd] = res.missing_left[better]
-            s_impr[upd] = res.improvement[better]
-            s_lut[upd] = res.lut[better]
-            need[cand] -= (res.eligible & ~res.constant).sum(axis=1)
-            left_to_draw = (~(o_const[cand] | ~allowed[o_tree[cand]] | visited[cand])).any(axis=1)
-            cand = cand[(need[cand] > 0) & left_to_draw]
-            draw_round += 1
-            del res, c_row, c_node, c_w, c_y  # before the next round allocates its own
-        rate = np.where(n_eval > 0, n_const / np.maximum(n_eval, 1), o_rate)
-        split_found = (s_feature >= 0) & (
-            s_impr / root_weight[o_tree] + np.finfo(np.float64).eps
-            >= params.min_impurity_decrease
-        )
-        s_feature[~split_found] = -1
-        s_impr[~split_found] = 0.0
-        # --- record this level's nodes ----------------------------------------------
-        split_nodes = np.flatnonzero(split_found)
-        n_split = split_nodes.size
-        sp_tree = o_tree[split_nodes]
-        # children get consecutive level-order ids within their tree
-        first = np.searchsorted(sp_tree, sp_tree, side="left")
-        rank = np.arange(n_split) - first
-        left_local = np.full(m, -1, dtype=np.int64)
-        right_local = np.full(m, -1, dtype=np.int64)
-        left_local[split_nodes] = next_local[sp_tree] + 2 * rank
-        right_local[split_nodes] = left_local[split_nodes] + 1
-        next_local += 2 * np.bincount(sp_tree, minlength=len(jobs))
-        rec.tree.append(o_tree)
-        rec.local.append(o_local)
-        rec.feature.append(s_feature)
-        rec.threshold_bin.append(s_thr)
-        rec.missing_left.append(s_ml)
-        rec.left.append(left_local)
-        rec.right.append(right_local)
-        rec.value.append(value)
-        rec.impurity.append(imp)
-        rec.n.append(n_node.astype(np.int64))
-        rec.wn.append(np.asarray(total[:, 0] if not classification else total.sum(axis=1)))
-        rec.improvement.append(s_impr)
-        # Only categorical splits keep their table (a numeric one is its threshold).
-        rec.lut.append(s_lut[split_nodes[binned.is_categorical[s_feature[split_nodes]]]])
-        if n_split == 0:
-            break
-        # --- move instances to children; drop those that reached a leaf ----------------
-        child_of = np.full(m, -1, dtype=np.int64)
-        child_of[split_nodes] = np.arange(n_split) * 2
-        c = child_of[inst_node]
-        alive = c >= 0
-        inst_row, inst_w, inst_y, inst_node = (
-            inst_row[alive], inst_w[alive], inst_y[alive], inst_node[alive]
-        )
-        c = c[alive]
-        split_feature = s_feature[inst_node]
-        b = codes_flat[inst_row * d + split_feature]
-        # numeric: bins up to the threshold go left; the missing bin follows missing_left
-        goes_left = b <= s_thr[inst_node]
-        missing = b == binned.n_bins[split_feature]
-        if missing.any():
-            goes_left[missing] = s_ml[inst_node[missing]]
-        del split_feature, missing
-        cat_node = binned.is_categorical[np.maximum(s_feature, 0)] & split_found
-        if cat_node.any():
-            ci = np.flatnonzero(cat_node[inst_node])
-            goes_left[ci] = s_lut[inst_node[ci], b[ci]]
-        inst_node = c + (~goes_left).astype(np.int64)
-        o_tree = np.repeat(sp_tree, 2)
-        o_local = np.column_stack([left_local[split_nodes], right_local[split_nodes]]).ravel()
-        o_const = np.repeat(o_const[split_nodes], 2, axis=0)
-        o_rate = np.repeat(rate[split_nodes], 2)
-        depth += 1
-    return _assemble(rec, len(jobs), binned)
+        splittable &= weight >= 2 * min_weight_leaf
+    return NodeStats(total, n_node, imp, crit.leaf_value(total), weight, splittable,
+                     min_weight_leaf)
+
+
+def _min_impurity_decrease(growth: Growth, nodes: OpenNodes, found: NodeSplits) -> NodeSplits:
+    """Splits whose decrease (over the root weight) is below ``min_impurity_decrease``
+    become leaves."""
+    keep = (found.feature >= 0) & (
+        found.improvement / growth.root_weight[nodes.tree] + np.finfo(np.float64).eps
+        >= growth.params.min_impurity_decrease
+    )
+    found.feature[~keep] = -1
+    found.improvement[~keep] = 0.0
+    return found
+
+
+@dataclass(frozen=True, eq=False)
+class _Children:
+    tree: I64
+    local: I64
+
+    @property
+    def size(self) -> int:
+        return int(self.tree.size)
+
+
+def _record(
+    rec: _Records, nodes: OpenNodes, stats: NodeStats, splits: NodeSplits, next_local: I64,
+    table: CodeTable,
+) -> _Children:
+    """Append the level's nodes; the split nodes' children get consecutive level-order ids
+    within their tree (left then right, in node order)."""
+    m = nodes.size
+    split_nodes = np.flatnonzero(splits.found)
+    sp_tree = nodes.tree[split_nodes]
+    first = np.searchsorted(sp_tree, sp_tree, side="left")
+    rank = np.arange(split_nodes.size) - first
+    left_local = np.full(m, -1, dtype=np.int64)
+    right_local = np.full(m, -1, dtype=np.int64)
+    left_local[split_nodes] = next_local[sp_tree] + 2 * rank
+    right_local[split_nodes] = left_local[split_nodes] + 1
+    next_local += 2 * np.bincount(sp_tree, minlength=next_local.size)
+    rec.tree.append(nodes.tree)
+    rec.local.append(nodes.local)
+    rec.feature.append(splits.feature)
+    rec.threshold_bin.append(splits.threshold_bin)
+    rec.missing_left.append(splits.missing_left)
+    rec.left.append(left_local)
+    rec.right.append(right_local)
+    rec.value.append(stats.value)
+    rec.impurity.append(stats.impurity)
+    rec.n.append(stats.n_samples.astype(np.int64))
+    rec.wn.append(stats.weight)
+    rec.improvement.append(splits.improvement)
+    # Only categorical splits keep their table (a numeric one is its threshold).
+    rec.lut.append(splits.lut[split_nodes[table.is_categorical[splits.feature[split_nodes]]]])
+    return _Children(
+        np.repeat(sp_tree, 2),
+        np.column_stack([left_local[split_nodes], right_local[split_nodes]]).ravel(),
+    )
 
 
 def _column(

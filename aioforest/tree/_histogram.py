@@ -1,0 +1,538 @@
+"""Stage 1 of a level: histograms of the rows in the open nodes.
+
+For the candidate nodes of one search round, each with ``k`` drawn features ("slots"), a
+*group* is one (node, slot) pair and a *cell* one (group, bin) pair. :func:`build_histograms`
+returns, for every non-empty cell in increasing cell order, its statistics per channel
+(:class:`Histograms`). Two ways build them and both give the same numbers:
+
+* dense: ``np.bincount`` over every cell, cheap while the cells are few (top levels);
+* sorted: one ``np.sort`` of keys that pack (cell) above (class, count), then run lengths;
+  cheap when the cells far outnumber the rows (deep levels).
+
+With integer weights (bootstrap counts) the statistics are int64 and exact: histograms
+built where rows live can be summed (:func:`sum_histograms`) in any order and give the
+histograms of all the rows, bit for bit. That is the boundary between machines in
+data-parallel growth: only :class:`Histograms` (plain arrays) crosses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "CodeTable",
+    "DrawnFeatures",
+    "GiniScan",
+    "Histograms",
+    "LevelRows",
+    "build_histograms",
+    "node_totals",
+    "runs",
+    "sum_histograms",
+]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+B1 = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, eq=False)
+class CodeTable:
+    """The binned training rows as tree growth reads them.
+
+    ``codes`` is the row-major code matrix, flattened: the code of row ``r`` on feature
+    ``f`` is ``codes[r * n_features + f]`` (the k drawn features of one row then share a
+    cache line). ``n_bins[f]`` counts feature ``f``'s real bins; code ``n_bins[f]`` is its
+    missing-value bin.
+    """
+
+    codes: npt.NDArray[np.uint8]
+    n_features: int
+    n_bins: npt.NDArray[np.int32]
+    is_categorical: B1
+
+    def code(self, rows: I64, features: I64) -> npt.NDArray[np.uint8]:
+        """The codes of ``rows`` on ``features`` (same shape, paired element-wise)."""
+        out: npt.NDArray[np.uint8] = self.codes[rows * self.n_features + features]
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class LevelRows:
+    """The rows in a level's open nodes: one instance per (tree, in-bag row).
+
+    ``node`` is each instance's index among the nodes being processed, ``weight`` its
+    in-bag weight (a bootstrap count, times any sample weight) and ``y`` its class code or
+    target.
+    """
+
+    row: I64
+    weight: F64
+    y: I64 | F64
+    node: I64
+
+    @property
+    def size(self) -> int:
+        return int(self.row.size)
+
+    def take(self, keep: B1 | I64, node: I64 | None = None) -> LevelRows:
+        """The instances selected by ``keep``, with new node indices if given."""
+        return LevelRows(
+            self.row[keep], self.weight[keep], self.y[keep],
+            self.node[keep] if node is None else node,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class DrawnFeatures:
+    """The features each candidate node scores in one round, in draw order.
+
+    ``features[i, j]`` is slot ``j`` of candidate ``i``; only slots with ``valid`` set are
+    used (nodes draw different numbers of features).
+    """
+
+    features: I64
+    valid: B1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        s, k = self.features.shape
+        return int(s), int(k)
+
+
+@dataclass(frozen=True, eq=False)
+class Histograms:
+    """The statistics of every non-empty (node, slot, bin) cell of one round.
+
+    ``cells`` are cell ids ``(node * k + slot) * bins_per_group + bin`` in increasing order;
+    ``stats`` their statistics, channel-major ``(n_channels, n_cells)``: int64 (exact) with
+    integer weights, float64 otherwise; ``counts`` their row counts, or None when no rule
+    needs them (``min_samples_leaf`` of 1).
+    """
+
+    cells: I64
+    stats: npt.NDArray[Any]
+    counts: I64 | None
+    bins_per_group: int
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Plain arrays, for a wire or a file."""
+        out: dict[str, npt.NDArray[Any]] = {
+            "cells": self.cells, "stats": self.stats,
+            "bins_per_group": np.array([self.bins_per_group], dtype=np.int64),
+        }
+        if self.counts is not None:
+            out["counts"] = self.counts
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, npt.NDArray[Any]]) -> Histograms:
+        cells = np.asarray(arrays["cells"], dtype=np.int64)
+        stats = np.asarray(arrays["stats"])
+        counts = arrays.get("counts")
+        if stats.ndim != 2 or stats.shape[1] != cells.size or cells.ndim != 1:
+            raise ValueError(f"histogram stats {stats.shape} do not match {cells.size} cells")
+        if counts is not None and np.shape(counts) != cells.shape:
+            raise ValueError(f"histogram counts {np.shape(counts)} != cells {cells.shape}")
+        if cells.size > 1 and not bool(np.all(cells[1:] > cells[:-1])):
+            raise ValueError("histogram cells must be strictly increasing")
+        return cls(cells, stats, None if counts is None else np.asarray(counts, np.int64),
+                   int(np.asarray(arrays["bins_per_group"]).reshape(-1)[0]))
+
+
+@dataclass(frozen=True, eq=False)
+class GiniScan:
+    """Gini's class-count-independent form of the histograms (many classes, one process).
+
+    Per non-empty cell, in cell order: the increments of ``sum_c L_c^2`` (``sq``), of
+    ``sum_c T_c*L_c`` (``tl``) and of ``W_L`` (``w``) as the cell's rows join the left side
+    of a scan in bin order, ``L_c`` being the left count of class ``c`` and ``T_c`` the
+    node's. ``tl`` and ``w`` are sums over rows and could be summed across machines; ``sq``
+    depends on the rows before the cell, so this form stays where all rows are.
+    """
+
+    cells: I64
+    sq: F64
+    tl: F64
+    w: F64
+    bins_per_group: int
+
+
+def runs(sorted_values: npt.NDArray[Any]) -> tuple[I64, I64]:
+    """For a sorted array: the start of each run of equal values, and each element's run."""
+    new = np.empty(sorted_values.size, dtype=bool)
+    new[0] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    run = np.cumsum(new, dtype=np.int64)
+    run -= 1
+    return starts, run
+
+
+def node_totals(
+    rows: LevelRows, n_nodes: int, n_channels: int, classification: bool,
+    class_weight: F64 | None,
+) -> npt.NDArray[Any]:
+    """Each node's statistics, node-major ``(n_nodes, n_channels)`` (class-weighted)."""
+    if classification:
+        total = np.bincount(
+            rows.node * n_channels + rows.y, weights=rows.weight, minlength=n_nodes * n_channels
+        ).reshape(n_nodes, n_channels)
+        return total * class_weight if class_weight is not None else total
+    yv = rows.y.astype(np.float64)
+    return np.stack(
+        [
+            np.bincount(rows.node, weights=rows.weight, minlength=n_nodes),
+            np.bincount(rows.node, weights=rows.weight * yv, minlength=n_nodes),
+            np.bincount(rows.node, weights=rows.weight * yv * yv, minlength=n_nodes),
+        ],
+        axis=1,
+    )
+
+
+def sum_histograms(parts: Sequence[Histograms]) -> Histograms:
+    """The histograms of the union of the rows that ``parts`` were built from.
+
+    Integer statistics are exact, so the result does not depend on the order of ``parts``;
+    float statistics are summed in the order given.
+    """
+    if not parts:
+        raise ValueError("sum_histograms needs at least one part")
+    bins_per_group = parts[0].bins_per_group
+    if any(p.bins_per_group != bins_per_group for p in parts):
+        raise ValueError("histograms of different layouts cannot be summed")
+    if len(parts) == 1:
+        return parts[0]
+    cells = np.concatenate([p.cells for p in parts])
+    order = np.argsort(cells, kind="stable")
+    cells = cells[order]
+    starts, _ = runs(cells) if cells.size else (np.zeros(0, np.int64), None)
+    stats = np.concatenate([p.stats for p in parts], axis=1)[:, order]
+    with_counts = all(p.counts is not None for p in parts)
+    counts = None
+    if with_counts and cells.size:
+        counts = np.add.reduceat(
+            np.concatenate([p.counts for p in parts if p.counts is not None])[order], starts
+        )
+    if cells.size:
+        stats = np.add.reduceat(stats, starts, axis=1)
+    return Histograms(cells[starts], stats, counts, bins_per_group)
+
+
+def _entries_sorted_packed(
+    keys: npt.NDArray[Any], payload_bits: int, w_bits: int, cls_bits: int,
+    n_channels: int, with_counts: bool,
+) -> Histograms:
+    """Histograms from sorted keys ``cell << payload_bits | class << w_bits | count``."""
+    kt = keys.dtype.type
+    cells = keys >> kt(payload_bits)
+    starts, run = runs(cells)
+    n_elements = cells.size
+    ent_cells = cells[starts].astype(np.int64)
+    del cells
+    n_entries = starts.size
+    # channel-major: index = class * n_entries + entry
+    ys = ((keys >> kt(w_bits)) & kt((1 << cls_bits) - 1)).astype(np.int64)
+    ys *= n_entries
+    ys += run
+    del run
+    ws = (keys & kt((1 << w_bits) - 1)).astype(np.float64)
+    stats = np.bincount(ys, weights=ws, minlength=n_entries * n_channels).reshape(
+        n_channels, n_entries
+    )
+    del ys, ws
+    counts = np.diff(np.append(starts, n_elements)) if with_counts else None
+    # integer counts: their prefix sums are exact, and integer cumsum is fast
+    return Histograms(ent_cells, stats.astype(np.int64), counts, 0)
+
+
+def _entries_sorted_general(
+    cell: I64, y: npt.NDArray[Any], w: F64, n_channels: int, classification: bool,
+    integral: bool,
+) -> Histograms:
+    """Histograms via a stable argsort, for weights or targets that cannot be packed."""
+    order = np.argsort(cell, kind="stable")
+    cells_sorted = cell[order]
+    starts, run = runs(cells_sorted)
+    n_entries = starts.size
+    ws = w[order]
+    if classification:
+        stats = np.bincount(
+            y[order].astype(np.int64) * n_entries + run, weights=ws,
+            minlength=n_entries * n_channels,
+        ).reshape(n_channels, n_entries)
+    else:
+        yv = y.astype(np.float64)[order]
+        wy = ws * yv
+        stats = np.stack(
+            [
+                np.bincount(run, weights=ws, minlength=n_entries),
+                np.bincount(run, weights=wy, minlength=n_entries),
+                np.bincount(run, weights=wy * yv, minlength=n_entries),
+            ]
+        )
+    counts = np.diff(np.append(starts, cells_sorted.size))
+    return Histograms(
+        cells_sorted[starts], stats.astype(np.int64) if integral else stats, counts, 0
+    )
+
+
+def _entries_dense(
+    cell: I64, n_cells: int, y: npt.NDArray[Any], w: F64, n_channels: int,
+    classification: bool, integral: bool,
+) -> Histograms:
+    """Histograms via dense bincounts over every cell.
+
+    With classification, ``y`` is scratch: it becomes the (class, cell) index in place.
+    """
+    counts_all = np.bincount(cell, minlength=n_cells)
+    present = np.flatnonzero(counts_all)
+    if classification:
+        index = np.asarray(y, dtype=np.int64)
+        index *= n_cells
+        index += cell
+        full = np.bincount(index, weights=w, minlength=n_cells * n_channels).reshape(
+            n_channels, n_cells
+        )
+        del index
+        stats = full[:, present]
+        del full
+    else:
+        yv = y.astype(np.float64)
+        wy = w * yv
+        stats = np.stack(
+            [
+                np.bincount(cell, weights=w, minlength=n_cells)[present],
+                np.bincount(cell, weights=wy, minlength=n_cells)[present],
+                np.bincount(cell, weights=wy * yv, minlength=n_cells)[present],
+            ]
+        )
+    return Histograms(
+        present.astype(np.int64), stats.astype(np.int64) if integral else stats,
+        counts_all[present], 0,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _Elements:
+    """The bin of every used (instance, slot) element of a round.
+
+    Either ``bins`` is ``(n_inst, k)`` with ``valid`` (None: all used) marking the used
+    elements, or ``pairs`` lists the used (instance, slot) pairs and ``bins`` is flat.
+    """
+
+    bins: npt.NDArray[np.uint8]
+    valid: B1 | None
+    pairs: tuple[I64, I64] | None
+    count: int
+
+
+def _elements(table: CodeTable, rows: LevelRows, drawn: DrawnFeatures) -> _Elements:
+    # Nodes draw different numbers of features. While most slots are used, every
+    # (instance, slot) pair is built and the unused ones are compressed out at the end:
+    # whole-row np.take gathers are several times faster than gathering pairs one by one.
+    # Otherwise (a round where a few nodes draw many features) only the used pairs are.
+    k = drawn.features.shape[1]
+    valid: B1 | None = None
+    if not bool(drawn.valid.all()):
+        valid = np.take(drawn.valid, rows.node, axis=0).reshape(-1)
+    n_elements = rows.size * k if valid is None else int(np.count_nonzero(valid))
+    if valid is not None and 2 * n_elements < valid.size:
+        flat = np.flatnonzero(valid)
+        del valid
+        e_inst, e_slot = np.divmod(flat, k)
+        del flat
+        bins = table.code(
+            rows.row[e_inst], drawn.features.reshape(-1)[rows.node[e_inst] * k + e_slot]
+        )
+        return _Elements(bins, None, (e_inst, e_slot), n_elements)
+    idx = np.take(drawn.features, rows.node, axis=0)
+    idx += (rows.row * table.n_features)[:, None]
+    return _Elements(table.codes[idx], valid, None, n_elements)
+
+
+def _packed_keys(
+    el: _Elements, rows: LevelRows, k: int, n_bins_d: int, payload_bits: int, w_bits: int,
+    n_cells: int,
+) -> npt.NDArray[Any]:
+    """Sorted ``cell << payload | class << w_bits | count`` keys of every used element.
+
+    Built from an instance part, a slot part and the bin, without materialising group ids;
+    32-bit keys sort faster, and most levels fit.
+    """
+    kt: Any = np.uint32 if n_cells.bit_length() + payload_bits <= 32 else np.uint64
+    pb = kt(payload_bits)
+    inst_part = (rows.node.astype(kt) * kt(k * n_bins_d)) << pb
+    inst_part |= (rows.y.astype(kt) << kt(w_bits)) | rows.weight.astype(kt)
+    slot_part = (np.arange(k, dtype=kt) * kt(n_bins_d)) << pb
+    keys = el.bins.astype(kt)
+    keys <<= pb
+    if el.pairs is not None:
+        keys += inst_part[el.pairs[0]]
+        keys += slot_part[el.pairs[1]]
+    else:
+        keys += inst_part[:, None]
+        keys += slot_part[None, :]
+        keys = keys.reshape(-1) if el.valid is None else keys.reshape(-1)[el.valid]
+    del inst_part
+    keys.sort()
+    return keys
+
+
+def _element_cells(
+    el: _Elements, rows: LevelRows, k: int, n_bins_d: int
+) -> tuple[I64, npt.NDArray[Any], F64]:
+    """The cell, class or target, and weight of every used element."""
+    if el.pairs is not None:
+        e_inst, e_slot = el.pairs
+        cell = rows.node[e_inst] * (k * n_bins_d) + e_slot * n_bins_d + el.bins
+        return cell, rows.y[e_inst], rows.weight[e_inst]
+    cell = (rows.node * (k * n_bins_d))[:, None] + (
+        np.arange(k, dtype=np.int64) * n_bins_d
+    )[None, :]
+    cell += el.bins
+    cell = cell.reshape(-1)
+    e_y = np.repeat(rows.y, k)
+    e_w = np.repeat(rows.weight, k)
+    if el.valid is not None:
+        cell, e_y, e_w = cell[el.valid], e_y[el.valid], e_w[el.valid]
+    return cell, e_y, e_w
+
+
+def build_histograms(
+    table: CodeTable,
+    rows: LevelRows,
+    drawn: DrawnFeatures,
+    *,
+    n_channels: int,
+    classification: bool,
+    integral: bool,
+    with_counts: bool,
+    prefer_dense: Callable[[int, int, int], bool],
+    gini_scan_totals: F64 | None = None,
+) -> Histograms | GiniScan:
+    """The histograms of ``rows`` on each candidate's drawn features.
+
+    ``rows.node`` indexes the candidates (rows of ``drawn``). ``prefer_dense(n_cells,
+    n_channels, n_elements)`` chooses the dense or the sorted path. With
+    ``gini_scan_totals`` (the candidates' class totals, channel-major) the result is a
+    :class:`GiniScan` where that form applies (exact integer weights and no missing
+    value), else :class:`Histograms`. The per-element temporaries are dropped as soon as
+    they are used, which bounds a round's peak memory at a few of them.
+    """
+    k = drawn.features.shape[1]
+    n_bins_d = int(table.n_bins[drawn.features[drawn.valid]].max(initial=1)) + 1
+    el = _elements(table, rows, drawn)
+    n_cells = drawn.features.shape[0] * k * n_bins_d
+    dense = prefer_dense(n_cells, n_channels, el.count)
+    if classification and integral and not dense:
+        cls_bits = max(int(n_channels - 1).bit_length(), 1)
+        w_bits = max(int(rows.weight.max(initial=1)).bit_length(), 1)
+        payload_bits = cls_bits + w_bits
+        if n_cells.bit_length() + payload_bits <= 63:
+            keys = _packed_keys(el, rows, k, n_bins_d, payload_bits, w_bits, n_cells)
+            del el
+            if gini_scan_totals is not None:
+                scan = _gini_scan(
+                    keys, payload_bits, w_bits, cls_bits, n_channels, n_bins_d,
+                    drawn.features, table.n_bins, gini_scan_totals,
+                )
+                if scan is not None:
+                    return scan
+            hist = _entries_sorted_packed(
+                keys, payload_bits, w_bits, cls_bits, n_channels, with_counts
+            )
+            return Histograms(hist.cells, hist.stats, hist.counts, n_bins_d)
+    cell, e_y, e_w = _element_cells(el, rows, k, n_bins_d)
+    del el
+    if dense:
+        hist = _entries_dense(cell, n_cells, e_y, e_w, n_channels, classification, integral)
+    else:
+        hist = _entries_sorted_general(cell, e_y, e_w, n_channels, classification, integral)
+    del cell, e_y, e_w
+    return Histograms(hist.cells, hist.stats, hist.counts, n_bins_d)
+
+
+def _gini_scan(
+    keys: npt.NDArray[Any], payload_bits: int, w_bits: int, cls_bits: int, n_channels: int,
+    n_bins_d: int, feats: I64, n_bins: npt.NDArray[np.int32], node_total: F64,
+) -> GiniScan | None:
+    """The :class:`GiniScan` of sorted packed keys (None: not applicable).
+
+    Scanning a group's elements in bin order, adding an element of class c and count w to
+    the left side raises sum_c L_c^2 by 2*w*L_c + w^2 and sum_c T_c*L_c by w*T_c, where L_c
+    is the count of class c before it. Those increments are summed per cell. All sums are
+    of integers, so they are exact.
+    """
+    k = feats.shape[1]
+    n = keys.size
+    kt = keys.dtype.type
+    # Per-element arrays are dropped as soon as they are used up (they dominate the memory).
+    cells = keys >> kt(payload_bits)
+    starts, run = runs(cells)
+    ent_cells = cells[starts].astype(np.int64)
+    ent_grp = ent_cells // n_bins_d
+    if np.any(ent_cells - ent_grp * n_bins_d == n_bins[feats.reshape(-1)[ent_grp]]):
+        return None  # missing values: the general path handles their direction
+    e_grp = (cells // kt(n_bins_d)).astype(np.int64)
+    del cells
+    ys = ((keys >> kt(w_bits)) & kt((1 << cls_bits) - 1)).astype(np.int64)
+    ws = (keys & kt((1 << w_bits) - 1)).astype(np.float64)
+    before = _same_class_before(e_grp, ys, ws, n_channels, n)
+    if before is None:
+        return None
+    e_node = e_grp // k
+    del e_grp
+    t_e = node_total[ys, e_node]
+    del ys, e_node
+    n_entries = starts.size
+    # ws * (2 * before + ws) and ws * t_e, computed in place
+    before *= 2.0
+    before += ws
+    before *= ws
+    inc_sq = np.bincount(run, weights=before, minlength=n_entries)
+    del before
+    t_e *= ws
+    inc_tl = np.bincount(run, weights=t_e, minlength=n_entries)
+    del t_e
+    inc_w = np.bincount(run, weights=ws, minlength=n_entries)
+    return GiniScan(ent_cells, inc_sq.astype(np.float64, copy=False),
+                    inc_tl.astype(np.float64, copy=False), inc_w.astype(np.float64, copy=False),
+                    n_bins_d)
+
+
+def _same_class_before(
+    e_grp: I64, ys: I64, ws: F64, n_channels: int, n: int
+) -> F64 | None:
+    """Each element's count of its class earlier in its group (None: keys do not fit).
+
+    Orders elements by (group, class), keeping their scan position in the low bits, and
+    takes exclusive running sums.
+    """
+    pos_bits = max(int(n).bit_length(), 1)
+    gc = e_grp * n_channels + ys
+    if int(gc[-1]).bit_length() + pos_bits > 63:
+        return None
+    key2 = gc.astype(np.uint64)
+    del gc
+    key2 <<= np.uint64(pos_bits)
+    key2 |= np.arange(n, dtype=np.uint64)
+    key2.sort()
+    pos2 = (key2 & np.uint64((1 << pos_bits) - 1)).astype(np.int64)
+    key2 >>= np.uint64(pos_bits)
+    seg_starts, seg_id = runs(key2)
+    del key2
+    w2 = ws[pos2]
+    running = np.cumsum(w2)
+    running -= w2
+    del w2
+    running -= running[seg_starts][seg_id]
+    del seg_id
+    before = np.empty(n)
+    before[pos2] = running
+    return before
