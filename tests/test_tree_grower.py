@@ -1,0 +1,92 @@
+"""The growth driver: levels of three stages, and the cut data-parallel growth makes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tree_stage_helpers import random_level
+
+from aioforest.data._binning import Binner
+from aioforest.tree._builder import FitCancelled, GrowParams, TreeJob, grow_trees
+from aioforest.tree._criterion import Gini
+from aioforest.tree._histogram import Histograms, build_histograms, node_totals, sum_histograms
+from aioforest.tree._routing import NodeSplits, route_rows
+from aioforest.tree._splitter import Arithmetic
+from aioforest.tree._splitting import Candidates, SplitRules, choose_splits
+
+PARAMS = GrowParams("gini", 2, 10**9, 2, 1, 0.0, 0.0, 2)
+
+
+def _hist(table, rows, drawn):
+    h = build_histograms(table, rows, drawn, n_channels=3, classification=True, integral=True,
+                         with_counts=False, prefer_dense=lambda *_: False)
+    assert isinstance(h, Histograms)
+    return h
+
+
+def test_a_level_cut_over_row_partitions_chooses_and_routes_as_one_machine() -> None:
+    # Histograms where rows live, summed; split choice on the sums; routing where rows
+    # live: the same splits and the same children as with all rows in one place.
+    table, rows, drawn = random_level(8, n_rows=400)
+    n_nodes = drawn.features.shape[0]
+    rules = SplitRules(Gini(), table.n_bins, table.is_categorical, None, 1, False)
+    parts = [rows.take(np.flatnonzero(rows.row % 3 == p)) for p in range(3)]
+    totals = sum(node_totals(p, n_nodes, 3, True, None) for p in parts)
+    assert np.array_equal(totals, node_totals(rows, n_nodes, 3, True, None))
+    cand = Candidates(drawn, np.full(n_nodes, 99), np.ascontiguousarray(totals.T), None)
+    whole = choose_splits(_hist(table, rows, drawn), cand, rules)
+    cut = choose_splits(sum_histograms([_hist(table, p, drawn) for p in parts]), cand, rules)
+    for name in ("feature", "threshold_bin", "missing_left", "improvement", "lut"):
+        assert np.array_equal(getattr(whole, name), getattr(cut, name)), name
+    splits = NodeSplits(whole.feature, whole.threshold_bin, whole.missing_left,
+                        whole.improvement, whole.lut)
+    routed = route_rows(table, rows, splits)
+    child = dict(zip(routed.row.tolist(), routed.node.tolist(), strict=True))
+    for p in parts:
+        out = route_rows(table, p, splits)
+        assert all(child[r] == c for r, c in zip(out.row.tolist(), out.node.tolist(),
+                                                   strict=True))
+
+
+def _stairs() -> tuple[np.ndarray, np.ndarray]:
+    x = np.arange(40, dtype=np.float64)
+    return np.column_stack([x, np.zeros_like(x)]), (x // 10 % 2).astype(np.int64)
+
+
+def test_grown_trees_separate_separable_classes_into_pure_leaves() -> None:
+    X, y = _stairs()
+    binned = Binner().fit(X)
+    job = TreeJob(key=1, rows=np.arange(40), weight=np.ones(40))
+    (tree,) = grow_trees(binned, y, [job], PARAMS, Arithmetic(True, True))
+    leaves = tree.feature < 0
+    assert set(np.unique(tree.value[leaves].max(axis=1))) == {1.0}  # pure
+    assert set(tree.feature[~leaves].tolist()) == {0}  # the constant feature never splits
+    assert tree.n_node_samples[0] == 40 and tree.n_leaves == 4
+
+
+def test_growth_stops_with_fit_cancelled_when_asked_between_levels() -> None:
+    X, y = _stairs()
+    binned = Binner().fit(X)
+    job = TreeJob(key=1, rows=np.arange(40), weight=np.ones(40))
+    levels = []
+
+    def stop_at_second_level() -> bool:
+        levels.append(1)
+        return len(levels) == 2
+
+    with pytest.raises(FitCancelled, match="depth 1"):
+        grow_trees(binned, y, [job], PARAMS, Arithmetic(True, True),
+                   should_stop=stop_at_second_level)
+
+
+def test_a_tree_grows_the_same_alone_and_in_a_batch() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+    binned = Binner().fit(X)
+    jobs = [TreeJob(key=k, rows=np.arange(300), weight=rng.integers(0, 3, 300).astype(float))
+            for k in range(3)]
+    batch = grow_trees(binned, y, jobs, PARAMS, Arithmetic(True, True))
+    alone = grow_trees(binned, y, [jobs[1]], PARAMS, Arithmetic(True, True))
+    for name, value in alone[0].arrays().items():
+        assert np.array_equal(value, batch[1].arrays()[name], equal_nan=True), name

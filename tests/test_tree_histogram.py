@@ -1,0 +1,131 @@
+"""Stage 1: histograms of the rows in the open nodes."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from tree_stage_helpers import brute_histogram, random_level
+
+from aioforest.tree._histogram import (
+    GiniScan,
+    Histograms,
+    LevelRows,
+    build_histograms,
+    node_totals,
+    sum_histograms,
+)
+
+PATHS = {"dense": lambda *_: True, "sorted": lambda *_: False}
+
+
+def _build(table, rows, drawn, *, path, integral=True, with_counts=True, scan=None):
+    return build_histograms(
+        table, rows, drawn, n_channels=3, classification=True, integral=integral,
+        with_counts=with_counts, prefer_dense=PATHS[path], gini_scan_totals=scan,
+    )
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("integral", [True, False], ids=["counts", "float-weights"])
+def test_histograms_count_every_row_in_its_cell(path: str, integral: bool) -> None:
+    table, rows, drawn = random_level(1, float_weights=not integral)
+    hist = _build(table, rows, drawn, path=path, integral=integral)
+    assert isinstance(hist, Histograms)
+    expected = brute_histogram(table, rows, drawn, 3, hist.bins_per_group)
+    assert hist.cells.tolist() == sorted(expected)
+    assert hist.stats.dtype == (np.int64 if integral else np.float64)
+    got = {int(c): hist.stats[:, j] for j, c in enumerate(hist.cells)}
+    for cell, want in expected.items():
+        np.testing.assert_allclose(got[cell], want, rtol=1e-12)
+    # counts: rows per cell
+    counts = {}
+    k = drawn.features.shape[1]
+    for i in range(rows.size):
+        for slot in range(k):
+            if drawn.valid[rows.node[i], slot]:
+                f = drawn.features[rows.node[i], slot]
+                cell = (rows.node[i] * k + slot) * hist.bins_per_group + table.codes[
+                    rows.row[i] * table.n_features + f]
+                counts[int(cell)] = counts.get(int(cell), 0) + 1
+    assert hist.counts is not None
+    assert hist.counts.tolist() == [counts[c] for c in sorted(counts)]
+
+
+def test_dense_and_sorted_paths_give_identical_arrays() -> None:
+    table, rows, drawn = random_level(2)
+    a = _build(table, rows, drawn, path="dense")
+    b = _build(table, rows, drawn, path="sorted")
+    assert isinstance(a, Histograms) and isinstance(b, Histograms)
+    for name in ("cells", "stats", "counts"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_summing_the_histograms_of_row_partitions_gives_the_whole_in_any_order() -> None:
+    # the data-parallel boundary: rows split over machines, integer sums, any order
+    table, rows, drawn = random_level(3, n_rows=300)
+    whole = _build(table, rows, drawn, path="sorted")
+    assert isinstance(whole, Histograms)
+    rng = np.random.default_rng(0)
+    part_of = rng.integers(0, 3, rows.size)
+    parts = []
+    for p in range(3):
+        sel = np.flatnonzero(part_of == p)
+        h = _build(table, rows.take(sel), drawn, path="dense" if p == 1 else "sorted")
+        assert isinstance(h, Histograms)
+        parts.append(Histograms(h.cells, h.stats, h.counts, h.bins_per_group))
+    for order in itertools.permutations(range(3)):
+        total = sum_histograms([parts[i] for i in order])
+        assert np.array_equal(total.cells, whole.cells)
+        assert np.array_equal(total.stats, whole.stats)
+        assert np.array_equal(total.counts, whole.counts)
+
+
+def test_histograms_of_different_layouts_are_not_summed() -> None:
+    h = Histograms(np.array([1]), np.ones((2, 1), np.int64), None, 4)
+    with pytest.raises(ValueError, match="different layouts"):
+        sum_histograms([h, Histograms(h.cells, h.stats, None, 5)])
+    with pytest.raises(ValueError, match="at least one"):
+        sum_histograms([])
+
+
+def test_histograms_cross_as_plain_arrays_and_bad_ones_are_refused() -> None:
+    table, rows, drawn = random_level(4)
+    hist = _build(table, rows, drawn, path="sorted")
+    assert isinstance(hist, Histograms)
+    arrays = hist.arrays()
+    assert all(isinstance(v, np.ndarray) for v in arrays.values())
+    back = Histograms.from_arrays(arrays)
+    assert np.array_equal(back.cells, hist.cells) and np.array_equal(back.stats, hist.stats)
+    assert back.bins_per_group == hist.bins_per_group
+    with pytest.raises(ValueError, match="strictly increasing"):
+        Histograms.from_arrays(arrays | {"cells": arrays["cells"][::-1].copy()})
+    with pytest.raises(ValueError, match="do not match"):
+        Histograms.from_arrays(arrays | {"stats": arrays["stats"][:, :-1]})
+
+
+def test_node_totals_are_per_node_class_weights_and_regression_moments() -> None:
+    rows = LevelRows(np.arange(4), np.array([1.0, 2.0, 3.0, 1.0]), np.array([0, 1, 1, 0]),
+                     np.array([0, 0, 1, 1]))
+    total = node_totals(rows, 2, 2, True, np.array([1.0, 0.5]))
+    assert total.tolist() == [[1.0, 1.0], [1.0, 1.5]]
+    reg = LevelRows(rows.row, rows.weight, np.array([1.0, 2.0, 3.0, 5.0]), rows.node)
+    moments = node_totals(reg, 2, 3, False, None)
+    assert moments.tolist() == [[3.0, 5.0, 9.0], [4.0, 14.0, 52.0]]
+
+
+def test_gini_scan_needs_no_missing_values_and_its_linear_parts_match_the_histograms() -> None:
+    table, rows, drawn = random_level(5, missing=False)
+    totals = np.ascontiguousarray(node_totals(rows, 3, 3, True, None).T)
+    scan = _build(table, rows, drawn, path="sorted", with_counts=False, scan=totals)
+    hist = _build(table, rows, drawn, path="sorted", with_counts=False)
+    assert isinstance(scan, GiniScan) and isinstance(hist, Histograms)
+    assert np.array_equal(scan.cells, hist.cells)
+    # w is the cell's weight; tl the cell's classes weighted by the node's totals
+    assert np.array_equal(scan.w, hist.stats.sum(axis=0).astype(np.float64))
+    node = hist.cells // hist.bins_per_group // drawn.features.shape[1]
+    assert np.array_equal(scan.tl, np.einsum("cn,cn->n", totals[:, node], hist.stats))
+    with_missing = random_level(5, missing=True)
+    assert isinstance(_build(*with_missing, path="sorted", with_counts=False, scan=totals),
+                      Histograms)
