@@ -72,50 +72,12 @@ def read_csv(
         ``categorical`` column, a missing or (regression) non-numeric label, and a
         classification target with a single class.
     """
-    if task not in get_args(Task):
-        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-    if isinstance(na_values, str) or not all(isinstance(v, str) for v in na_values):
-        raise TypeError("na_values must be a collection of str, e.g. ('', 'NA')")
-    if not isinstance(delimiter, str) or len(delimiter) != 1:
-        raise ValueError(f"delimiter must be a single character, got {delimiter!r}")
+    _check_options(task, na_values, delimiter)
     na = frozenset(v.strip() for v in na_values)
-
     with open_text(path_or_file) as (f, path, source):
         rows, starts = _read_records(f, path, delimiter)
-
-    if header:
-        if not rows:
-            raise DataError("no data rows (the file is empty)", path=path)
-        header_line: int | None = starts[0]
-        names = _header_names(rows[0], path, starts[0])
-        rows, starts = rows[1:], starts[1:]
-        if not rows:
-            raise DataError("no data rows (only a header)", path=path)
-        d = len(names)
-    else:
-        if not rows:
-            raise DataError("no data rows (the file is empty)", path=path)
-        header_line = None
-        d = len(rows[0])
-
-    # Where to point for a column named in the arguments: the header, else the first row.
-    ref_line = header_line if header_line is not None else starts[0]
-    t: int | None = None
-    if target is not None:
-        if not header and isinstance(target, str):
-            raise DataError(f"target {target!r} is given by name but the file has no header "
-                            f"(header=False); give a column index", path=path)
-        t = _column_index(target, names if header else None, d, "target", path, ref_line)
-    if not header:
-        names = []
-        k = 0
-        for j in range(d):
-            if j == t:
-                names.append("y")
-            else:
-                names.append(f"x{k}")
-                k += 1
-
+    names, rows, starts, t, ref_line = _layout(rows, starts, header, target, path)
+    d = len(names)
     forced: set[int] = set()
     if categorical is not None:
         refs = [categorical] if isinstance(categorical, str | int) else list(categorical)
@@ -129,10 +91,68 @@ def read_csv(
     feature_columns = [j for j in range(d) if j != t]
     if not feature_columns:
         raise DataError("no feature columns (the file has only the target column)", path=path)
-
     columns = list(zip(*rows, strict=True))
     del rows
-    n = len(starts)
+    encoded, features = _encode_features(columns, feature_columns, names, forced, na)
+    y = None
+    target_name = "target"
+    if t is not None:
+        target_name = names[t]
+        y = _target_column(columns[t], na, task, path, starts, t, target_name)
+    return Dataset._from_parts(encoded, y, tuple(features), target_name=target_name,
+                               source=source, task=task)
+
+
+def _check_options(task: object, na_values: Collection[str], delimiter: object) -> None:
+    if task not in get_args(Task):
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    if isinstance(na_values, str) or not all(isinstance(v, str) for v in na_values):
+        raise TypeError("na_values must be a collection of str, e.g. ('', 'NA')")
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter must be a single character, got {delimiter!r}")
+
+
+def _layout(
+    rows: list[list[str]], starts: list[int], header: bool, target: ColumnRef | None,
+    path: str,
+) -> tuple[list[str], list[list[str]], list[int], int | None, int]:
+    """(column names, data rows, their lines, the target's index, the line to point at for
+    a column named in the arguments: the header, else the first row)."""
+    if not rows:
+        raise DataError("no data rows (the file is empty)", path=path)
+    header_names: list[str] | None = None
+    ref_line = starts[0]
+    if header:
+        header_names = _header_names(rows[0], path, starts[0])
+        rows, starts = rows[1:], starts[1:]
+        if not rows:
+            raise DataError("no data rows (only a header)", path=path)
+    d = len(header_names) if header_names is not None else len(rows[0])
+    t: int | None = None
+    if target is not None:
+        if not header and isinstance(target, str):
+            raise DataError(f"target {target!r} is given by name but the file has no header "
+                            f"(header=False); give a column index", path=path)
+        t = _column_index(target, header_names, d, "target", path, ref_line)
+    if header_names is not None:
+        return header_names, rows, starts, t, ref_line
+    names = []
+    k = 0
+    for j in range(d):
+        if j == t:
+            names.append("y")
+        else:
+            names.append(f"x{k}")
+            k += 1
+    return names, rows, starts, t, ref_line
+
+
+def _encode_features(
+    columns: list[tuple[str, ...]], feature_columns: list[int], names: list[str],
+    forced: set[int], na: frozenset[str],
+) -> tuple[FloatArray, list[Feature]]:
+    """The float64 matrix (categories as codes, NaN for missing) and each feature's kind."""
+    n = len(columns[0]) if columns else 0
     encoded = np.empty((n, len(feature_columns)), dtype=np.float64)
     features: list[Feature] = []
     for k, j in enumerate(feature_columns):
@@ -144,14 +164,7 @@ def read_csv(
             feature = Feature(names[j], "numeric")
         features.append(feature)
         encoded[:, k] = values
-
-    y = None
-    target_name = "target"
-    if t is not None:
-        target_name = names[t]
-        y = _target_column(columns[t], na, task, path, starts, t, target_name)
-    return Dataset._from_parts(encoded, y, tuple(features), target_name=target_name,
-                               source=source, task=task)
+    return encoded, features
 
 
 def _read_records(f: IO[str], path: str, delimiter: str) -> tuple[list[list[str]], list[int]]:
