@@ -27,6 +27,7 @@ import numpy.typing as npt
 from .._base import BaseEstimator
 from .._validation import Prepared, check_int, prepare, resolve_seed
 from ..data._binning import BinnedData, Binner, transform
+from ..tree import register_model
 from ..tree._arrays import TreeArrays
 from ..tree._classes import (
     DecisionTreeClassifier,
@@ -468,6 +469,7 @@ class _BaseForest(BaseEstimator, TreeModel):
         return np.concatenate(parts, axis=0)
 
 
+@register_model
 class RandomForestClassifier(_BaseForest, ClassifierMixin):
     """A random forest of histogram classification trees.
 
@@ -528,6 +530,7 @@ class RandomForestClassifier(_BaseForest, ClassifierMixin):
         return labels
 
 
+@register_model
 class RandomForestRegressor(_BaseForest, RegressorMixin):
     """A random forest of histogram regression trees (squared error)."""
 

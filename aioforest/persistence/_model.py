@@ -15,6 +15,7 @@ import numpy as np
 from .._version import __version__
 from ..data import Feature
 from ..data._binning import BinnedData
+from ..tree import model_classes
 from ..tree._arrays import TreeArrays
 from ..tree._plan import ForestPlan
 from ._container import FormatError, dumps, loads, read, write_atomic
@@ -25,14 +26,6 @@ KIND = "aioforest.model"
 _TREE_FIELDS = ("feature", "threshold", "threshold_bin", "missing_left", "left", "right",
                 "value", "impurity", "n_node_samples", "weighted_n_node_samples",
                 "improvement", "cat_index")
-
-
-def _estimator_classes() -> dict[str, type]:
-    from ..ensemble import RandomForestClassifier, RandomForestRegressor
-    from ..tree import DecisionTreeClassifier, DecisionTreeRegressor
-
-    return {c.__name__: c for c in (RandomForestClassifier, RandomForestRegressor,
-                                     DecisionTreeClassifier, DecisionTreeRegressor)}
 
 
 # --- JSON with the few Python values parameters use ------------------------------------
@@ -157,7 +150,7 @@ def _bins_from(arrays: dict[str, np.ndarray[Any, Any]]) -> BinnedData:
 # --- estimators --------------------------------------------------------------------------
 def save_bytes(estimator: Any) -> bytes:
     name = type(estimator).__name__
-    if name not in _estimator_classes():
+    if name not in model_classes():
         raise TypeError(f"cannot save a {name}; save works for aioforest trees and forests")
     if not hasattr(estimator, "trees_"):
         raise ValueError(f"this {name} is not fitted; nothing to save")
@@ -200,7 +193,7 @@ def load(path: str | os.PathLike[str]) -> Any:
 
 
 def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any]], source: str) -> Any:
-    classes = _estimator_classes()
+    classes = model_classes()
     try:
         cls = classes[meta["estimator"]]
         est = cls(**_dec(meta["params"]))

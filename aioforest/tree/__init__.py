@@ -9,5 +9,14 @@ fitted tree arrays (``_arrays``), prediction (``_predict``) and the estimators
 from ._arrays import TreeArrays
 from ._classes import DecisionTreeClassifier, DecisionTreeRegressor
 from ._export import export_text
+from ._model import model_classes, register_model, set_model_writer
 
-__all__ = ["DecisionTreeClassifier", "DecisionTreeRegressor", "TreeArrays", "export_text"]
+__all__ = [
+    "DecisionTreeClassifier",
+    "DecisionTreeRegressor",
+    "TreeArrays",
+    "export_text",
+    "model_classes",
+    "register_model",
+    "set_model_writer",
+]

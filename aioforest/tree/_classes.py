@@ -28,7 +28,7 @@ from .._validation import (
 )
 from ..data._binning import BinnedData, Binner
 from ._arrays import TreeArrays
-from ._model import ClassifierMixin, RegressorMixin, TreeModel
+from ._model import ClassifierMixin, RegressorMixin, TreeModel, register_model
 from ._plan import ForestPlan, fit_trees
 
 __all__ = ["DecisionTreeClassifier", "DecisionTreeRegressor", "plan_for", "strip_codes"]
@@ -130,6 +130,7 @@ class _BaseDecisionTree(BaseEstimator, TreeModel):
         return self.tree_.n_leaves
 
 
+@register_model
 class DecisionTreeClassifier(_BaseDecisionTree, ClassifierMixin):
     """A classification tree grown level by level on binned features.
 
@@ -166,6 +167,7 @@ class DecisionTreeClassifier(_BaseDecisionTree, ClassifierMixin):
         self.random_state = random_state
 
 
+@register_model
 class DecisionTreeRegressor(_BaseDecisionTree, RegressorMixin):
     """A regression tree (squared error) grown level by level on binned features."""
 

@@ -7,12 +7,17 @@ schema (``features_``, so that categorical values map to the same codes).
 
 from __future__ import annotations
 
+import os
 import weakref
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from .._base import not_fitted_error
+from .._validation import check_array_input
 from ..data import Feature, encode_features
 from ..data._binning import BinnedData
 from ._arrays import TreeArrays
@@ -27,6 +32,33 @@ _FLAT: weakref.WeakKeyDictionary[Any, tuple[tuple[int, int, int], FlatForest]] =
 F64 = npt.NDArray[np.float64]
 
 
+M = TypeVar("M", bound=type)
+#: Estimator classes that model files can hold, by class name (see :func:`register_model`).
+_MODELS: dict[str, type] = {}
+ModelWriter = Callable[[Any, "str | os.PathLike[str]"], None]
+_WRITER: ModelWriter | None = None
+
+
+def register_model(cls: M) -> M:
+    """Class decorator: model files may hold instances of ``cls`` (looked up by name)."""
+    if _MODELS.setdefault(cls.__name__, cls) is not cls:
+        raise ValueError(f"another model class is already registered as {cls.__name__!r}")
+    return cls
+
+
+def model_classes() -> Mapping[str, type]:
+    """The registered model classes by name (read-only)."""
+    return MappingProxyType(_MODELS)
+
+
+def set_model_writer(writer: ModelWriter) -> None:
+    """Install what :meth:`TreeModel.save` calls: ``aioforest.persistence`` sits above the
+    estimators (it knows them through :func:`model_classes`) and registers its ``save``
+    here when imported, which importing any part of ``aioforest`` does."""
+    global _WRITER
+    _WRITER = writer
+
+
 class TreeModel:
     """Mixin: the fitted state of one or more trees, and vectorised prediction over them."""
 
@@ -37,8 +69,6 @@ class TreeModel:
 
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "trees_"):
-            from .._base import not_fitted_error
-
             raise not_fitted_error(self)
 
     def _flat_forest(self) -> FlatForest:
@@ -53,8 +83,6 @@ class TreeModel:
         return cached[1]
 
     def _encode(self, X: object) -> F64:
-        from .._validation import check_array_input
-
         self._check_is_fitted()
         check_array_input(X)
         shape = getattr(X, "shape", None)
@@ -73,11 +101,11 @@ class TreeModel:
         flat = self._flat_forest()
         return flat.leaves(self._encode(X)) - flat.roots[None, :]
 
-    def save(self, path: str) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the fitted model to ``path``; read it back with :func:`aioforest.load`."""
-        from ..persistence import save
-
-        save(self, path)
+        if _WRITER is None:
+            raise RuntimeError("no model writer is registered: import aioforest.persistence")
+        _WRITER(self, path)
 
     @property
     def feature_importances_(self) -> F64:
