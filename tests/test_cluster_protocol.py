@@ -257,7 +257,9 @@ def test_bad_task_fields(changes: dict[str, Any], field: str, words: str) -> Non
     ("key", "value", "words"),
     [
         ("max_depth", 0, "integer >= 1"),
-        ("seed", 5, "decimal string"),
+        ("seed", "-5", "decimal string"),
+        ("seed", 5.0, "decimal string"),
+        ("criterion", "gain", "one of"),
         ("bootstrap", 1, "boolean"),
         ("min_impurity_decrease", "0", "finite number"),
         ("class_weight", ["a"], "array of numbers"),

@@ -499,72 +499,13 @@ class DatasetPayload:
 # --------------------------------------------------------------------------- task
 
 
-_PLAN_INTS: Final = (
-    ("n_classes", 0),
-    ("max_depth", 1),
-    ("min_samples_split", 1),
-    ("min_samples_leaf", 1),
-    ("max_features", 1),
-    ("n_draws", 1),
-)
-_PLAN_FLOATS: Final = ("min_weight_fraction_leaf", "min_impurity_decrease")
-_PLAN_FIELDS: Final = frozenset(ForestPlan.__dataclass_fields__)
-
-
-def plan_to_json(plan: ForestPlan) -> dict[str, Any]:
-    """The plan as JSON; the seed travels as a decimal string (it may exceed 64 bits)."""
-    data = plan.to_json()
-    data["seed"] = str(plan.seed)
-    if data["class_weight"] is not None:
-        data["class_weight"] = list(data["class_weight"])
-    return data
-
-
 def plan_from_json(r: _Reader, name: str) -> ForestPlan:
-    data = r.msg.fields[name]
-    if not isinstance(data, dict):
-        raise r.error(name, f"must be an object, got {_json_type(data)}")
-    keys = set(data)
-    if keys != _PLAN_FIELDS:
-        missing = sorted(_PLAN_FIELDS - keys)
-        extra = sorted(keys - _PLAN_FIELDS)
-        raise r.error(name, f"plan keys are wrong (missing {missing}, unexpected {extra})")
-
-    def bad(key: str, what: str) -> MessageError:
-        return r.error(f"{name}.{key}", f"{what}, got {data[key]!r:.60}")
-
-    for key, low in _PLAN_INTS:
-        v = data[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise bad(key, f"must be an integer >= {low}")
-    for key in _PLAN_FLOATS:
-        v = data[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v < 0:
-            raise bad(key, "must be a finite number >= 0")
-    if not isinstance(data["criterion"], str):
-        raise bad("criterion", "must be a string")
-    if not isinstance(data["bootstrap"], bool):
-        raise bad("bootstrap", "must be a boolean")
-    sub = data["feature_subspace"]
-    if sub is not None and (isinstance(sub, bool) or not isinstance(sub, int) or sub < 1):
-        raise bad("feature_subspace", "must be null or an integer >= 1")
-    cw = data["class_weight"]
-    if cw is not None and (
-        not isinstance(cw, list)
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in cw)
-    ):
-        raise bad("class_weight", "must be null or an array of numbers")
-    seed = data["seed"]
-    if not isinstance(seed, str) or not seed.isdigit() or len(seed) > 100:
-        raise bad("seed", "must be a decimal string")
-    fields = dict(data)
-    fields["seed"] = int(seed)
-    fields["min_weight_fraction_leaf"] = float(data["min_weight_fraction_leaf"])
-    fields["min_impurity_decrease"] = float(data["min_impurity_decrease"])
+    """The task's plan, checked by the one plan codec (``ForestPlan.from_json``)."""
     try:
-        return ForestPlan.from_json(fields)
+        return ForestPlan.from_json(r.msg.fields[name])
     except ValueError as exc:
-        raise r.error(name, str(exc)) from None
+        field, _, what = str(exc).partition(": ")
+        raise r.error(field.replace("plan", name, 1), what) from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -616,7 +557,7 @@ class Task:
             "task_id": self.task_id,
             "attempt": self.attempt,
             "dataset": self.dataset,
-            "plan": plan_to_json(self.plan),
+            "plan": self.plan.to_json(),
             "indices": list(self.indices),
             "bins": self.bins is not None,
         }

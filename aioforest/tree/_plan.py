@@ -19,6 +19,7 @@ import numpy.typing as npt
 from ..data._binning import BinnedData
 from ._arrays import TreeArrays
 from ._builder import Arithmetic, GrowParams, TreeJob, grow_trees
+from ._criterion import CRITERIA
 from ._hashing import tree_key
 from ._splitter import INCREMENTAL_MIN_CLASSES
 
@@ -66,17 +67,74 @@ class ForestPlan:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The plan as JSON values: the one codec of files, checkpoints and the wire.
+
+        The seed is a decimal string, since it may exceed 64 bits.
+        """
+        data = asdict(self)
+        data["seed"] = str(self.seed)
+        if self.class_weight is not None:
+            data["class_weight"] = list(self.class_weight)
+        return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ForestPlan:
+    def from_json(cls, data: object) -> ForestPlan:
+        """The plan that :meth:`to_json` wrote, every field checked.
+
+        Raises ``ValueError`` naming the field (``plan.max_depth: must be an integer >= 1,
+        got -3``). A seed may also be an integer, as model files of 0.2.0 wrote it.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"plan: must be an object, got {type(data).__name__}")
+        keys = set(data)
+        if keys != _PLAN_FIELDS:
+            missing, extra = sorted(_PLAN_FIELDS - keys), sorted(keys - _PLAN_FIELDS)
+            raise ValueError(f"plan: keys are wrong (missing {missing}, unexpected {extra})")
         fields = dict(data)
-        if fields.get("class_weight") is not None:
-            fields["class_weight"] = tuple(float(v) for v in fields["class_weight"])
-        try:
-            return cls(**fields)
-        except TypeError as exc:
-            raise ValueError(f"malformed forest plan: {exc}") from None
+        for key, low in _PLAN_INTS:
+            _check(data, key, _is_int(data[key]) and data[key] >= low,
+                   f"must be an integer >= {low}")
+        for key in _PLAN_FLOATS:
+            v = data[key]
+            _check(data, key, _is_number(v) and bool(np.isfinite(v)) and v >= 0,
+                   "must be a finite number >= 0")
+            fields[key] = float(v)
+        _check(data, "criterion", data["criterion"] in CRITERIA, f"must be one of {CRITERIA}")
+        _check(data, "bootstrap", isinstance(data["bootstrap"], bool), "must be a boolean")
+        sub = data["feature_subspace"]
+        _check(data, "feature_subspace", sub is None or (_is_int(sub) and sub >= 1),
+               "must be null or an integer >= 1")
+        cw = data["class_weight"]
+        _check(data, "class_weight", cw is None or (
+            isinstance(cw, list | tuple) and all(_is_number(v) for v in cw)
+        ), "must be null or an array of numbers")
+        if cw is not None:
+            fields["class_weight"] = tuple(float(v) for v in cw)
+        seed = data["seed"]
+        _check(data, "seed", (_is_int(seed) and seed >= 0) or (
+            isinstance(seed, str) and seed.isdigit() and len(seed) <= 100
+        ), "must be a decimal string")
+        fields["seed"] = int(seed)
+        return cls(**fields)
+
+
+_PLAN_FIELDS = frozenset(ForestPlan.__dataclass_fields__)
+_PLAN_INTS = (("n_classes", 0), ("max_depth", 1), ("min_samples_split", 1),
+              ("min_samples_leaf", 1), ("max_features", 1), ("n_draws", 1))
+_PLAN_FLOATS = ("min_weight_fraction_leaf", "min_impurity_decrease")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _check(data: dict[str, Any], key: str, ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(f"plan.{key}: {what}, got {data[key]!r:.60}")
 
 
 def in_bag_counts(plan: ForestPlan, index: int, n_samples: int) -> npt.NDArray[np.int64]:
