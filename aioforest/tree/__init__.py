@@ -1,9 +1,17 @@
 """Histogram decision trees grown level by level, and the arrays that hold them.
 
-The package separates the pieces as scikit-learn's ``tree`` does: criteria
-(``_criterion``), split search (``_splitter``), the level-wise builder (``_builder``), the
-fitted tree arrays (``_arrays``), prediction (``_predict``) and the estimators
-(``_classes``).
+Where to start reading: ``_builder.grow_trees`` (the growth driver) and ``grow_level``,
+which runs one level in three stages, each a module with its own data types:
+
+* ``_histogram``: stage 1, the integer histograms of the rows in the open nodes
+  (``Histograms``, summable across machines with ``sum_histograms``);
+* ``_splitting``: stage 2, each node's best split from the summed histograms
+  (``choose_splits`` with a ``Criterion`` object from ``_criterion``);
+* ``_routing``: stage 3, every row to its child (``route_rows``).
+
+``_splitter`` runs stages 1 and 2 over the rounds of feature draws of a level; ``_plan``
+holds ``ForestPlan`` (what a forest's trees depend on) and ``fit_trees``; ``_arrays`` the
+fitted ``TreeArrays``; ``_predict`` the flattened forest; ``_classes`` the estimators.
 """
 
 from ._arrays import TreeArrays
