@@ -10,7 +10,7 @@ from cluster_helpers import in_process_cluster, small_data
 
 from aioforest import FitProgress, RandomForestClassifier
 from aioforest.cluster._protocol import DatasetPayload, Task
-from aioforest.data import BinnedData
+from aioforest.data import Bins
 from aioforest.datasets import load_iris
 from aioforest.evaluation import cross_validate
 
@@ -113,16 +113,14 @@ def test_raw_dataset_and_binning_tasks_round_trip() -> None:
     from aioforest.data import Binner
     from aioforest.tree._plan import ForestPlan
 
-    binned = Binner(16).fit(X)
-    bins = BinnedData(np.zeros((0, 0), np.uint8), binned.n_bins, binned.is_categorical,
-                      binned.edges)
+    bins = Binner(16).fit(X)
     plan = RandomForestClassifier(n_estimators=2, random_state=0)._start(X, y, None).plan
     assert isinstance(plan, ForestPlan)
     task = Task(1, 0, 0, raw.hash, plan, (0, 1), np.arange(0, 30, 2, dtype=np.int64), bins)
     back = Task.from_message(task.to_message())
     assert back.bins is not None
-    np.testing.assert_array_equal(back.bins.n_bins, binned.n_bins)
-    for a, b in zip(back.bins.edges, binned.edges, strict=True):
+    np.testing.assert_array_equal(back.bins.n_bins, bins.n_bins)
+    for a, b in zip(back.bins.edges, bins.edges, strict=True):
         np.testing.assert_array_equal(a, b)
     assert Task.from_message(Task(1, 0, 0, raw.hash, plan, (0,)).to_message()).bins is None
 
@@ -178,11 +176,9 @@ async def test_a_worker_bins_raw_rows_itself_and_refuses_mismatched_bins() -> No
     X, y = small_data(n=120, d=4, seed=8)
     rows = np.arange(0, 120, 3, dtype=np.int64)
     job = RandomForestClassifier(n_estimators=3, random_state=4)._start(X[rows], y[rows], None)
-    fold_binned = Binner(255).fit(X[rows])
-    bins = BinnedData(np.zeros((0, 0), np.uint8), fold_binned.n_bins,
-                      fold_binned.is_categorical, fold_binned.edges)
+    bins, fold_codes = Binner(255).fit_transform(X[rows])
     raw = DatasetPayload.build_raw(X, y, None, np.zeros(4, dtype=bool))
-    binned_payload = DatasetPayload.build(fold_binned, y[rows], None)
+    binned_payload = DatasetPayload.build(bins, fold_codes, y[rows], None)
     async with asyncio.timeout(TEST_TIMEOUT), ScriptedMaster() as master:
         worker = Worker(HOST, master.port, TOKEN, processes=1, name="w-raw")
         run = asyncio.ensure_future(worker.run())
@@ -193,7 +189,7 @@ async def test_a_worker_bins_raw_rows_itself_and_refuses_mismatched_bins() -> No
             await conn.send(Task(1, 0, 0, raw.hash, job.plan, (0, 2), rows, bins).to_message())
             res = await recv_skipping(conn, "heartbeat")
             assert isinstance(res, Result)
-            want = fit_trees(job.plan, fold_binned, job.prep.y, None, [0, 2])
+            want = fit_trees(job.plan, bins, fold_codes, job.prep.y, None, [0, 2])
             for got, exp in zip(res.trees, want, strict=True):
                 assert_same_tree(got, exp)
             for task, detail in [
@@ -227,9 +223,9 @@ def test_task_bins_are_checked_on_decode() -> None:
     X, y = small_data(n=30, d=3)
     raw = DatasetPayload.build_raw(X, y, None, np.zeros(3, dtype=bool))
     plan = RandomForestClassifier(n_estimators=1, random_state=0)._start(X, y, None).plan
-    binned = BinnedData(np.zeros((0, 0), np.uint8), np.array([3, 3, 3], np.int32),
-                        np.zeros(3, bool), tuple(np.array([0.0, 1.0]) for _ in range(3)))
-    msg = Task(1, 0, 0, raw.hash, plan, (0,), None, binned).to_message()
+    bins = Bins(np.array([3, 3, 3], np.int32), np.zeros(3, bool),
+                tuple(np.array([0.0, 1.0]) for _ in range(3)))
+    msg = Task(1, 0, 0, raw.hash, plan, (0,), None, bins).to_message()
     with pytest.raises(MessageError, match="bin_edge_counts"):
         Task.from_message(
             _replace_array(msg, "bin_edge_counts", np.array([2, 2, 1], dtype=np.int64))

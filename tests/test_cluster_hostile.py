@@ -160,7 +160,8 @@ class GateWorker:
                     await self.release.wait()
                     d = datasets[msg.dataset]
                     trees = await asyncio.to_thread(
-                        fit_trees, msg.plan, d.binned(), d.y, d.sample_weight, list(msg.indices)
+                        fit_trees, msg.plan, d.bins, d.codes, d.y, d.sample_weight,
+                        list(msg.indices),
                     )
                     result = Result(msg.job_id, msg.task_id, msg.attempt, tuple(trees))
                     await conn.send(result.to_message())

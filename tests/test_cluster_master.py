@@ -38,7 +38,7 @@ from aioforest.cluster._protocol import (
     TaskFailed,
     decode,
 )
-from aioforest.data import BinnedData, split_rows
+from aioforest.data import split_rows
 from aioforest.tree._plan import fit_trees
 from aioforest.wire import ConnectionClosed, open_connection
 
@@ -62,7 +62,7 @@ async def answer_task(fake: FakeWorker, datasets: dict[str, DatasetPayload]) -> 
         elif isinstance(msg, Task):
             break
     d = datasets[msg.dataset]
-    trees = fit_trees(msg.plan, d.binned(), d.y, d.sample_weight, list(msg.indices))
+    trees = fit_trees(msg.plan, d.bins, d.codes, d.y, d.sample_weight, list(msg.indices))
     await fake.send(Result(msg.job_id, msg.task_id, msg.attempt, tuple(trees)))
     return msg
 
@@ -135,16 +135,14 @@ def expected_data_parallel(
 ) -> list[Any]:
     """Tree i fitted on shard i % n_shards, computed here independently of the master."""
     job = forest._start(X, y, None)
-    binned = forest._bin_here(job)
+    bins, codes = forest._bin_here(job)
     shards = split_rows(X.shape[0], n_shards, shuffle=True, random_state=job.plan.seed)
     trees = []
     for i in job.indices:
         rows = shards[i % n_shards]
-        part = BinnedData(np.ascontiguousarray(binned.codes[:, rows]), binned.n_bins,
-                          binned.is_categorical, binned.edges)
         n_draws = max(1, round(job.plan.n_draws * rows.size / X.shape[0]))
         plan = dataclasses.replace(job.plan, n_draws=n_draws)
-        trees.extend(fit_trees(plan, part, job.prep.y[rows], None, [i]))
+        trees.extend(fit_trees(plan, bins, codes[:, rows], job.prep.y[rows], None, [i]))
     return trees
 
 
@@ -286,7 +284,7 @@ async def test_a_reconnecting_worker_announces_its_cache() -> None:
             msg = await again.recv()
             assert isinstance(msg, Task) and msg.dataset == digest
             d = datasets[digest]
-            trees = fit_trees(msg.plan, d.binned(), d.y, None, list(msg.indices))
+            trees = fit_trees(msg.plan, d.bins, d.codes, d.y, None, list(msg.indices))
             await again.send(Result(msg.job_id, msg.task_id, msg.attempt, tuple(trees)))
             await fit
     assert_same_forest(forest, RandomForestClassifier(n_estimators=2, random_state=5).fit(X, y))
@@ -400,7 +398,7 @@ async def test_a_result_that_does_not_match_its_task_drops_the_worker() -> None:
             while not isinstance(msg := await liar.recv(), Task):
                 datasets[msg.hash] = msg
             d = datasets[msg.dataset]
-            trees = fit_trees(msg.plan, d.binned(), d.y, None, [0])  # one tree, not three
+            trees = fit_trees(msg.plan, d.bins, d.codes, d.y, None, [0])  # one tree, not three
             await liar.send(Result(msg.job_id, msg.task_id, msg.attempt, tuple(trees)))
             assert await liar.closed()
         _, task = await start_worker(master, "honest")

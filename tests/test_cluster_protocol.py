@@ -46,9 +46,9 @@ def through_wire(msg: Message) -> Message:
 
 def payload(seed: int = 0, *, weights: bool = False) -> DatasetPayload:
     X, y = classification_data(n=120, d=5, seed=seed)
-    binned = Binner(32).fit(X)
+    bins, codes = Binner(32).fit_transform(X)
     sw = np.random.default_rng(seed).integers(0, 3, y.size).astype(np.float64) if weights else None
-    return DatasetPayload.build(binned, y, sw)
+    return DatasetPayload.build(bins, codes, y, sw)
 
 
 def plan() -> ForestPlan:

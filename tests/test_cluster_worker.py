@@ -47,8 +47,8 @@ def dataset_and_plan(seed: int = 0) -> tuple[DatasetPayload, ForestPlan, Any]:
     X, y = small_data(n=180, d=5, seed=seed)
     forest = RandomForestClassifier(n_estimators=10, random_state=seed)
     job = forest._start(X, y, None)
-    binned = Binner(255).fit(X)
-    return DatasetPayload.build(binned, job.prep.y, None), job.plan, binned
+    bins, codes = Binner(255).fit_transform(X)
+    return DatasetPayload.build(bins, codes, job.prep.y, None), job.plan, (bins, codes)
 
 
 @contextlib.asynccontextmanager
@@ -87,11 +87,8 @@ async def test_worker_registers_fits_tasks_and_leaves_on_bye() -> None:
                 sel = slice(None) if rows is None else (
                     slice(*rows) if isinstance(rows, tuple) else rows
                 )
-                part = type(binned)(
-                    np.ascontiguousarray(binned.codes[:, sel]), binned.n_bins,
-                    binned.is_categorical, binned.edges,
-                )
-                expected = fit_trees(plan, part, payload.y[sel], None, [0, 3, 5])
+                bins, codes = binned
+                expected = fit_trees(plan, bins, codes[:, sel], payload.y[sel], None, [0, 3, 5])
                 for got, want in zip(res.trees, expected, strict=True):
                     assert_same_tree(got, want)
             await conn.send(Bye("done").to_message())

@@ -220,13 +220,14 @@ def test_a_tree_does_not_depend_on_the_trees_sharing_its_pass(params: dict[str, 
     forest = RandomForestClassifier(n_estimators=12, random_state=0, n_jobs=1, **params)
     forest.fit(X, y)  # one pass for all twelve trees
     job = forest._start(X, y, None)
-    binned = forest._bin_here(job)
+    bins, codes = forest._bin_here(job)
     prep = job.prep
     for i in range(12):
-        (alone,) = fit_trees(job.plan, binned, prep.y, prep.sample_weight, [i])
+        (alone,) = fit_trees(job.plan, bins, codes, prep.y, prep.sample_weight, [i])
         assert_same_tree(forest.trees_[i], alone, where=f"tree {i} grown alone: ")
     pairs = [t for i in range(0, 12, 3)
-             for t in fit_trees(job.plan, binned, prep.y, prep.sample_weight, [i, i + 1, i + 2])]
+             for t in fit_trees(job.plan, bins, codes, prep.y, prep.sample_weight,
+                                [i, i + 1, i + 2])]
     for i, tree in enumerate(pairs):
         assert_same_tree(forest.trees_[i], tree, where=f"tree {i} grown in threes: ")
 
@@ -303,9 +304,9 @@ def test_large_integer_weights_do_not_tie_a_tree_to_its_pass() -> None:
         n_jobs=1,
     )
     job = forest._start(X, y, w)
-    binned = forest._bin_here(job)
+    bins, codes = forest._bin_here(job)
     prep = job.prep
-    together = fit_trees(job.plan, binned, prep.y, prep.sample_weight, list(range(12)))
+    together = fit_trees(job.plan, bins, codes, prep.y, prep.sample_weight, list(range(12)))
     for i in range(12):
-        (alone,) = fit_trees(job.plan, binned, prep.y, prep.sample_weight, [i])
+        (alone,) = fit_trees(job.plan, bins, codes, prep.y, prep.sample_weight, [i])
         assert_same_tree(together[i], alone, where=f"tree {i} grown alone: ")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tree_stage_helpers import random_level
 
-from aioforest.data._binning import Binner
+from aioforest.data import Binner
 from aioforest.tree._builder import FitCancelled, GrowParams, TreeJob, grow_trees
 from aioforest.tree._criterion import Gini
 from aioforest.tree._histogram import Histograms, build_histograms, node_totals, sum_histograms
@@ -55,9 +55,9 @@ def _stairs() -> tuple[np.ndarray, np.ndarray]:
 
 def test_grown_trees_separate_separable_classes_into_pure_leaves() -> None:
     X, y = _stairs()
-    binned = Binner().fit(X)
+    bins, codes = Binner().fit_transform(X)
     job = TreeJob(key=1, rows=np.arange(40), weight=np.ones(40))
-    (tree,) = grow_trees(binned, y, [job], PARAMS, Arithmetic(True, True))
+    (tree,) = grow_trees(bins, codes, y, [job], PARAMS, Arithmetic(True, True))
     leaves = tree.feature < 0
     assert set(np.unique(tree.value[leaves].max(axis=1))) == {1.0}  # pure
     assert set(tree.feature[~leaves].tolist()) == {0}  # the constant feature never splits
@@ -66,7 +66,7 @@ def test_grown_trees_separate_separable_classes_into_pure_leaves() -> None:
 
 def test_growth_stops_with_fit_cancelled_when_asked_between_levels() -> None:
     X, y = _stairs()
-    binned = Binner().fit(X)
+    bins, codes = Binner().fit_transform(X)
     job = TreeJob(key=1, rows=np.arange(40), weight=np.ones(40))
     levels = []
 
@@ -75,7 +75,7 @@ def test_growth_stops_with_fit_cancelled_when_asked_between_levels() -> None:
         return len(levels) == 2
 
     with pytest.raises(FitCancelled, match="depth 1"):
-        grow_trees(binned, y, [job], PARAMS, Arithmetic(True, True),
+        grow_trees(bins, codes, y, [job], PARAMS, Arithmetic(True, True),
                    should_stop=stop_at_second_level)
 
 
@@ -83,10 +83,10 @@ def test_a_tree_grows_the_same_alone_and_in_a_batch() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 4))
     y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
-    binned = Binner().fit(X)
+    bins, codes = Binner().fit_transform(X)
     jobs = [TreeJob(key=k, rows=np.arange(300), weight=rng.integers(0, 3, 300).astype(float))
             for k in range(3)]
-    batch = grow_trees(binned, y, jobs, PARAMS, Arithmetic(True, True))
-    alone = grow_trees(binned, y, [jobs[1]], PARAMS, Arithmetic(True, True))
+    batch = grow_trees(bins, codes, y, jobs, PARAMS, Arithmetic(True, True))
+    alone = grow_trees(bins, codes, y, [jobs[1]], PARAMS, Arithmetic(True, True))
     for name, value in alone[0].arrays().items():
         assert np.array_equal(value, batch[1].arrays()[name], equal_nan=True), name

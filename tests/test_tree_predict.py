@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pytest
 
 from aioforest import Dataset, RandomForestClassifier, RandomForestRegressor
-from aioforest.data._binning import BinnedData, Binner, transform
+from aioforest.data import Binner, Bins
 from aioforest.tree import TreeArrays, _predict
 from aioforest.tree._predict import FlatForest, _GridBinner
 
@@ -43,7 +43,7 @@ def config(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
 
 
 # --- the reference ---------------------------------------------------------------------------
-def reference_leaves(trees: list[TreeArrays], bins: BinnedData, X: F64) -> npt.NDArray[np.int64]:
+def reference_leaves(trees: list[TreeArrays], bins: Bins, X: F64) -> npt.NDArray[np.int64]:
     """Global leaf index per (row, tree), one row at a time."""
     out = np.empty((X.shape[0], len(trees)), dtype=np.int64)
     root = 0
@@ -333,7 +333,7 @@ def test_grid_binning_gives_the_codes_of_transform() -> None:
     for X in probes:
         out = np.empty(X.shape, dtype=np.uint8)
         binner.codes(X, out)
-        np.testing.assert_array_equal(out, transform(bins, X).T)
+        np.testing.assert_array_equal(out, bins.transform(X).T)
 
 
 def test_grid_binning_of_categorical_features() -> None:
@@ -346,7 +346,7 @@ def test_grid_binning_of_categorical_features() -> None:
     ])
     out = np.empty(X.shape, dtype=np.uint8)
     _GridBinner(bins).codes(X, out)
-    np.testing.assert_array_equal(out, transform(bins, X).T)
+    np.testing.assert_array_equal(out, bins.transform(X).T)
 
 
 def test_grid_binning_within_a_cell_budget(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -360,4 +360,4 @@ def test_grid_binning_within_a_cell_budget(monkeypatch: pytest.MonkeyPatch) -> N
     X = np.vstack([rng.normal(size=(300, 6)), np.full((1, 6), np.nan)])
     out = np.empty(X.shape, dtype=np.uint8)
     binner.codes(X, out)
-    np.testing.assert_array_equal(out, transform(bins, X).T)
+    np.testing.assert_array_equal(out, bins.transform(X).T)

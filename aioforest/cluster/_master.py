@@ -32,8 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..csp import go
-from ..data import split_rows
-from ..data._binning import BinnedData
+from ..data import Bins, split_rows
 from ..ensemble._forest import FitProgress
 from ..evaluation import ConfusionMatrix, clone_estimator, confusion_matrix
 from ..evaluation._confusion import sort_labels
@@ -122,7 +121,7 @@ class _TaskInfo:
     dataset: str
     plan: ForestPlan
     rows: RowSelector = None
-    bins: BinnedData | None = None
+    bins: Bins | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,7 +132,7 @@ class _Group:
     plan: ForestPlan
     indices: list[int]
     rows: RowSelector = None
-    bins: BinnedData | None = None
+    bins: Bins | None = None
 
 
 @dataclass
@@ -775,19 +774,19 @@ class Master:
             raise ValueError("oob_score=True is not supported with mode='data' yet")
         if mode == "data" and fit_job.reuse_bins is not None:
             raise ValueError("warm_start fits are not supported with mode='data' yet")
-        binned: BinnedData = await asyncio.to_thread(estimator._bin_here, fit_job)
+        bins, codes = await asyncio.to_thread(estimator._bin_here, fit_job)
         prep, plan = fit_job.prep, fit_job.plan
         groups: list[_Group]
         k: int | None = None
         if mode == "model":
             payload = await asyncio.to_thread(
-                DatasetPayload.build, binned, prep.y, prep.sample_weight
+                DatasetPayload.build, bins, codes, prep.y, prep.sample_weight
             )
             groups = [_Group(payload, plan, list(fit_job.indices))]
         else:
             k = n_shards if n_shards is not None else max(1, len(self._peers))
             groups = await asyncio.to_thread(
-                _shard_groups, binned, prep.y, prep.sample_weight, plan, fit_job.indices, k
+                _shard_groups, bins, codes, prep.y, prep.sample_weight, plan, fit_job.indices, k
             )
         checkpoint: Checkpoint | None = None
         saved: dict[int, TreeArrays] = {}
@@ -814,14 +813,14 @@ class Master:
                 )
         try:
             trees = await self._run_job(
-                groups, n_outputs=max(plan.n_classes, 1), n_features=binned.n_features,
+                groups, n_outputs=max(plan.n_classes, 1), n_features=bins.n_features,
                 on_progress=on_progress, priority=priority, task_size=task_size,
                 replicas=replicas if mode == "data" else None, checkpoint=checkpoint,
             ) if groups else {}
         finally:
             if checkpoint is not None:
                 await asyncio.to_thread(checkpoint.close)  # waits for writes in flight
-        await asyncio.to_thread(estimator._finish, fit_job, binned, {**saved, **trees})
+        await asyncio.to_thread(estimator._finish, fit_job, bins, {**saved, **trees})
         return estimator
 
     async def cross_validate(
@@ -885,10 +884,11 @@ class Master:
         async def fit_fold(fold: _FoldPlan) -> ConfusionMatrix:
             job = fold.job
             if fold.shares_rows:
-                group = _Group(raw, job.plan, list(job.indices), fold.train, strip(fold.binned))
+                group = _Group(raw, job.plan, list(job.indices), fold.train, fold.bins)
             else:
                 payload = await asyncio.to_thread(
-                    DatasetPayload.build, fold.binned, job.prep.y, job.prep.sample_weight
+                    DatasetPayload.build, fold.bins, fold.codes, job.prep.y,
+                    job.prep.sample_weight,
                 )
                 group = _Group(payload, job.plan, list(job.indices))
             # The folds run side by side, so balance tasks over all of their trees: fewer,
@@ -897,11 +897,11 @@ class Master:
             size = _task_size(total, job.plan.n_draws, slots)
             trees = await self._run_job(
                 [group], n_outputs=max(job.plan.n_classes, 1),
-                n_features=fold.binned.n_features,
+                n_features=fold.bins.n_features,
                 on_progress=counter.callback(t0) if on_progress is not None else None,
                 priority=priority, task_size=size, replicas=None,
             )
-            await asyncio.to_thread(fold.model._finish, job, fold.binned, trees)
+            await asyncio.to_thread(fold.model._finish, job, fold.bins, trees)
             predicted = await asyncio.to_thread(fold.predict)
             return confusion_matrix(fold.truth, predicted).with_labels(all_labels)
 
@@ -1071,7 +1071,8 @@ def _closed_reason(exc: ConnectionClosed) -> str:
 
 
 def _shard_groups(
-    binned: BinnedData,
+    bins: Bins,
+    codes: np.ndarray[Any, Any],
     y: np.ndarray[Any, Any],
     sample_weight: np.ndarray[Any, Any] | None,
     plan: ForestPlan,
@@ -1081,7 +1082,7 @@ def _shard_groups(
     """Data-parallel split: shard datasets (global bins), their plans, and their trees."""
     if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
         raise ValueError(f"n_shards must be an integer >= 1, got {n_shards!r}")
-    n = binned.n_samples
+    n = codes.shape[1]
     if n_shards > n:
         raise ValueError(f"cannot split {n} rows into {n_shards} shards")
     # Shuffled shards: contiguous ones would inherit any ordering of the file (sorted by
@@ -1092,12 +1093,8 @@ def _shard_groups(
         trees = [i for i in indices if i % n_shards == s]
         if not trees:
             continue
-        part = BinnedData(
-            np.ascontiguousarray(binned.codes[:, rows]), binned.n_bins,
-            binned.is_categorical, binned.edges,
-        )
         sw = sample_weight[rows] if sample_weight is not None else None
-        payload = DatasetPayload.build(part, y[rows], sw)
+        payload = DatasetPayload.build(bins, codes[:, rows], y[rows], sw)
         # The bootstrap draws as many rows from the shard as the full plan would draw
         # from all rows, scaled by the shard's share.
         n_draws = max(1, round(plan.n_draws * rows.size / n))
@@ -1118,12 +1115,6 @@ def _check_task_size(task_size: object) -> None:
         isinstance(task_size, bool) or not isinstance(task_size, int) or task_size < 1
     ):
         raise ValueError(f"task_size must be an integer >= 1 or None, got {task_size!r}")
-
-
-def strip(binned: BinnedData) -> BinnedData:
-    """``binned`` without its codes (the bins a task carries)."""
-    return BinnedData(np.zeros((0, 0), np.uint8), binned.n_bins, binned.is_categorical,
-                      binned.edges)
 
 
 class _ProgressCounter:
@@ -1148,7 +1139,8 @@ class _ProgressCounter:
 class _FoldPlan:
     model: Any
     job: Any  # the estimator's fit job on the fold's training rows
-    binned: BinnedData
+    bins: Bins
+    codes: np.ndarray[Any, Any]
     train: np.ndarray[Any, Any]
     shares_rows: bool
     truth: np.ndarray[Any, Any]
@@ -1197,7 +1189,7 @@ def _cv_plans(
         model = clone_estimator(estimator)
         fx, fy = fit_args(train)
         job = model._start(fx, fy, None)
-        binned = model._bin_here(job)
+        bins, codes = model._bin_here(job)
         prep = job.prep
         # The fold can use the shared raw dataset only if its encoded rows are exactly the
         # full data's rows (same features, same label codes, same weights).
@@ -1217,6 +1209,6 @@ def _cv_plans(
             return np.asarray(model.predict(test_X))
 
         plans.append(_FoldPlan(
-            model, job, binned, train, bool(shares), truth, predict, len(plans) + 1
+            model, job, bins, codes, train, bool(shares), truth, predict, len(plans) + 1
         ))
     return full, plans, all_labels

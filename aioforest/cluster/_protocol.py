@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Final, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from ..data._binning import BinnedData
+from ..data import Bins
 from ..persistence._container import FormatError
 from ..persistence._model import trees_from_arrays, trees_to_arrays
 from ..tree._arrays import TreeArrays
@@ -351,8 +351,9 @@ def dataset_hash(
 class DatasetPayload:
     """Master -> worker: one training set, named by its content hash.
 
-    ``codes`` is feature-major ``(n_features, n_rows)`` uint8, as :class:`BinnedData` holds
-    it; ``y`` int64 class codes or float64 targets; ``sample_weight`` float64 or ``None``.
+    ``codes`` is feature-major ``(n_features, n_rows)`` uint8, as :meth:`Bins.transform`
+    returns them, binned by :attr:`bins`; ``y`` int64 class codes or float64 targets;
+    ``sample_weight`` float64 or ``None``.
 
     A *raw* dataset (:meth:`build_raw`, :attr:`is_raw`) carries the encoded float64 feature
     matrix in ``codes`` instead (still feature-major), with placeholder bins (one bin per
@@ -373,18 +374,29 @@ class DatasetPayload:
     @classmethod
     def build(
         cls,
-        binned: BinnedData,
+        bins: Bins,
+        codes: npt.NDArray[np.uint8],
         y: np.ndarray[Any, Any],
         sample_weight: npt.NDArray[np.float64] | None,
     ) -> DatasetPayload:
-        """A payload for ``binned`` (with codes) and its labels, hashing the content."""
-        raw = binned.codes.dtype == np.float64
-        codes = np.ascontiguousarray(binned.codes, dtype=np.float64 if raw else np.uint8)
+        """A payload for ``codes`` (binned by ``bins``) and their labels, hashing the content."""
+        return cls._build(bins, np.ascontiguousarray(codes, dtype=np.uint8), y, sample_weight)
+
+    @classmethod
+    def _build(
+        cls,
+        bins: Bins,
+        codes: np.ndarray[Any, Any],
+        y: np.ndarray[Any, Any],
+        sample_weight: npt.NDArray[np.float64] | None,
+    ) -> DatasetPayload:
+        if codes.shape[0] != bins.n_features:
+            raise ValueError(f"codes have {codes.shape[0]} features, the bins {bins.n_features}")
         y_arr = np.ascontiguousarray(y)
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, np.float64)
-        n_bins = np.ascontiguousarray(binned.n_bins, dtype=np.int32)
-        is_cat = np.ascontiguousarray(binned.is_categorical, dtype=bool)
-        edges = tuple(np.ascontiguousarray(e, dtype=np.float64) for e in binned.edges)
+        n_bins = np.ascontiguousarray(bins.n_bins, dtype=np.int32)
+        is_cat = np.ascontiguousarray(bins.is_categorical, dtype=bool)
+        edges = tuple(np.ascontiguousarray(e, dtype=np.float64) for e in bins.edges)
         digest = dataset_hash(codes, y_arr, sw, n_bins, is_cat, edges)
         return cls(digest, codes, y_arr, sw, n_bins, is_cat, edges)
 
@@ -397,15 +409,14 @@ class DatasetPayload:
         is_categorical: npt.NDArray[np.bool_],
     ) -> DatasetPayload:
         """A raw payload for the encoded float matrix ``X`` (rows, features) and its labels."""
-        codes = np.ascontiguousarray(np.asarray(X, dtype=np.float64).T)
-        n_features = codes.shape[0]
-        binned = BinnedData(
-            codes,  # type: ignore[arg-type]  # raw: float64 in the codes slot
+        features = np.ascontiguousarray(np.asarray(X, dtype=np.float64).T)
+        n_features = features.shape[0]
+        placeholder = Bins(
             np.ones(n_features, dtype=np.int32),
             np.asarray(is_categorical, dtype=bool),
             tuple(np.zeros(0, dtype=np.float64) for _ in range(n_features)),
         )
-        return cls.build(binned, y, sample_weight)
+        return cls._build(placeholder, features, y, sample_weight)
 
     @property
     def is_raw(self) -> bool:
@@ -434,8 +445,10 @@ class DatasetPayload:
             self.codes, self.y, self.sample_weight, self.n_bins, self.is_categorical, self.edges
         )
 
-    def binned(self) -> BinnedData:
-        return BinnedData(self.codes, self.n_bins, self.is_categorical, self.edges)
+    @property
+    def bins(self) -> Bins:
+        """The bins of :attr:`codes` (placeholders for a raw dataset)."""
+        return Bins(self.n_bins, self.is_categorical, self.edges)
 
     def to_message(self) -> Message:
         arrays: dict[str, np.ndarray[Any, Any]] = {"codes": self.codes, "y": self.y}
@@ -515,8 +528,7 @@ class Task:
     ``(job_id, task_id, attempt)`` names this try; the answer repeats it. ``rows`` restricts
     the dataset to a row range ``(start, stop)`` or an int64 index array (data-parallel
     shards, cross-validation folds); ``None`` uses every row. ``bins`` (only for a raw
-    dataset, and required there) are the bins to apply to the selected rows: their
-    ``codes`` are unused (empty).
+    dataset, and required there) are the bins to apply to the selected rows.
     """
 
     TYPE: ClassVar[str] = "task"
@@ -527,7 +539,7 @@ class Task:
     plan: ForestPlan
     indices: tuple[int, ...]
     rows: RowSelector = None
-    bins: BinnedData | None = None
+    bins: Bins | None = None
 
     @property
     def key(self) -> tuple[int, int]:
@@ -619,7 +631,7 @@ class Task:
 _BIN_ARRAYS: Final = ("bin_n_bins", "bin_is_categorical", "bin_edge_counts", "bin_edges")
 
 
-def _read_bins(r: _Reader) -> BinnedData:
+def _read_bins(r: _Reader) -> Bins:
     """A task's bins (for a raw dataset), checked like a dataset's bin metadata."""
     n_bins = r.array("bin_n_bins", ("<i4",), 1)
     n_features = n_bins.size
@@ -633,7 +645,7 @@ def _read_bins(r: _Reader) -> BinnedData:
     if np.isnan(flat).any():
         raise r.error("arrays['bin_edges']", "must not contain NaN")
     edges = tuple(np.split(flat, np.cumsum(counts)[:-1]))
-    return BinnedData(np.zeros((0, 0), dtype=np.uint8), n_bins, is_cat, edges)
+    return Bins(n_bins, is_cat, edges)
 
 
 # --------------------------------------------------------------------------- answers

@@ -33,6 +33,7 @@ from typing import Any, Final
 import numpy as np
 
 from ..csp import go
+from ..data import Bins
 from ..ensemble._pool import SharedArrays, effective_n_jobs, get_executor
 from ..ensemble._tasks import fit_task, warm_up
 from ..tree._arrays import TreeArrays
@@ -120,9 +121,7 @@ class Backoff:
 @dataclass
 class _Cached:
     shared: SharedArrays
-    n_bins: np.ndarray[Any, Any]
-    is_categorical: np.ndarray[Any, Any]
-    edges: list[np.ndarray[Any, Any]]
+    bins: Bins
     n_rows: int
     raw: bool = False
     pins: int = 0
@@ -159,9 +158,7 @@ class DatasetCache:
             arrays["sw"] = payload.sample_weight
         return _Cached(
             SharedArrays(arrays),
-            np.array(payload.n_bins),
-            np.array(payload.is_categorical),
-            [np.array(e) for e in payload.edges],
+            payload.bins,
             payload.n_rows,
             payload.is_raw,
         )
@@ -678,16 +675,12 @@ class Worker:
             specs = entry.shared.specs
             loop = asyncio.get_running_loop()
             rows = np.asarray(task.rows) if isinstance(task.rows, np.ndarray) else task.rows
-            bins = task.bins
-            n_bins, is_cat, edges = (
-                (entry.n_bins, entry.is_categorical, entry.edges) if bins is None
-                else (bins.n_bins, bins.is_categorical, list(bins.edges))
-            )
+            bins = entry.bins if task.bins is None else task.bins
             started = loop.time()
             future = loop.run_in_executor(
-                await self._pool(), fit_task, specs["codes"], n_bins, is_cat, edges,
+                await self._pool(), fit_task, specs["codes"], bins,
                 specs["y"], specs.get("sw"), task.plan.to_json(), list(task.indices), rows,
-                bins is not None, (self._board.specs["cancel"], run.slot),
+                task.bins is not None, (self._board.specs["cancel"], run.slot),
             )
             try:
                 arrays = await asyncio.shield(future)
@@ -744,10 +737,10 @@ def _check_bins(task: Task, entry: _Cached) -> str | None:
         if entry.raw:
             return f"dataset {task.dataset} holds raw features: the task must carry bins"
         return f"dataset {task.dataset} is already binned: the task must not carry bins"
-    if task.bins is not None and task.bins.n_bins.size != entry.is_categorical.size:
+    if task.bins is not None and task.bins.n_features != entry.bins.n_features:
         return (
-            f"the task's bins cover {task.bins.n_bins.size} features, the dataset has "
-            f"{entry.is_categorical.size}"
+            f"the task's bins cover {task.bins.n_features} features, the dataset has "
+            f"{entry.bins.n_features}"
         )
     return None
 

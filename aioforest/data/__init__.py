@@ -6,13 +6,15 @@
   :meth:`Dataset.from_dataframe` and :func:`as_dataset` wrap in-memory data.
 * :func:`encode_features` maps raw rows to the encoded matrix at predict time (unseen
   categories become NaN, i.e. missing).
+* :class:`Binner` learns a :class:`Bins` (the fitted binning a model keeps);
+  :meth:`Bins.transform` turns rows into ``uint8`` codes.
 * :func:`train_test_split`, :class:`KFold`, :class:`StratifiedKFold` and :func:`split_rows`
   split rows deterministically for a given ``random_state``.
 * Every bad input raises :class:`DataError`, which names the file, line and column.
 """
 
 from ._arff import read_arff
-from ._binning import MAX_BINS, BinnedData, Binner
+from ._binning import MAX_BINS, Binner, Bins
 from ._csv import read_csv
 from ._dataset import (
     ColumnRef,
@@ -36,8 +38,8 @@ from ._split import (
 
 __all__ = [
     "MAX_BINS",
-    "BinnedData",
     "Binner",
+    "Bins",
     "ColumnRef",
     "DataError",
     "Dataset",

@@ -7,8 +7,10 @@ the smallest value of the upper one. Categorical features use the category index
 code. Missing values (NaN) get a bin of their own, the code right after the last real bin,
 so each split can learn on which side missing values go.
 
-Codes are stored feature-major, ``(n_features, n_samples)`` uint8, because tree growth
-gathers one feature's codes for a set of rows at a time.
+:meth:`Binner.fit` learns a :class:`Bins` (the fitted schema: edges, categorical flags, bin
+counts); :meth:`Bins.transform` turns rows into codes, plain ``uint8`` arrays stored
+feature-major, ``(n_features, n_samples)``, because tree growth gathers one feature's codes
+for a set of rows at a time.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_BINS", "BinnedData", "Binner"]
+__all__ = ["MAX_BINS", "Binner", "Bins"]
 
 #: Codes are uint8 and the missing-value bin takes one code, so 255 real bins at most.
 MAX_BINS = 255
@@ -56,25 +58,61 @@ def _numeric_edges(column: FloatArray, max_bins: int) -> FloatArray:
 
 
 @dataclass(frozen=True, eq=False)
-class BinnedData:
-    """Binned feature codes plus what is needed to bin new data the same way.
+class Bins:
+    """The fitted binning of a feature matrix: all that is needed to bin new rows the same way.
 
-    ``codes[f, i]`` is the bin of sample ``i`` on feature ``f``. ``n_bins[f]`` counts the real
-    bins of feature ``f``; code ``n_bins[f]`` is its missing-value bin.
+    ``n_bins[f]`` counts the real bins of feature ``f``; code ``n_bins[f]`` is its
+    missing-value bin (:attr:`missing_bin`). ``edges[f]`` holds the ``n_bins[f] - 1`` upper
+    edges of a numeric feature's bins (a value ``x`` is in bin ``b`` when
+    ``edges[b - 1] < x <= edges[b]``); a categorical feature's code is its category index,
+    and its ``n_bins[f]`` is its category count (its edges, ``0.5, 1.5, ...``, are unused
+    for splitting). Category names live in the feature schema, not here.
+
+    Codes, the binned training rows, are plain ``uint8`` arrays, feature-major
+    ``(n_features, n_samples)`` (see :meth:`transform`); a :class:`Bins` never holds any.
     """
 
-    codes: npt.NDArray[np.uint8]
     n_bins: npt.NDArray[np.int32]
     is_categorical: npt.NDArray[np.bool_]
     edges: tuple[FloatArray, ...]
 
-    @property
-    def n_features(self) -> int:
-        return int(self.codes.shape[0])
+    def __post_init__(self) -> None:
+        n = self.n_bins.shape[0] if self.n_bins.ndim == 1 else -1
+        if n < 0 or self.is_categorical.shape != (n,) or len(self.edges) != n:
+            raise ValueError(
+                f"Bins need one n_bins, is_categorical and edges entry per feature, got "
+                f"{self.n_bins.shape}, {self.is_categorical.shape} and {len(self.edges)}"
+            )
 
     @property
-    def n_samples(self) -> int:
-        return int(self.codes.shape[1])
+    def n_features(self) -> int:
+        """The number of features binned."""
+        return int(self.n_bins.shape[0])
+
+    @property
+    def missing_bin(self) -> npt.NDArray[np.int32]:
+        """Each feature's missing-value code (the code right after its last real bin)."""
+        return self.n_bins
+
+    def select(self, features: npt.ArrayLike) -> Bins:
+        """The bins of the given features only (in that order)."""
+        idx = np.asarray(features, dtype=np.int64).reshape(-1)
+        return Bins(
+            self.n_bins[idx], self.is_categorical[idx], tuple(self.edges[f] for f in idx)
+        )
+
+    def equals(self, other: Bins) -> bool:
+        """Whether ``other`` bins every value exactly as this does."""
+        return (
+            np.array_equal(self.n_bins, other.n_bins)
+            and np.array_equal(self.is_categorical, other.is_categorical)
+            and len(self.edges) == len(other.edges)
+            and all(np.array_equal(a, b) for a, b in zip(self.edges, other.edges, strict=True))
+        )
+
+    def transform(self, X: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+        """Codes of ``X`` (rows, features), feature-major ``(n_features, n_samples)``."""
+        return _transform(self, np.asarray(X, dtype=np.float64))
 
 
 class Binner:
@@ -95,11 +133,11 @@ class Binner:
         is_categorical: npt.ArrayLike | None = None,
         n_categories: npt.ArrayLike | None = None,
         sample_weight: npt.ArrayLike | None = None,
-    ) -> BinnedData:
-        """Learn the bins of ``X`` and bin it.
+    ) -> Bins:
+        """Learn the bins of ``X`` (bin rows with :meth:`Bins.transform`).
 
         Rows with zero ``sample_weight`` do not shape the bins (so that a zero weight is the
-        same as leaving the row out); they are still binned.
+        same as leaving the row out).
         """
         X = np.asarray(X, dtype=np.float64)
         X_edges = X
@@ -133,30 +171,29 @@ class Binner:
                         "group rare categories or raise max_bins"
                     )
                 # The edges of a categorical feature are unused for splitting; keep the
-                # category count so transform() can validate codes.
+                # category count so Bins.transform() can validate codes.
                 edges.append(np.arange(max(k, 1) - 1, dtype=np.float64) + 0.5)
                 n_bins[f] = max(k, 1)
             else:
                 e = _numeric_edges(X_edges[:, f], self.max_bins)
                 edges.append(e)
                 n_bins[f] = e.size + 1
-        binned = BinnedData(
-            codes=np.empty((0, 0), dtype=np.uint8),
-            n_bins=n_bins,
-            is_categorical=cat,
-            edges=tuple(edges),
-        )
-        return BinnedData(
-            codes=transform(binned, X),
-            n_bins=n_bins,
-            is_categorical=cat,
-            edges=binned.edges,
-        )
+        return Bins(n_bins=n_bins, is_categorical=cat, edges=tuple(edges))
+
+    def fit_transform(
+        self,
+        X: FloatArray,
+        is_categorical: npt.ArrayLike | None = None,
+        n_categories: npt.ArrayLike | None = None,
+        sample_weight: npt.ArrayLike | None = None,
+    ) -> tuple[Bins, npt.NDArray[np.uint8]]:
+        """Learn the bins of ``X`` and bin it: ``(bins, codes)``."""
+        bins = self.fit(X, is_categorical, n_categories, sample_weight)
+        return bins, bins.transform(X)
 
 
-def transform(binned: BinnedData, X: FloatArray) -> npt.NDArray[np.uint8]:
-    """Codes of ``X`` under the bins of ``binned``, feature-major ``(n_features, n_samples)``."""
-    X = np.asarray(X, dtype=np.float64)
+def _transform(binned: Bins, X: FloatArray) -> npt.NDArray[np.uint8]:
+    """Codes of ``X`` under ``binned``, feature-major ``(n_features, n_samples)``."""
     if X.ndim != 2 or X.shape[1] != binned.n_bins.size:
         raise ValueError(
             f"X has shape {X.shape}, expected (n_samples, {binned.n_bins.size}) features"

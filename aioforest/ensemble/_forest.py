@@ -26,15 +26,10 @@ import numpy.typing as npt
 
 from .._base import BaseEstimator
 from .._validation import Prepared, check_int, prepare, resolve_seed
-from ..data._binning import BinnedData, Binner, transform
+from ..data import Binner, Bins
 from ..tree import register_model
 from ..tree._arrays import TreeArrays
-from ..tree._classes import (
-    DecisionTreeClassifier,
-    DecisionTreeRegressor,
-    plan_for,
-    strip_codes,
-)
+from ..tree._classes import DecisionTreeClassifier, DecisionTreeRegressor, plan_for
 from ..tree._model import ClassifierMixin, RegressorMixin, TreeModel
 from ..tree._plan import BATCH_INSTANCES, ForestPlan, fit_trees, in_bag_counts
 from ._pool import SharedArrays, effective_n_jobs, get_executor
@@ -77,16 +72,16 @@ class _FitJob:
     prep: Prepared
     plan: ForestPlan
     indices: list[int]
-    reuse_bins: BinnedData | None
+    reuse_bins: Bins | None
 
 
 def _fit_call(
-    shared: SharedArrays, bins: BinnedData, plan: ForestPlan
+    shared: SharedArrays, bins: Bins, plan: ForestPlan
 ) -> Callable[[list[int]], list[dict[str, np.ndarray[Any, Any]]]]:
     """:func:`fit_task` bound to the shared inputs, bins and plan: give it tree indices."""
     return functools.partial(
-        fit_task, shared.specs["codes"], bins.n_bins, bins.is_categorical, list(bins.edges),
-        shared.specs["y"], shared.specs.get("sw"), plan.to_json(),
+        fit_task, shared.specs["codes"], bins, shared.specs["y"], shared.specs.get("sw"),
+        plan.to_json(),
     )
 
 
@@ -127,7 +122,7 @@ class _BaseForest(BaseEstimator, TreeModel):
                 raise ValueError("warm_start fit needs the same classes as before")
             seed = self._seed_
             first = len(self.trees_)
-            reuse: BinnedData | None = self.bins_
+            reuse: Bins | None = self.bins_
         else:
             seed = resolve_seed(self.random_state)
             first = 0
@@ -153,23 +148,22 @@ class _BaseForest(BaseEstimator, TreeModel):
         self._finish(job, bins, trees)
         return self
 
-    def _fit_sync(self, job: _FitJob) -> tuple[BinnedData, dict[int, TreeArrays]]:
+    def _fit_sync(self, job: _FitJob) -> tuple[Bins, dict[int, TreeArrays]]:
         plan = job.plan
         n_workers = min(effective_n_jobs(self.n_jobs), len(job.indices))
-        binned = self._bin_here(job)
+        bins, codes = self._bin_here(job)
         self._release_rows(job)
         prep = job.prep
-        bins = strip_codes(binned)
         if n_workers == 1:
-            trees = fit_trees(plan, binned, prep.y, prep.sample_weight, job.indices)
+            trees = fit_trees(plan, bins, codes, prep.y, prep.sample_weight, job.indices)
             return bins, dict(zip(job.indices, trees, strict=True))
         executor = get_executor(n_workers)
         out: dict[int, TreeArrays] = {}
         with SharedArrays(self._shared_inputs(prep)) as shared:
             # Row-major, the layout the tree builder reads: workers then use the shared
             # segment as it is instead of each making a transposed copy per batch.
-            shared.allocate("codes", binned.codes.shape[::-1], np.uint8)[...] = binned.codes.T
-            del binned
+            shared.allocate("codes", codes.shape[::-1], np.uint8)[...] = codes.T
+            del codes
             futures: dict[Future[list[dict[str, np.ndarray]]], list[int]] = {}
             chunks = iter(_chunks(job.indices, plan.n_draws, n_workers))
             fit_chunk = _fit_call(shared, bins, plan)
@@ -206,11 +200,10 @@ class _BaseForest(BaseEstimator, TreeModel):
                 job.prep, X=np.empty((0, job.prep.X.shape[1]), dtype=np.float64)
             )
 
-    def _bin_here(self, job: _FitJob) -> BinnedData:
+    def _bin_here(self, job: _FitJob) -> tuple[Bins, np.ndarray[Any, Any]]:
         if job.reuse_bins is not None:
-            b = job.reuse_bins
-            return BinnedData(transform(b, job.prep.X), b.n_bins, b.is_categorical, b.edges)
-        return Binner(self.max_bins).fit(
+            return job.reuse_bins, job.reuse_bins.transform(job.prep.X)
+        return Binner(self.max_bins).fit_transform(
             job.prep.X, job.prep.is_categorical, job.prep.n_categories, job.prep.sample_weight
         )
 
@@ -248,7 +241,7 @@ class _BaseForest(BaseEstimator, TreeModel):
             codes = shared.allocate("codes", prep.X.shape, np.uint8)
             if job.reuse_bins is not None:
                 b = job.reuse_bins
-                codes[...] = (await loop.run_in_executor(None, transform, b, prep.X)).T
+                codes[...] = (await loop.run_in_executor(None, b.transform, prep.X)).T
                 bins = b
             else:
                 x_shared = SharedArrays(
@@ -256,16 +249,13 @@ class _BaseForest(BaseEstimator, TreeModel):
                     | ({"sw": prep.sample_weight} if prep.sample_weight is not None else {})
                 )
                 try:
-                    n_bins, edges = await loop.run_in_executor(
+                    bins = await loop.run_in_executor(
                         executor, bin_task, x_shared.specs["X"], shared.specs["codes"],
-                        prep.is_categorical, prep.n_categories, self.max_bins,
+                        Binner(self.max_bins), prep.is_categorical, prep.n_categories,
                         x_shared.specs.get("sw"),
                     )
                 finally:
                     x_shared.close()
-                bins = BinnedData(
-                    np.empty((len(edges), 0), np.uint8), n_bins, prep.is_categorical, tuple(edges)
-                )
             self._release_rows(job)
             prep = job.prep
             pending: dict[asyncio.Future[list[dict[str, np.ndarray]]], list[int]] = {}
@@ -319,7 +309,7 @@ class _BaseForest(BaseEstimator, TreeModel):
         return self
 
     def _finish(
-        self, job: _FitJob, bins: BinnedData | None, new_trees: dict[int, TreeArrays]
+        self, job: _FitJob, bins: Bins | None, new_trees: dict[int, TreeArrays]
     ) -> None:
         prep = job.prep
         missing = [i for i in job.indices if i not in new_trees]
@@ -327,13 +317,13 @@ class _BaseForest(BaseEstimator, TreeModel):
             raise RuntimeError(f"trees {missing[:5]} were not fitted")
         assert bins is not None
         old = list(self.trees_) if job.reuse_bins is not None else []
-        self.set_fitted_trees(prep, job.plan, strip_codes(bins),
+        self.set_fitted_trees(prep, job.plan, bins,
                               old + [new_trees[i] for i in job.indices])
         if self.oob_score:
             self._compute_oob(prep)
 
     def set_fitted_trees(
-        self, prep: Prepared, plan: ForestPlan, bins: BinnedData, trees: list[TreeArrays]
+        self, prep: Prepared, plan: ForestPlan, bins: Bins, trees: list[TreeArrays]
     ) -> None:
         """Install fitted trees (in tree-index order) and the state that goes with them."""
         self.trees_ = trees

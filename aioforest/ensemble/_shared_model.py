@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data._binning import BinnedData
+from ..data import Bins
 from ..tree._predict import FlatForest
 from ._pool import ArraySpec, SharedArrays, attach
 
@@ -25,22 +25,18 @@ class SharedModel:
         self.key = key
         self._shared = SharedArrays(flat.parts())
         self.specs = dict(self._shared.specs)
-        self.meta: dict[str, Any] = {
-            "n_bins": flat.bins.n_bins,
-            "is_categorical": flat.bins.is_categorical,
-            "edges": list(flat.bins.edges),
-        }
+        self.bins = flat.bins
 
     def task(self, X: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         # Runs in a pool process: ``self`` arrives pickled (specs and bin edges only).
-        return shared_flat_forest(self.specs, self.meta).mean_value(X)
+        return shared_flat_forest(self.specs, self.bins).mean_value(X)
 
     def task_rows(self, x_spec: ArraySpec, lo: int, hi: int) -> np.ndarray[Any, Any]:
         """Rows ``lo:hi`` of a shared matrix (runs in a pool process)."""
-        return shared_flat_forest(self.specs, self.meta).mean_value(attach(x_spec)[lo:hi])
+        return shared_flat_forest(self.specs, self.bins).mean_value(attach(x_spec)[lo:hi])
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"key": self.key, "specs": self.specs, "meta": self.meta}
+        return {"key": self.key, "specs": self.specs, "bins": self.bins}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -57,16 +53,10 @@ class SharedModel:
 _CACHE: OrderedDict[str, FlatForest] = OrderedDict()
 
 
-def shared_flat_forest(specs: dict[str, ArraySpec], meta: dict[str, Any]) -> FlatForest:
+def shared_flat_forest(specs: dict[str, ArraySpec], bins: Bins) -> FlatForest:
     key = specs["packed"][0]
     flat = _CACHE.get(key)
     if flat is None:
-        bins = BinnedData(
-            codes=np.empty((len(meta["edges"]), 0), dtype=np.uint8),
-            n_bins=meta["n_bins"],
-            is_categorical=meta["is_categorical"],
-            edges=tuple(meta["edges"]),
-        )
         flat = FlatForest.from_parts(bins, {n: attach(s) for n, s in specs.items()})
         _CACHE[key] = flat
         while len(_CACHE) > 4:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data._binning import BinnedData, Binner, transform
+from ..data import Binner, Bins
 from ..tree._plan import ForestPlan, fit_trees
 from ._pool import ArraySpec, attach
 
@@ -17,27 +17,26 @@ __all__ = ["bin_task", "fit_task", "warm_up"]
 def bin_task(
     x_spec: ArraySpec,
     codes_spec: ArraySpec,
+    binner: Binner,
     is_categorical: np.ndarray[Any, Any],
     n_categories: np.ndarray[Any, Any],
-    max_bins: int,
     sw_spec: ArraySpec | None = None,
-) -> tuple[np.ndarray[Any, Any], list[np.ndarray[Any, Any]]]:
-    """Bin the shared matrix into the shared codes array; return (n_bins, edges).
+) -> Bins:
+    """Learn the bins of the shared matrix, write its codes to the shared codes array and
+    return the bins.
 
     The codes array is row-major, shape (n_samples, n_features) (see :func:`fit_task`).
     """
     X = attach(x_spec)
     sw = attach(sw_spec) if sw_spec is not None else None
-    binned = Binner(max_bins).fit(X, is_categorical, n_categories, sw)
-    attach(codes_spec)[...] = binned.codes.T
-    return binned.n_bins, list(binned.edges)
+    bins, codes = binner.fit_transform(X, is_categorical, n_categories, sw)
+    attach(codes_spec)[...] = codes.T
+    return bins
 
 
 def fit_task(
     codes_spec: ArraySpec,
-    n_bins: np.ndarray[Any, Any],
-    is_categorical: np.ndarray[Any, Any],
-    edges: list[np.ndarray[Any, Any]],
+    bins: Bins,
     y_spec: ArraySpec,
     sw_spec: ArraySpec | None,
     plan: dict[str, Any],
@@ -49,14 +48,14 @@ def fit_task(
     """Fit trees ``indices`` of ``plan`` on the shared dataset; return each tree's arrays.
 
     The shared codes are row-major, shape (n_samples, n_features): their transpose is the
-    (n_features, n_samples) view :class:`BinnedData` holds, and the tree builder, which reads
+    (n_features, n_samples) codes the tree builder takes, and the builder, which reads
     rows, uses the segment without copying it. The local pool and cluster workers both
     run this function; the last three arguments serve the cluster:
 
     * ``rows``: ``(start, stop)`` (a view, no copy) or an int64 index array (a copy of the
       selected rows); ``None`` uses all rows.
     * ``raw``: the shared matrix holds float64 features, and the selected rows are binned
-      here with ``n_bins``/``edges`` first (a cross-validation fold: the same codes a local
+      here with ``bins`` first (a cross-validation fold: the same codes a local
       fit on those rows computes).
     * ``cancel``: a shared cancel board and this task's slot on it; once that byte is set,
       the fit stops at its next level with ``FitCancelled``.
@@ -77,16 +76,9 @@ def fit_task(
         )
         matrix, y = matrix[sel], y[sel]
         sw = sw[sel] if sw is not None else None
-    if raw:
-        bins = BinnedData(np.zeros((0, 0), np.uint8), n_bins, is_categorical, tuple(edges))
-        codes = transform(bins, matrix)
-    else:
-        codes = matrix.T
-    binned = BinnedData(codes=codes, n_bins=n_bins, is_categorical=is_categorical,
-                        edges=tuple(edges))
-    trees = fit_trees(ForestPlan.from_json(plan), binned, y, sw, indices, should_stop)
+    codes = bins.transform(matrix) if raw else matrix.T
+    trees = fit_trees(ForestPlan.from_json(plan), bins, codes, y, sw, indices, should_stop)
     return [t.arrays() for t in trees]
-
 
 
 def warm_up() -> int:

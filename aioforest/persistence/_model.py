@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..data import Feature
-from ..data._binning import BinnedData
+from ..data import Bins, Feature
 from ..tree import model_classes
 from ..tree._arrays import TreeArrays
 from ..tree._plan import ForestPlan
@@ -127,7 +126,7 @@ def trees_from_arrays(
     return trees
 
 
-def _bins_meta(bins: BinnedData) -> tuple[dict[str, Any], dict[str, np.ndarray[Any, Any]]]:
+def _bins_meta(bins: Bins) -> tuple[dict[str, Any], dict[str, np.ndarray[Any, Any]]]:
     return {}, {
         "bins.n_bins": bins.n_bins.astype(np.int32),
         "bins.is_categorical": bins.is_categorical.astype(bool),
@@ -136,7 +135,7 @@ def _bins_meta(bins: BinnedData) -> tuple[dict[str, Any], dict[str, np.ndarray[A
     }
 
 
-def _bins_from(arrays: dict[str, np.ndarray[Any, Any]]) -> BinnedData:
+def _bins_from(arrays: dict[str, np.ndarray[Any, Any]]) -> Bins:
     counts = arrays["bins.edge_counts"].astype(np.int64)
     flat = np.array(arrays["bins.edges"], dtype=np.float64)
     if counts.sum() != flat.size or (counts < 0).any():
@@ -144,7 +143,10 @@ def _bins_from(arrays: dict[str, np.ndarray[Any, Any]]) -> BinnedData:
     edges = tuple(np.split(flat, np.cumsum(counts)[:-1])) if counts.size else ()
     n_bins = np.array(arrays["bins.n_bins"], dtype=np.int32)
     is_cat = np.array(arrays["bins.is_categorical"], dtype=bool)
-    return BinnedData(np.empty((n_bins.size, 0), np.uint8), n_bins, is_cat, edges)
+    try:
+        return Bins(n_bins, is_cat, edges)
+    except ValueError as exc:
+        raise FormatError(f"damaged bins: {exc}") from None
 
 
 # --- estimators --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..data._binning import BinnedData
+from ..data import Bins
 from ._arrays import TreeArrays
 from ._criterion import Criterion, criterion_for
 from ._histogram import CodeTable, LevelRows, node_totals
@@ -112,7 +112,8 @@ class _Records:
 
 
 def grow_trees(
-    binned: BinnedData,
+    bins: Bins,
+    codes: npt.NDArray[np.uint8],
     y: I64 | F64,
     jobs: Sequence[TreeJob],
     params: GrowParams,
@@ -120,7 +121,8 @@ def grow_trees(
     class_weight: F64 | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[TreeArrays]:
-    """Grow one tree per job; ``y`` holds class codes (classification) or targets.
+    """Grow one tree per job on ``codes`` (feature-major, binned by ``bins``); ``y`` holds
+    class codes (classification) or targets.
 
     ``exact`` says how split statistics are summed and scored; it is the job's choice
     (``_plan.arithmetic``), so that no tree depends on the trees sharing its pass.
@@ -128,12 +130,14 @@ def grow_trees(
     :class:`FitCancelled` (a cluster worker uses it to drop a losing backup copy).
     """
     # Row-major copy: the k drawn features of one row then share a cache line.
-    table = CodeTable(np.ascontiguousarray(binned.codes.T).reshape(-1), binned.codes.shape[0],
-                      binned.n_bins, binned.is_categorical)
+    if codes.shape[0] != bins.n_features:
+        raise ValueError(f"codes have {codes.shape[0]} features, the bins {bins.n_features}")
+    table = CodeTable(np.ascontiguousarray(codes.T).reshape(-1), codes.shape[0],
+                      bins.n_bins, bins.is_categorical)
     criterion = criterion_for(params.criterion)
     rows = _root_rows(jobs, y, criterion.classification)
     growth = _growth(table, jobs, params, exact, class_weight, criterion, rows)
-    nodes = _roots(table, binned.codes, len(jobs))
+    nodes = _roots(table, codes, len(jobs))
     next_local = np.ones(len(jobs), dtype=np.int64)
     records = _Records()
     depth = 0
@@ -142,7 +146,7 @@ def grow_trees(
             raise FitCancelled(f"cancelled at depth {depth}")
         nodes, rows = grow_level(growth, nodes, rows, depth, next_local, records)
         depth += 1
-    return _assemble(records, len(jobs), binned)
+    return _assemble(records, len(jobs), bins)
 
 
 def grow_level(
@@ -318,7 +322,7 @@ def _column(
     return out
 
 
-def _assemble(rec: _Records, n_trees: int, binned: BinnedData) -> list[TreeArrays]:
+def _assemble(rec: _Records, n_trees: int, bins: Bins) -> list[TreeArrays]:
     """Each tree's arrays, nodes in level order, from the per-level records.
 
     Every column is sorted once for the whole batch (each record list is dropped as soon as
@@ -336,7 +340,7 @@ def _assemble(rec: _Records, n_trees: int, binned: BinnedData) -> list[TreeArray
     feature_rec = np.concatenate(rec.feature)
     rec.feature.clear()
     # The categorical split tables were recorded in record order: find each node's row.
-    cat_rec = (feature_rec >= 0) & binned.is_categorical[np.maximum(feature_rec, 0)]
+    cat_rec = (feature_rec >= 0) & bins.is_categorical[np.maximum(feature_rec, 0)]
     lut_row = np.full(feature_rec.size, -1, dtype=np.int64)
     lut_row[cat_rec] = np.arange(int(np.count_nonzero(cat_rec)))
     lut_row = lut_row[order]
@@ -356,8 +360,8 @@ def _assemble(rec: _Records, n_trees: int, binned: BinnedData) -> list[TreeArray
     del order
     # All features' edges in one array, each followed by +inf (the "missing vs rest" split
     # sends every non-missing value left).
-    flat_edges = np.concatenate([np.append(e, np.inf) for e in binned.edges])
-    edge_offsets = np.concatenate([[0], np.cumsum([e.size + 1 for e in binned.edges])[:-1]])
+    flat_edges = np.concatenate([np.append(e, np.inf) for e in bins.edges])
+    edge_offsets = np.concatenate([[0], np.cumsum([e.size + 1 for e in bins.edges])[:-1]])
     edge_offsets = edge_offsets.astype(np.int64)
     out = []
     for t in range(n_trees):
@@ -365,7 +369,7 @@ def _assemble(rec: _Records, n_trees: int, binned: BinnedData) -> list[TreeArray
         feat = feature[lo:hi]
         thr_bin = threshold_bin[lo:hi]
         is_split = feat >= 0
-        cat_split = is_split & binned.is_categorical[np.maximum(feat, 0)]
+        cat_split = is_split & bins.is_categorical[np.maximum(feat, 0)]
         threshold = np.full(feat.size, np.nan)
         num = np.flatnonzero(is_split & ~cat_split)
         threshold[num] = flat_edges[edge_offsets[feat[num]] + thr_bin[num]]
@@ -375,7 +379,7 @@ def _assemble(rec: _Records, n_trees: int, binned: BinnedData) -> list[TreeArray
         cat_left = luts[lut_row[lo:hi][cat_nodes]]
         # The missing bin of a categorical feature is not a category: keep only real ones.
         for j, i in enumerate(cat_nodes):
-            cat_left[j, binned.n_bins[feat[i]]:] = False
+            cat_left[j, bins.n_bins[feat[i]]:] = False
         out.append(
             TreeArrays(
                 feature=feat,

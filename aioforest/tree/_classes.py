@@ -26,22 +26,12 @@ from .._validation import (
     resolve_max_features,
     resolve_seed,
 )
-from ..data._binning import BinnedData, Binner
+from ..data import Binner, Bins
 from ._arrays import TreeArrays
 from ._model import ClassifierMixin, RegressorMixin, TreeModel, register_model
 from ._plan import ForestPlan, fit_trees
 
-__all__ = ["DecisionTreeClassifier", "DecisionTreeRegressor", "plan_for", "strip_codes"]
-
-
-def strip_codes(binned: BinnedData) -> BinnedData:
-    """The bin edges without the training codes (what a fitted model keeps)."""
-    return BinnedData(
-        codes=np.empty((binned.n_features, 0), dtype=np.uint8),
-        n_bins=binned.n_bins,
-        is_categorical=binned.is_categorical,
-        edges=binned.edges,
-    )
+__all__ = ["DecisionTreeClassifier", "DecisionTreeRegressor", "plan_for"]
 
 
 def plan_for(
@@ -103,14 +93,14 @@ class _BaseDecisionTree(BaseEstimator, TreeModel):
         """Grow the tree on ``X`` (array, DataFrame or Dataset) and ``y``."""
         prep = prepare(X, y, sample_weight, classification=self._classification)
         plan = plan_for(self, prep, seed=resolve_seed(self.random_state), bootstrap=False)
-        binned = Binner(self.max_bins).fit(
+        bins, codes = Binner(self.max_bins).fit_transform(
             prep.X, prep.is_categorical, prep.n_categories, prep.sample_weight
         )
-        (tree,) = fit_trees(plan, binned, prep.y, prep.sample_weight, [0])
-        self._set_fitted(prep, strip_codes(binned), tree)
+        (tree,) = fit_trees(plan, bins, codes, prep.y, prep.sample_weight, [0])
+        self._set_fitted(prep, bins, tree)
         return self
 
-    def _set_fitted(self, prep: Prepared, bins: BinnedData, tree: TreeArrays) -> None:
+    def _set_fitted(self, prep: Prepared, bins: Bins, tree: TreeArrays) -> None:
         self.tree_ = tree
         self.trees_ = [tree]
         self.bins_ = bins

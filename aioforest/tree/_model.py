@@ -18,8 +18,7 @@ import numpy.typing as npt
 
 from .._base import not_fitted_error
 from .._validation import check_array_input
-from ..data import Feature, encode_features
-from ..data._binning import BinnedData
+from ..data import Bins, Feature, encode_features
 from ._arrays import TreeArrays
 from ._predict import FlatForest
 
@@ -63,7 +62,7 @@ class TreeModel:
     """Mixin: the fitted state of one or more trees, and vectorised prediction over them."""
 
     trees_: list[TreeArrays]
-    bins_: BinnedData
+    bins_: Bins
     features_: tuple[Feature, ...]
     n_features_in_: int
 

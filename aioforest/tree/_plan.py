@@ -1,7 +1,7 @@
 """What a forest's trees depend on, as plain data, and the pure function that fits them.
 
-``fit_trees(plan, binned, y, sample_weight, indices)`` returns trees ``indices`` of the
-forest that ``plan`` describes. Tree ``i`` depends only on (binned data, labels, weights,
+``fit_trees(plan, bins, codes, y, sample_weight, indices)`` returns trees ``indices`` of the
+forest that ``plan`` describes. Tree ``i`` depends only on (bins and codes, labels, weights,
 plan, i): its bootstrap sample, its feature subspace and every feature draw at its nodes
 derive from ``tree_key(plan.seed, i)``. That is what lets local processes, remote workers,
 retries and resumed jobs all produce the same forest.
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..data._binning import BinnedData
+from ..data import Bins
 from ._arrays import TreeArrays
 from ._builder import Arithmetic, GrowParams, TreeJob, grow_trees
 from ._criterion import CRITERIA
@@ -227,7 +227,8 @@ def _batches(jobs: Iterable[TreeJob], integral: bool, cap: int) -> Iterable[Sequ
 
 def fit_trees(
     plan: ForestPlan,
-    binned: BinnedData,
+    bins: Bins,
+    codes: npt.NDArray[np.uint8],
     y: npt.NDArray[np.int64] | npt.NDArray[np.float64],
     sample_weight: npt.NDArray[np.float64] | None,
     indices: Sequence[int],
@@ -237,7 +238,7 @@ def fit_trees(
 
     ``should_stop`` is polled once per level (see :func:`grow_trees`).
     """
-    n_features, n_samples = binned.codes.shape
+    n_features, n_samples = codes.shape
     # drawn lazily: a batch's jobs exist only while it grows
     jobs = (tree_job(plan, i, n_samples, n_features, sample_weight) for i in indices)
     exact = arithmetic(plan, n_samples, sample_weight)
@@ -248,6 +249,6 @@ def fit_trees(
     cap = _batch_cap(plan, n_features)
     for batch in _batches(jobs, exact.integral, cap):
         out.extend(
-            grow_trees(binned, y, batch, plan.grow_params(), exact, class_weight, should_stop)
+            grow_trees(bins, codes, y, batch, plan.grow_params(), exact, class_weight, should_stop)
         )
     return out

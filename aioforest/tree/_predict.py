@@ -22,7 +22,7 @@ pairs), and each level costs a few whole-array operations:
 * Categorical splits (a set of categories goes left) are the exception: rows at such nodes
   are fixed up with a per-node 256-entry table.
 
-Rows are binned by :class:`_GridBinner`, which gives exactly the codes of ``transform``
+Rows are binned by :class:`_GridBinner`, which gives exactly the codes of ``Bins.transform``
 several times faster. Before a tree's records and leaf values are gathered at random, they
 are read once front to back: streaming them into cache beats taking each miss in turn.
 
@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ..data._binning import BinnedData, transform
+from ..data import Bins
 from ._arrays import TreeArrays
 
 __all__ = ["FlatForest"]
@@ -87,7 +87,7 @@ class FlatForest:
     #: The arrays that define a flat forest (what :meth:`parts` returns).
     PARTS = ("roots", "packed", "value", "missing_left", "cat_nodes", "cat_left")
 
-    def __init__(self, trees: Sequence[TreeArrays], bins: BinnedData) -> None:
+    def __init__(self, trees: Sequence[TreeArrays], bins: Bins) -> None:
         if not trees:
             raise ValueError("a forest needs at least one tree")
         d = bins.n_features
@@ -165,7 +165,7 @@ class FlatForest:
         )
 
     @classmethod
-    def from_parts(cls, bins: BinnedData, parts: dict[str, np.ndarray]) -> FlatForest:
+    def from_parts(cls, bins: Bins, parts: dict[str, np.ndarray]) -> FlatForest:
         """Rebuild from :meth:`parts` (e.g. arrays mapped from shared memory)."""
         self = cls.__new__(cls)
         self._init(bins, **{name: parts[name] for name in cls.PARTS})
@@ -177,7 +177,7 @@ class FlatForest:
 
     def _init(
         self,
-        bins: BinnedData,
+        bins: Bins,
         *,
         roots: I64,
         packed: I64,
@@ -429,18 +429,18 @@ class _Columns:
 
 
 class _GridBinner:
-    """Bins rows exactly as :func:`transform` does, with far fewer comparisons.
+    """Bins rows exactly as :meth:`Bins.transform` does, with far fewer comparisons.
 
-    ``transform`` counts the edges below each value with a binary search. Here each numeric
+    ``Bins.transform`` counts the edges below each value with a binary search. Here each numeric
     feature's edge range is cut into equal cells; a value's cell gives the number of edges in
     earlier cells from a table, and a few comparisons count the edges inside its own cell.
     The cell of a value is a monotone function of it (subtract, scale, clamp, floor), so
     every edge in an earlier cell is below the value and every edge in a later one above it:
     the count is exact. Features whose edges bunch up in a cell, and categorical features,
-    go through ``transform`` itself.
+    go through ``Bins.transform`` itself.
     """
 
-    def __init__(self, bins: BinnedData) -> None:
+    def __init__(self, bins: Bins) -> None:
         d = bins.n_features
         self.d = d
         self.missing_code = bins.n_bins.astype(np.uint8)
@@ -462,7 +462,7 @@ class _GridBinner:
             cell_off[f] = n_cells
             edge_off[f] = n_edges
             if grid is None:
-                # Binned by ``transform``; the grid pass computes a harmless 0 for it.
+                # Binned by ``Bins.transform``; the grid pass computes a harmless 0 for it.
                 slow.append(f)
                 self.lo[f] = self.scale[f] = self.top_cell[f] = 0.0
                 start = np.zeros(1, dtype=np.int64)
@@ -479,12 +479,7 @@ class _GridBinner:
         self.start = np.concatenate(starts)
         self.edges = np.concatenate(edges)
         self.slow = np.array(slow, dtype=np.int64)
-        self.slow_bins = BinnedData(
-            codes=np.empty((len(slow), 0), dtype=np.uint8),
-            n_bins=bins.n_bins[self.slow],
-            is_categorical=bins.is_categorical[self.slow],
-            edges=tuple(bins.edges[f] for f in slow),
-        )
+        self.slow_bins = bins.select(self.slow)
 
     def _grid(self, f: int, e: F64) -> tuple[I64, int] | None:
         """Cell table of one numeric feature: ``start[c]`` = number of edges in cells before
@@ -538,4 +533,4 @@ class _GridBinner:
             if missing.any():
                 np.copyto(block, np.broadcast_to(self.missing_code, block.shape), where=missing)
         if self.slow.size:
-            out[:, self.slow] = transform(self.slow_bins, X[:, self.slow]).T
+            out[:, self.slow] = self.slow_bins.transform(X[:, self.slow]).T
