@@ -114,7 +114,7 @@ def test_raw_dataset_and_binning_tasks_round_trip() -> None:
     from aioforest.tree._plan import ForestPlan
 
     bins = Binner(16).fit(X)
-    plan = RandomForestClassifier(n_estimators=2, random_state=0)._start(X, y, None).plan
+    plan = RandomForestClassifier(n_estimators=2, random_state=0).fit_job(X, y).plan
     assert isinstance(plan, ForestPlan)
     task = Task(1, 0, 0, raw.hash, plan, (0, 1), np.arange(0, 30, 2, dtype=np.int64), bins)
     back = Task.from_message(task.to_message())
@@ -175,7 +175,7 @@ async def test_a_worker_bins_raw_rows_itself_and_refuses_mismatched_bins() -> No
 
     X, y = small_data(n=120, d=4, seed=8)
     rows = np.arange(0, 120, 3, dtype=np.int64)
-    job = RandomForestClassifier(n_estimators=3, random_state=4)._start(X[rows], y[rows], None)
+    job = RandomForestClassifier(n_estimators=3, random_state=4).fit_job(X[rows], y[rows])
     bins, fold_codes = Binner(255).fit_transform(X[rows])
     raw = DatasetPayload.build_raw(X, y, None, np.zeros(4, dtype=bool))
     binned_payload = DatasetPayload.build(bins, fold_codes, y[rows], None)
@@ -189,7 +189,7 @@ async def test_a_worker_bins_raw_rows_itself_and_refuses_mismatched_bins() -> No
             await conn.send(Task(1, 0, 0, raw.hash, job.plan, (0, 2), rows, bins).to_message())
             res = await recv_skipping(conn, "heartbeat")
             assert isinstance(res, Result)
-            want = fit_trees(job.plan, bins, fold_codes, job.prep.y, None, [0, 2])
+            want = fit_trees(job.plan, bins, fold_codes, job.y, None, [0, 2])
             for got, exp in zip(res.trees, want, strict=True):
                 assert_same_tree(got, exp)
             for task, detail in [
@@ -222,7 +222,7 @@ def test_task_bins_are_checked_on_decode() -> None:
 
     X, y = small_data(n=30, d=3)
     raw = DatasetPayload.build_raw(X, y, None, np.zeros(3, dtype=bool))
-    plan = RandomForestClassifier(n_estimators=1, random_state=0)._start(X, y, None).plan
+    plan = RandomForestClassifier(n_estimators=1, random_state=0).fit_job(X, y).plan
     bins = Bins(np.array([3, 3, 3], np.int32), np.zeros(3, bool),
                 tuple(np.array([0.0, 1.0]) for _ in range(3)))
     msg = Task(1, 0, 0, raw.hash, plan, (0,), None, bins).to_message()

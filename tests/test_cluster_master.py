@@ -134,15 +134,15 @@ def expected_data_parallel(
     forest: RandomForestClassifier, X: np.ndarray, y: np.ndarray, n_shards: int
 ) -> list[Any]:
     """Tree i fitted on shard i % n_shards, computed here independently of the master."""
-    job = forest._start(X, y, None)
-    bins, codes = forest._bin_here(job)
+    job = forest.fit_job(X, y)
+    bins, codes = job.bin()
     shards = split_rows(X.shape[0], n_shards, shuffle=True, random_state=job.plan.seed)
     trees = []
     for i in job.indices:
         rows = shards[i % n_shards]
         n_draws = max(1, round(job.plan.n_draws * rows.size / X.shape[0]))
         plan = dataclasses.replace(job.plan, n_draws=n_draws)
-        trees.extend(fit_trees(plan, bins, codes[:, rows], job.prep.y[rows], None, [i]))
+        trees.extend(fit_trees(plan, bins, codes[:, rows], job.y[rows], None, [i]))
     return trees
 
 

@@ -46,9 +46,9 @@ from aioforest.wire import AuthenticationError, ConnectionClosed
 def dataset_and_plan(seed: int = 0) -> tuple[DatasetPayload, ForestPlan, Any]:
     X, y = small_data(n=180, d=5, seed=seed)
     forest = RandomForestClassifier(n_estimators=10, random_state=seed)
-    job = forest._start(X, y, None)
+    job = forest.fit_job(X, y)
     bins, codes = Binner(255).fit_transform(X)
-    return DatasetPayload.build(bins, codes, job.prep.y, None), job.plan, (bins, codes)
+    return DatasetPayload.build(bins, codes, job.y, None), job.plan, (bins, codes)
 
 
 @contextlib.asynccontextmanager

@@ -219,14 +219,13 @@ def test_a_tree_does_not_depend_on_the_trees_sharing_its_pass(params: dict[str, 
     X, y = load_digits(return_X_y=True)
     forest = RandomForestClassifier(n_estimators=12, random_state=0, n_jobs=1, **params)
     forest.fit(X, y)  # one pass for all twelve trees
-    job = forest._start(X, y, None)
-    bins, codes = forest._bin_here(job)
-    prep = job.prep
+    job = forest.fit_job(X, y)
+    bins, codes = job.bin()
     for i in range(12):
-        (alone,) = fit_trees(job.plan, bins, codes, prep.y, prep.sample_weight, [i])
+        (alone,) = fit_trees(job.plan, bins, codes, job.y, job.sample_weight, [i])
         assert_same_tree(forest.trees_[i], alone, where=f"tree {i} grown alone: ")
     pairs = [t for i in range(0, 12, 3)
-             for t in fit_trees(job.plan, bins, codes, prep.y, prep.sample_weight,
+             for t in fit_trees(job.plan, bins, codes, job.y, job.sample_weight,
                                 [i, i + 1, i + 2])]
     for i, tree in enumerate(pairs):
         assert_same_tree(forest.trees_[i], tree, where=f"tree {i} grown in threes: ")
@@ -303,10 +302,9 @@ def test_large_integer_weights_do_not_tie_a_tree_to_its_pass() -> None:
         n_estimators=12, bootstrap=False, max_features=None, max_depth=1, random_state=0,
         n_jobs=1,
     )
-    job = forest._start(X, y, w)
-    bins, codes = forest._bin_here(job)
-    prep = job.prep
-    together = fit_trees(job.plan, bins, codes, prep.y, prep.sample_weight, list(range(12)))
+    job = forest.fit_job(X, y, w)
+    bins, codes = job.bin()
+    together = fit_trees(job.plan, bins, codes, job.y, job.sample_weight, list(range(12)))
     for i in range(12):
-        (alone,) = fit_trees(job.plan, bins, codes, prep.y, prep.sample_weight, [i])
+        (alone,) = fit_trees(job.plan, bins, codes, job.y, job.sample_weight, [i])
         assert_same_tree(together[i], alone, where=f"tree {i} grown alone: ")

@@ -22,23 +22,21 @@ import math
 import os
 import ssl as ssl_module
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from ..csp import go
 from ..data import Bins, split_rows
-from ..ensemble._forest import FitProgress
+from ..ensemble import FitJob, FitProgress, SupportsFitJob
 from ..evaluation import ConfusionMatrix, clone_estimator, confusion_matrix
 from ..evaluation._confusion import sort_labels
 from ..evaluation._cross_validation import cv_inputs
-from ..tree._arrays import TreeArrays
-from ..tree._plan import BATCH_INSTANCES, ForestPlan
+from ..tree import BATCH_INSTANCES, ForestPlan, TreeArrays
 from ..wire import (
     DEFAULT_CONFIG,
     AuthenticationError,
@@ -72,6 +70,8 @@ from ._scheduler import JobFailed, Scheduler, TaskSpec
 __all__ = ["ClusterClosed", "ClusterError", "JobFailedError", "Master"]
 
 logger = logging.getLogger("aioforest.cluster")
+
+Forest = TypeVar("Forest", bound=SupportsFitJob)
 
 _MASTER_RECEIVES = ("heartbeat", "result", "failed", "bye")
 
@@ -711,7 +711,7 @@ class Master:
 
     async def fit(
         self,
-        estimator: Any,
+        estimator: Forest,
         X: object,
         y: object = None,
         sample_weight: object = None,
@@ -724,7 +724,7 @@ class Master:
         task_size: int | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         resume: Literal["auto", "new", "require"] = "auto",
-    ) -> Any:
+    ) -> Forest:
         """Fit ``estimator`` (a random forest) on the cluster and return it.
 
         ``mode="model"``: every worker trains whole trees on the full binned dataset; the
@@ -756,76 +756,62 @@ class Master:
         """
         self._check_open()
         _check_forest(estimator, "fit")
-        if mode not in ("model", "data"):
-            raise ValueError(f"mode must be 'model' or 'data', got {mode!r}")
-        _check_task_size(task_size)
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
-        if replicas != 1 and mode != "data":
-            raise ValueError("replicas applies to mode='data' (model mode sends data to all)")
-        fit_job = await asyncio.to_thread(estimator._start, X, y, sample_weight)
-        if not fit_job.indices:
-            warnings.warn(
-                "warm_start fit without a larger n_estimators fits no new tree",
-                UserWarning, stacklevel=2,
-            )
-            return estimator
-        if mode == "data" and estimator.oob_score:
-            raise ValueError("oob_score=True is not supported with mode='data' yet")
-        if mode == "data" and fit_job.reuse_bins is not None:
-            raise ValueError("warm_start fits are not supported with mode='data' yet")
-        bins, codes = await asyncio.to_thread(estimator._bin_here, fit_job)
-        prep, plan = fit_job.prep, fit_job.plan
-        groups: list[_Group]
+        _check_fit_options(mode, replicas, task_size)
+        job = await asyncio.to_thread(estimator.fit_job, X, y, sample_weight)
+        if not job.indices:
+            return estimator  # the job warned
         k: int | None = None
-        if mode == "model":
-            payload = await asyncio.to_thread(
-                DatasetPayload.build, bins, codes, prep.y, prep.sample_weight
-            )
-            groups = [_Group(payload, plan, list(fit_job.indices))]
-        else:
+        if mode == "data":
+            _check_data_mode(job)
             k = n_shards if n_shards is not None else max(1, len(self._peers))
-            groups = await asyncio.to_thread(
-                _shard_groups, bins, codes, prep.y, prep.sample_weight, plan, fit_job.indices, k
-            )
+        bins, codes = await asyncio.to_thread(job.bin)
+        groups = await asyncio.to_thread(_fit_groups, job, bins, codes, k)
+        del codes  # the payloads hold what the workers need
         checkpoint: Checkpoint | None = None
         saved: dict[int, TreeArrays] = {}
         if checkpoint_dir is not None:
             spec = job_spec(
-                data_hashes=[g.payload.hash for g in groups], plan=plan.to_json(),
-                params=estimator.get_params(), indices=fit_job.indices, mode=mode, n_shards=k,
-            )
-            checkpoint = await asyncio.to_thread(
-                Checkpoint.open, checkpoint_dir, spec, resume=resume
-            )
-            saved = checkpoint.trees
-            missing = set(checkpoint.missing)
-            groups = [
-                dataclasses.replace(g, indices=[i for i in g.indices if i in missing])
-                for g in groups
-            ]
-            groups = [g for g in groups if g.indices]
-            self._trees_resumed += len(saved)
-            if saved:
-                logger.info(
-                    "master: resuming from %s: %d trees saved, %d to fit",
-                    checkpoint_dir, len(saved), len(missing),
-                )
+                data_hashes=[g.payload.hash for g in groups], plan=job.plan.to_json(),
+                params=estimator.get_params(), indices=job.indices, mode=mode, n_shards=k)
+            checkpoint, saved, groups = await self._resume(checkpoint_dir, spec, resume, groups)
         try:
             trees = await self._run_job(
-                groups, n_outputs=max(plan.n_classes, 1), n_features=bins.n_features,
+                groups, n_outputs=job.n_outputs, n_features=bins.n_features,
                 on_progress=on_progress, priority=priority, task_size=task_size,
                 replicas=replicas if mode == "data" else None, checkpoint=checkpoint,
             ) if groups else {}
         finally:
             if checkpoint is not None:
                 await asyncio.to_thread(checkpoint.close)  # waits for writes in flight
-        await asyncio.to_thread(estimator._finish, fit_job, bins, {**saved, **trees})
+        await asyncio.to_thread(job.install, {**saved, **trees})
         return estimator
+
+    async def _resume(
+        self,
+        directory: str | os.PathLike[str],
+        spec: dict[str, Any],
+        resume: Literal["auto", "new", "require"],
+        groups: list[_Group],
+    ) -> tuple[Checkpoint, dict[int, TreeArrays], list[_Group]]:
+        """Open the job's checkpoint: the trees it holds, and the groups left to fit."""
+        checkpoint = await asyncio.to_thread(Checkpoint.open, directory, spec, resume=resume)
+        saved = checkpoint.trees
+        missing = set(checkpoint.missing)
+        groups = [
+            dataclasses.replace(g, indices=[i for i in g.indices if i in missing])
+            for g in groups
+        ]
+        self._trees_resumed += len(saved)
+        if saved:
+            logger.info(
+                "master: resuming from %s: %d trees saved, %d to fit",
+                directory, len(saved), len(missing),
+            )
+        return checkpoint, saved, [g for g in groups if g.indices]
 
     async def cross_validate(
         self,
-        estimator: Any,
+        estimator: SupportsFitJob,
         data: object,
         y: object = None,
         *,
@@ -862,47 +848,22 @@ class Master:
             raise ValueError(f"folds must be an int >= 2, got {folds!r}")
         if estimator.warm_start:
             raise ValueError("cross_validate needs warm_start=False: each fold fits from scratch")
-        plans = await asyncio.to_thread(
+        full, fold_plans, all_labels = await asyncio.to_thread(
             _cv_plans, estimator, data, y, folds, stratified, random_state, shuffle
         )
-        full, fold_plans, all_labels = plans
         raw = await asyncio.to_thread(
-            DatasetPayload.build_raw, full.prep.X, full.prep.y, full.prep.sample_weight,
-            full.prep.is_categorical,
+            DatasetPayload.build_raw, full.X, full.y, full.sample_weight, full.is_categorical
         )
         total = sum(len(f.job.indices) for f in fold_plans)
         counter = _ProgressCounter(total, on_progress)
-        t0 = time.perf_counter()
+        progress = counter.callback(time.perf_counter()) if on_progress is not None else None
 
         async def run_fold(fold: _FoldPlan) -> ConfusionMatrix:
             try:
-                return await fit_fold(fold)
+                predicted = await self._fit_fold(fold, raw, total, progress, priority)
             except Exception as exc:
                 exc.add_note(f"(in cross-validation fold {fold.number} of {folds})")
                 raise
-
-        async def fit_fold(fold: _FoldPlan) -> ConfusionMatrix:
-            job = fold.job
-            if fold.shares_rows:
-                group = _Group(raw, job.plan, list(job.indices), fold.train, fold.bins)
-            else:
-                payload = await asyncio.to_thread(
-                    DatasetPayload.build, fold.bins, fold.codes, job.prep.y,
-                    job.prep.sample_weight,
-                )
-                group = _Group(payload, job.plan, list(job.indices))
-            # The folds run side by side, so balance tasks over all of their trees: fewer,
-            # larger tasks (each carries the fold's rows and bins).
-            slots = sum(self._scheduler.worker_info(w)["slots"] for w in self._scheduler.workers)
-            size = _task_size(total, job.plan.n_draws, slots)
-            trees = await self._run_job(
-                [group], n_outputs=max(job.plan.n_classes, 1),
-                n_features=fold.bins.n_features,
-                on_progress=counter.callback(t0) if on_progress is not None else None,
-                priority=priority, task_size=size, replicas=None,
-            )
-            await asyncio.to_thread(fold.model._finish, job, fold.bins, trees)
-            predicted = await asyncio.to_thread(fold.predict)
             return confusion_matrix(fold.truth, predicted).with_labels(all_labels)
 
         # One reference for the whole run: the raw dataset stays known between folds' jobs.
@@ -918,6 +879,30 @@ class Master:
             raise
         finally:
             self._release([raw.hash])
+
+    async def _fit_fold(
+        self,
+        fold: _FoldPlan,
+        raw: DatasetPayload,
+        total: int,
+        on_progress: Callable[[FitProgress], object] | None,
+        priority: int,
+    ) -> np.ndarray[Any, Any]:
+        """Fit one cross-validation fold's model on the cluster; its test predictions."""
+        job = fold.job
+        trees = await self._run_job(
+            [fold.group(raw)], n_outputs=job.n_outputs, n_features=job.bins.n_features,
+            on_progress=on_progress, priority=priority, replicas=None,
+            # The folds run side by side, so balance tasks over all of their trees: fewer,
+            # larger tasks (each carries the fold's rows and bins).
+            task_size=_task_size(total, job.plan.n_draws, self._slots()),
+        )
+        await asyncio.to_thread(job.install, trees)
+        return await asyncio.to_thread(fold.predict)
+
+    def _slots(self) -> int:
+        """Task slots over all registered workers."""
+        return sum(self._scheduler.worker_info(w)["slots"] for w in self._scheduler.workers)
 
     def _release(self, digests: list[str]) -> None:
         for digest in digests:
@@ -948,7 +933,7 @@ class Master:
                     "more shards, or raise the limit in the WireConfig of master and workers"
                 )
         self._check_open()
-        slots = sum(self._scheduler.worker_info(w)["slots"] for w in self._scheduler.workers)
+        slots = self._slots()
         job_id = next(self._job_ids)
         tasks: dict[int, _TaskInfo] = {}
         for g in groups:
@@ -1103,11 +1088,40 @@ def _shard_groups(
 
 
 def _check_forest(estimator: object, method: str) -> None:
-    if not (hasattr(estimator, "_start") and hasattr(estimator, "_finish")):
+    if not callable(getattr(estimator, "fit_job", None)):
         raise TypeError(
             f"Master.{method} needs an aioforest RandomForestClassifier or RandomForestRegressor, "
             f"got {type(estimator).__name__}"
         )
+
+
+def _check_fit_options(mode: str, replicas: int, task_size: int | None) -> None:
+    if mode not in ("model", "data"):
+        raise ValueError(f"mode must be 'model' or 'data', got {mode!r}")
+    _check_task_size(task_size)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
+    if replicas != 1 and mode != "data":
+        raise ValueError("replicas applies to mode='data' (model mode sends data to all)")
+
+
+def _check_data_mode(job: FitJob) -> None:
+    if job.oob_score:
+        raise ValueError("oob_score=True is not supported with mode='data' yet")
+    if job.warm:
+        raise ValueError("warm_start fits are not supported with mode='data' yet")
+
+
+def _fit_groups(
+    job: FitJob, bins: Bins, codes: np.ndarray[Any, Any], n_shards: int | None
+) -> list[_Group]:
+    """The job's datasets and their trees: one (model mode) or one per shard (data mode)."""
+    if n_shards is None:
+        payload = DatasetPayload.build(bins, codes, job.y, job.sample_weight)
+        return [_Group(payload, job.plan, list(job.indices))]
+    return _shard_groups(
+        bins, codes, job.y, job.sample_weight, job.plan, list(job.indices), n_shards
+    )
 
 
 def _check_task_size(task_size: object) -> None:
@@ -1137,26 +1151,47 @@ class _ProgressCounter:
 
 @dataclass(eq=False)
 class _FoldPlan:
-    model: Any
-    job: Any  # the estimator's fit job on the fold's training rows
-    bins: Bins
-    codes: np.ndarray[Any, Any]
+    """One cross-validation fold: its fit job (binned), test rows and how to predict them."""
+
+    job: FitJob  # the fold model's fit job on the fold's training rows
+    codes: np.ndarray[Any, Any] | None  # None: the fold uses the full raw dataset's rows
     train: np.ndarray[Any, Any]
-    shares_rows: bool
     truth: np.ndarray[Any, Any]
-    predict: Callable[[], Any]
+    predict: Callable[[], np.ndarray[Any, Any]]
     number: int  # 1-based
+
+    def group(self, raw: DatasetPayload) -> _Group:
+        """The fold's trees: on the shared raw dataset (training rows and bins travel with
+        each task), or on a binned dataset of its own."""
+        job = self.job
+        if self.codes is None:
+            return _Group(raw, job.plan, list(job.indices), self.train, job.bins)
+        payload = DatasetPayload.build(job.bins, self.codes, job.y, job.sample_weight)
+        return _Group(payload, job.plan, list(job.indices))
+
+
+def _shares_rows(fold: FitJob, full: FitJob, train: np.ndarray[Any, Any]) -> bool:
+    """Whether the fold's encoded rows are exactly the full data's ``train`` rows (same
+    features, label codes and weights), so that it can use the shared raw dataset."""
+    fw, sw = fold.sample_weight, full.sample_weight
+    return bool(
+        fold.features == full.features
+        and np.array_equal(fold.X, full.X[train], equal_nan=True)
+        and np.array_equal(fold.y, full.y[train])
+        and (fw is None) == (sw is None)
+        and (fw is None or sw is None or np.array_equal(fw, sw[train]))
+    )
 
 
 def _cv_plans(
-    estimator: Any,
+    estimator: SupportsFitJob,
     data: object,
     y: object,
     folds: int,
     stratified: bool,
     random_state: Any,
     shuffle: bool,
-) -> tuple[Any, list[_FoldPlan], tuple[Any, ...]]:
+) -> tuple[FitJob, list[_FoldPlan], tuple[Any, ...]]:
     """The full data's fit job, each fold's fit job and bins, and every label (in a thread)."""
     inputs = cv_inputs(
         data, y, folds=folds, stratified=stratified, random_state=random_state, shuffle=shuffle
@@ -1164,7 +1199,6 @@ def _cv_plans(
     labels, splits = inputs.labels, inputs.splits
     if inputs.dataset is not None:
         ds = inputs.dataset
-        full = clone_estimator(estimator)._start(ds, None, None)
 
         def fit_args(idx: np.ndarray[Any, Any]) -> tuple[object, object]:
             return ds.take(idx), None
@@ -1172,10 +1206,11 @@ def _cv_plans(
         def test_xy(idx: np.ndarray[Any, Any]) -> tuple[Any, np.ndarray[Any, Any]]:
             t = ds.take(idx)
             return t.X, np.asarray(t.y)
+
+        full_args: tuple[object, object] = (ds, None)
     else:
         X = inputs.X
         assert X is not None
-        full = clone_estimator(estimator)._start(X, labels, None)
 
         def fit_args(idx: np.ndarray[Any, Any]) -> tuple[object, object]:
             return X[idx], labels[idx]
@@ -1183,32 +1218,20 @@ def _cv_plans(
         def test_xy(idx: np.ndarray[Any, Any]) -> tuple[Any, np.ndarray[Any, Any]]:
             return X[idx], labels[idx]
 
-    all_labels = sort_labels(set(labels.tolist()))
+        full_args = (X, labels)
+    full = clone_estimator(estimator).fit_job(*full_args)
     plans: list[_FoldPlan] = []
     for train, test in splits:
         model = clone_estimator(estimator)
-        fx, fy = fit_args(train)
-        job = model._start(fx, fy, None)
-        bins, codes = model._bin_here(job)
-        prep = job.prep
-        # The fold can use the shared raw dataset only if its encoded rows are exactly the
-        # full data's rows (same features, same label codes, same weights).
-        shares = (
-            prep.features == full.prep.features
-            and np.array_equal(prep.X, full.prep.X[train], equal_nan=True)
-            and np.array_equal(prep.y, full.prep.y[train])
-            and (prep.sample_weight is None) == (full.prep.sample_weight is None)
-            and (
-                prep.sample_weight is None
-                or np.array_equal(prep.sample_weight, full.prep.sample_weight[train])
-            )
-        )
+        job = model.fit_job(*fit_args(train))
+        shares = _shares_rows(job, full, train)  # before binning drops the job's rows
+        _, codes = job.bin()
         test_X, truth = test_xy(test)
 
-        def predict(model: Any = model, test_X: Any = test_X) -> Any:
+        def predict(model: Any = model, test_X: Any = test_X) -> np.ndarray[Any, Any]:
             return np.asarray(model.predict(test_X))
 
         plans.append(_FoldPlan(
-            model, job, bins, codes, train, bool(shares), truth, predict, len(plans) + 1
+            job, None if shares else codes, train, truth, predict, len(plans) + 1
         ))
-    return full, plans, all_labels
+    return full, plans, sort_labels(set(labels.tolist()))

@@ -4,20 +4,21 @@ Fitting bins the data once, then fits trees in a process pool (``n_jobs`` proces
 the binned matrix from shared memory. Tree ``i`` depends only on (data, parameters,
 ``random_state``, ``i``), so the forest is bit-identical whatever ``n_jobs`` is, whichever order
 trees finish in, and whether it was fitted here, on a cluster, or resumed from a checkpoint.
+Every fit, local or on a cluster, goes through the fit protocol (``forest.fit_job``, which
+returns a :class:`~aioforest.ensemble.FitJob`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
+import contextlib
 import itertools
 import math
 import time
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +28,13 @@ import numpy.typing as npt
 from .._base import BaseEstimator
 from .._validation import Prepared, check_int, prepare, resolve_seed
 from ..data import Binner, Bins
-from ..tree import register_model
-from ..tree._arrays import TreeArrays
+from ..tree import ForestPlan, TreeArrays, register_model
 from ..tree._classes import DecisionTreeClassifier, DecisionTreeRegressor, plan_for
 from ..tree._model import ClassifierMixin, RegressorMixin, TreeModel
-from ..tree._plan import BATCH_INSTANCES, ForestPlan, fit_trees, in_bag_counts
+from ..tree._plan import in_bag_counts
+from ._fit_job import FitJob
+from ._local_fit import fit_local, iter_fit_local
 from ._pool import SharedArrays, effective_n_jobs, get_executor
-from ._tasks import bin_task, fit_task
 
 __all__ = ["FitProgress", "RandomForestClassifier", "RandomForestRegressor"]
 
@@ -65,33 +66,6 @@ class FitProgress:
         return (self.total - self.done) / rate if rate > 0 else math.inf
 
 
-@dataclass
-class _FitJob:
-    """A fit in progress: the prepared data, its bins, the plan and the trees to fit."""
-
-    prep: Prepared
-    plan: ForestPlan
-    indices: list[int]
-    reuse_bins: Bins | None
-
-
-def _fit_call(
-    shared: SharedArrays, bins: Bins, plan: ForestPlan
-) -> Callable[[list[int]], list[dict[str, np.ndarray[Any, Any]]]]:
-    """:func:`fit_task` bound to the shared inputs, bins and plan: give it tree indices."""
-    return functools.partial(
-        fit_task, shared.specs["codes"], bins, shared.specs["y"], shared.specs.get("sw"),
-        plan.to_json(),
-    )
-
-
-def _chunks(indices: Sequence[int], n_in_bag: int, n_workers: int) -> list[list[int]]:
-    """Task sizes: small data batches trees (one vectorised pass); large data one per task."""
-    per_task = max(1, BATCH_INSTANCES // max(n_in_bag, 1))
-    per_task = min(per_task, max(1, math.ceil(len(indices) / n_workers)))
-    return [list(indices[i : i + per_task]) for i in range(0, len(indices), per_task)]
-
-
 class _BaseForest(BaseEstimator, TreeModel):
     _classification: bool
     n_estimators: int
@@ -105,114 +79,58 @@ class _BaseForest(BaseEstimator, TreeModel):
     random_state: Any
 
     # --- fitting -----------------------------------------------------------------------
-    def _start(self, X: object, y: object, sample_weight: object) -> _FitJob:
+    def fit_job(self, X: object, y: object = None, sample_weight: object = None) -> FitJob:
+        """Validate the data and parameters and resolve the plan: the fit, ready to run.
+
+        This is the fit protocol (:class:`~aioforest.ensemble.FitJob`) that ``fit``, the
+        asynchronous fits and the cluster all use. With ``warm_start=True`` on a fitted
+        forest the job adds trees ``len(trees_)`` to ``n_estimators - 1``, reusing the
+        forest's bins; when there is no new tree to fit it warns (here, once) and its
+        :attr:`~aioforest.ensemble.FitJob.indices` are empty.
+        """
         n_estimators = check_int("n_estimators", self.n_estimators, 1)
         if self.oob_score and not self.bootstrap:
             raise ValueError("oob_score=True needs bootstrap=True")
         prep = prepare(X, y, sample_weight, classification=self._classification)
-        if self.warm_start and hasattr(self, "trees_"):
-            if n_estimators < len(self.trees_):
-                raise ValueError(
-                    f"n_estimators={n_estimators} must be >= the {len(self.trees_)} trees "
-                    "already fitted when warm_start=True"
-                )
-            if prep.X.shape[1] != self.n_features_in_ or prep.features != self.features_:
-                raise ValueError("warm_start fit needs data with the same features as before")
-            if prep.classes is not None and not np.array_equal(prep.classes, self.classes_):
-                raise ValueError("warm_start fit needs the same classes as before")
-            seed = self._seed_
-            first = len(self.trees_)
-            reuse: Bins | None = self.bins_
-        else:
-            seed = resolve_seed(self.random_state)
-            first = 0
-            reuse = None
+        warm = self.warm_start and hasattr(self, "trees_")
+        if warm:
+            self._check_warm_start(prep, n_estimators)
+        seed = self._seed_ if warm else resolve_seed(self.random_state)
         plan = plan_for(
             self, prep, seed=seed, bootstrap=self.bootstrap, max_samples=self.max_samples,
             feature_subspace=self.feature_subspace,
         )
-        if reuse is not None and plan != self.plan_:
+        if warm and plan != self.plan_:
             raise ValueError("warm_start fit cannot change parameters other than n_estimators")
-        return _FitJob(prep, plan, list(range(first, n_estimators)), reuse)
+        first = len(self.trees_) if warm else 0
+        if first == n_estimators:
+            warnings.warn(
+                "warm_start fit without a larger n_estimators fits no new tree",
+                UserWarning, stacklevel=3,
+            )
+        return FitJob(
+            prep, plan, range(first, n_estimators), binner=Binner(self.max_bins),
+            installer=self._install, previous=self.trees_ if warm else (),
+            reuse_bins=self.bins_ if warm else None, keep_rows=self.oob_score,
+        )
+
+    def _check_warm_start(self, prep: Prepared, n_estimators: int) -> None:
+        if n_estimators < len(self.trees_):
+            raise ValueError(
+                f"n_estimators={n_estimators} must be >= the {len(self.trees_)} trees "
+                "already fitted when warm_start=True"
+            )
+        if prep.X.shape[1] != self.n_features_in_ or prep.features != self.features_:
+            raise ValueError("warm_start fit needs data with the same features as before")
+        if prep.classes is not None and not np.array_equal(prep.classes, self.classes_):
+            raise ValueError("warm_start fit needs the same classes as before")
 
     def fit(self, X: object, y: object = None, sample_weight: object = None) -> Any:
         """Fit the forest; trees are fitted in ``n_jobs`` processes."""
-        job = self._start(X, y, sample_weight)
-        if not job.indices:
-            warnings.warn(
-                "warm_start fit without a larger n_estimators fits no new tree",
-                UserWarning, stacklevel=2,
-            )
-            return self
-        bins, trees = self._fit_sync(job)
-        self._finish(job, bins, trees)
+        job = self.fit_job(X, y, sample_weight)
+        if job.indices:
+            job.install(fit_local(job, self.n_jobs))
         return self
-
-    def _fit_sync(self, job: _FitJob) -> tuple[Bins, dict[int, TreeArrays]]:
-        plan = job.plan
-        n_workers = min(effective_n_jobs(self.n_jobs), len(job.indices))
-        bins, codes = self._bin_here(job)
-        self._release_rows(job)
-        prep = job.prep
-        if n_workers == 1:
-            trees = fit_trees(plan, bins, codes, prep.y, prep.sample_weight, job.indices)
-            return bins, dict(zip(job.indices, trees, strict=True))
-        executor = get_executor(n_workers)
-        out: dict[int, TreeArrays] = {}
-        with SharedArrays(self._shared_inputs(prep)) as shared:
-            # Row-major, the layout the tree builder reads: workers then use the shared
-            # segment as it is instead of each making a transposed copy per batch.
-            shared.allocate("codes", codes.shape[::-1], np.uint8)[...] = codes.T
-            del codes
-            futures: dict[Future[list[dict[str, np.ndarray]]], list[int]] = {}
-            chunks = iter(_chunks(job.indices, plan.n_draws, n_workers))
-            fit_chunk = _fit_call(shared, bins, plan)
-
-            def submit_next() -> None:
-                chunk = next(chunks, None)
-                if chunk is not None:
-                    futures[executor.submit(fit_chunk, chunk)] = chunk
-
-            try:
-                # At most n_jobs tasks in flight, even when the shared pool is larger.
-                for _ in range(n_workers):
-                    submit_next()
-                while futures:
-                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        for i, arrays in zip(futures.pop(fut), fut.result(), strict=True):
-                            out[i] = TreeArrays.from_arrays(arrays, validate=False)
-                        submit_next()
-            finally:
-                for fut in futures:
-                    fut.cancel()
-                wait(futures)  # running tasks read the segments: let them finish first
-        return bins, out
-
-    def _release_rows(self, job: _FitJob) -> None:
-        """Drop the fit's float64 copy of X once it is binned (out-of-bag scoring reads it).
-
-        Trees only need the codes; without this the copy (8 bytes a value, 8 times the
-        codes) would stay alive until the end of the fit, through its peak.
-        """
-        if not self.oob_score:
-            job.prep = dataclasses.replace(
-                job.prep, X=np.empty((0, job.prep.X.shape[1]), dtype=np.float64)
-            )
-
-    def _bin_here(self, job: _FitJob) -> tuple[Bins, np.ndarray[Any, Any]]:
-        if job.reuse_bins is not None:
-            return job.reuse_bins, job.reuse_bins.transform(job.prep.X)
-        return Binner(self.max_bins).fit_transform(
-            job.prep.X, job.prep.is_categorical, job.prep.n_categories, job.prep.sample_weight
-        )
-
-    @staticmethod
-    def _shared_inputs(prep: Prepared) -> dict[str, np.ndarray[Any, Any]]:
-        arrays: dict[str, np.ndarray[Any, Any]] = {"y": prep.y}
-        if prep.sample_weight is not None:
-            arrays["sw"] = prep.sample_weight
-        return arrays
 
     async def iter_fit_async(
         self, X: object, y: object = None, sample_weight: object = None
@@ -223,72 +141,16 @@ class _BaseForest(BaseEstimator, TreeModel):
         is complete (and fitted attributes set) once the iterator is exhausted. Cancelling
         the consumer cancels the queued tasks and leaves the estimator as it was.
         """
-        loop = asyncio.get_running_loop()
-        job = self._start(X, y, sample_weight)
+        job = self.fit_job(X, y, sample_weight)
         if not job.indices:
-            warnings.warn(
-                "warm_start fit without a larger n_estimators fits no new tree",
-                UserWarning, stacklevel=2,
-            )
             return
-        prep, plan = job.prep, job.plan
-        n_workers = max(1, min(effective_n_jobs(self.n_jobs), len(job.indices)))
-        executor = get_executor(n_workers)
         t0 = time.perf_counter()
         trees: dict[int, TreeArrays] = {}
-        with SharedArrays(self._shared_inputs(prep)) as shared:
-            # row-major (n_samples, n_features), as in _fit_sync
-            codes = shared.allocate("codes", prep.X.shape, np.uint8)
-            if job.reuse_bins is not None:
-                b = job.reuse_bins
-                codes[...] = (await loop.run_in_executor(None, b.transform, prep.X)).T
-                bins = b
-            else:
-                x_shared = SharedArrays(
-                    {"X": prep.X}
-                    | ({"sw": prep.sample_weight} if prep.sample_weight is not None else {})
-                )
-                try:
-                    bins = await loop.run_in_executor(
-                        executor, bin_task, x_shared.specs["X"], shared.specs["codes"],
-                        Binner(self.max_bins), prep.is_categorical, prep.n_categories,
-                        x_shared.specs.get("sw"),
-                    )
-                finally:
-                    x_shared.close()
-            self._release_rows(job)
-            prep = job.prep
-            pending: dict[asyncio.Future[list[dict[str, np.ndarray]]], list[int]] = {}
-            chunks = iter(_chunks(job.indices, plan.n_draws, n_workers))
-            fit_chunk = _fit_call(shared, bins, plan)
-
-            def submit_next() -> None:
-                chunk = next(chunks, None)
-                if chunk is not None:
-                    pending[loop.run_in_executor(executor, fit_chunk, chunk)] = chunk
-
-            for _ in range(n_workers):  # at most n_jobs tasks in flight
-                submit_next()
-            try:
-                while pending:
-                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for fut in sorted(done, key=lambda f: pending[f][0]):
-                        chunk = pending.pop(fut)
-                        submit_next()
-                        for i, arrays in zip(chunk, fut.result(), strict=True):
-                            trees[i] = TreeArrays.from_arrays(arrays, validate=False)
-                            yield FitProgress(
-                                i, len(trees), len(job.indices), time.perf_counter() - t0,
-                                trees[i],
-                            )
-            finally:
-                for fut in pending:
-                    fut.cancel()
-                if pending:
-                    # Tasks already running still read the shared segments: wait for them
-                    # before the segments are unlinked.
-                    await asyncio.gather(*pending, return_exceptions=True)
-        self._finish(job, bins, trees)
+        async with contextlib.aclosing(iter_fit_local(job, self.n_jobs)) as fitted:
+            async for i, tree in fitted:
+                trees[i] = tree
+                yield FitProgress(i, len(trees), len(job.indices), time.perf_counter() - t0, tree)
+        job.install(trees)
 
     async def fit_async(
         self,
@@ -308,17 +170,11 @@ class _BaseForest(BaseEstimator, TreeModel):
                 on_progress(progress)
         return self
 
-    def _finish(
-        self, job: _FitJob, bins: Bins | None, new_trees: dict[int, TreeArrays]
+    def _install(
+        self, prep: Prepared, plan: ForestPlan, bins: Bins, trees: list[TreeArrays]
     ) -> None:
-        prep = job.prep
-        missing = [i for i in job.indices if i not in new_trees]
-        if missing:
-            raise RuntimeError(f"trees {missing[:5]} were not fitted")
-        assert bins is not None
-        old = list(self.trees_) if job.reuse_bins is not None else []
-        self.set_fitted_trees(prep, job.plan, bins,
-                              old + [new_trees[i] for i in job.indices])
+        """What :meth:`FitJob.install` calls: the fitted state, then out-of-bag scores."""
+        self.set_fitted_trees(prep, plan, bins, trees)
         if self.oob_score:
             self._compute_oob(prep)
 

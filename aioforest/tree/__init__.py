@@ -18,12 +18,16 @@ from ._arrays import TreeArrays
 from ._classes import DecisionTreeClassifier, DecisionTreeRegressor
 from ._export import export_text
 from ._model import model_classes, register_model, set_model_writer
+from ._plan import BATCH_INSTANCES, ForestPlan, fit_trees
 
 __all__ = [
+    "BATCH_INSTANCES",
     "DecisionTreeClassifier",
     "DecisionTreeRegressor",
+    "ForestPlan",
     "TreeArrays",
     "export_text",
+    "fit_trees",
     "model_classes",
     "register_model",
     "set_model_writer",
