@@ -248,7 +248,7 @@ class _BaseForest(BaseEstimator, TreeModel):
                 f"{int((~has).sum())} samples were in-bag for every tree; their out-of-bag "
                 "estimate is left out of oob_score_",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=5,  # fit -> FitJob.install -> _install -> here
             )
         pred = acc[has] / seen[has, None]
         if self._classification:
