@@ -18,6 +18,7 @@ import numpy.typing as npt
 from .._base import BaseEstimator, clone
 from .._validation import check_int, resolve_count, resolve_max_features, resolve_seed
 from ..data import as_dataset
+from ..evaluation import accuracy_score
 from ..tree._classes import DecisionTreeClassifier
 from ..tree._hashing import tree_key
 from ._pool import effective_n_jobs, get_executor
@@ -166,5 +167,6 @@ class BaggingClassifier(BaseEstimator):
         labels: npt.NDArray[Any] = self.classes_[np.argmax(votes, axis=1)]
         return labels
 
-    def score(self, X: object, y: object) -> float:
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+    def score(self, X: object, y: object, sample_weight: npt.ArrayLike | None = None) -> float:
+        """The (weighted) accuracy of ``predict(X)`` against ``y``: ``accuracy_score``."""
+        return accuracy_score(np.asarray(y), self.predict(X), sample_weight=sample_weight)
