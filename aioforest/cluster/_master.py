@@ -35,7 +35,7 @@ from ..csp import go
 from ..data import split_rows
 from ..data._binning import BinnedData
 from ..ensemble._forest import FitProgress
-from ..evaluation import ConfusionMatrix, clone_estimator, confusion_matrix
+from ..evaluation import ConfusionMatrix, clone, confusion_matrix
 from ..evaluation._confusion import sort_labels
 from ..evaluation._cross_validation import cv_inputs
 from ..tree._arrays import TreeArrays
@@ -1172,7 +1172,7 @@ def _cv_plans(
     labels, splits = inputs.labels, inputs.splits
     if inputs.dataset is not None:
         ds = inputs.dataset
-        full = clone_estimator(estimator)._start(ds, None, None)
+        full = clone(estimator)._start(ds, None, None)
 
         def fit_args(idx: np.ndarray[Any, Any]) -> tuple[object, object]:
             return ds.take(idx), None
@@ -1183,7 +1183,7 @@ def _cv_plans(
     else:
         X = inputs.X
         assert X is not None
-        full = clone_estimator(estimator)._start(X, labels, None)
+        full = clone(estimator)._start(X, labels, None)
 
         def fit_args(idx: np.ndarray[Any, Any]) -> tuple[object, object]:
             return X[idx], labels[idx]
@@ -1194,7 +1194,7 @@ def _cv_plans(
     all_labels = sort_labels(set(labels.tolist()))
     plans: list[_FoldPlan] = []
     for train, test in splits:
-        model = clone_estimator(estimator)
+        model = clone(estimator)
         fx, fy = fit_args(train)
         job = model._start(fx, fy, None)
         binned = model._bin_here(job)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._base import BaseEstimator, clone
+from .._base import BaseEstimator
 from .._validation import check_int, resolve_count, resolve_max_features, resolve_seed
 from ..data import as_dataset
-from ..evaluation import accuracy_score
+from ..evaluation import accuracy_score, clone
 from ..tree._classes import DecisionTreeClassifier
 from ..tree._hashing import tree_key
 from ._pool import effective_n_jobs, get_executor
@@ -42,18 +42,12 @@ def _fit_members(
 ) -> list[tuple[int, Any]]:
     out = []
     for index, rows, feats in draws:
-        model: Any = clone(estimator) if isinstance(estimator, BaseEstimator) else _copy(estimator)
+        model: Any = clone(estimator)
         if "random_state" in getattr(model, "get_params", dict)():
             model.set_params(random_state=tree_key(seed, index) >> 33)
         model.fit(X[np.ix_(rows, feats)], y[rows])
         out.append((index, model))
     return out
-
-
-def _copy(estimator: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(estimator)
 
 
 class BaggingClassifier(BaseEstimator):

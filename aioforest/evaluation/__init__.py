@@ -9,7 +9,7 @@ A deterministic, NaN-free take on GoLearn's ``evaluation`` package::
 """
 
 from ._confusion import ConfusionMatrix, confusion_matrix
-from ._cross_validation import SupportsFitPredict, clone_estimator, cross_validate
+from ._cross_validation import SupportsFitPredict, clone, clone_estimator, cross_validate
 from ._metrics import (
     Average,
     UndefinedMetricWarning,
@@ -35,6 +35,7 @@ __all__ = [
     "UndefinedMetricWarning",
     "accuracy",
     "accuracy_score",
+    "clone",
     "clone_estimator",
     "confusion_matrix",
     "cross_validate",
