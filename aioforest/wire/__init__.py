@@ -39,6 +39,7 @@ from ._frame import (
     WIRE_VERSION,
     Message,
     WireConfig,
+    json_type,
 )
 from ._handshake import (
     HANDSHAKE_CONFIG,
@@ -97,6 +98,7 @@ __all__ = [
     "WireStats",
     "accept",
     "client_ssl_context",
+    "json_type",
     "load_token",
     "open_connection",
     "server_ssl_context",
