@@ -22,7 +22,6 @@ import math
 import os
 import ssl as ssl_module
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -765,11 +764,7 @@ class Master:
         if replicas != 1 and mode != "data":
             raise ValueError("replicas applies to mode='data' (model mode sends data to all)")
         fit_job = await asyncio.to_thread(estimator._start, X, y, sample_weight)
-        if not fit_job.indices:
-            warnings.warn(
-                "warm_start fit without a larger n_estimators fits no new tree",
-                UserWarning, stacklevel=2,
-            )
+        if fit_job.fits_nothing(stacklevel=2):
             return estimator
         if mode == "data" and estimator.oob_score:
             raise ValueError("oob_score=True is not supported with mode='data' yet")

@@ -80,6 +80,20 @@ class _FitJob:
     indices: list[int]
     reuse_bins: BinnedData | None
 
+    def fits_nothing(self, stacklevel: int) -> bool:
+        """Whether no tree is left to fit (a warm start without more trees); warns if so.
+
+        ``stacklevel`` is that of the caller's own ``warnings.warn``: the warning names the
+        caller's caller.
+        """
+        if self.indices:
+            return False
+        warnings.warn(
+            "warm_start fit without a larger n_estimators fits no new tree",
+            UserWarning, stacklevel=stacklevel + 1,
+        )
+        return True
+
 
 def _fit_call(
     shared: SharedArrays, bins: BinnedData, plan: ForestPlan
@@ -144,11 +158,7 @@ class _BaseForest(BaseEstimator, TreeModel):
     def fit(self, X: object, y: object = None, sample_weight: object = None) -> Any:
         """Fit the forest; trees are fitted in ``n_jobs`` processes."""
         job = self._start(X, y, sample_weight)
-        if not job.indices:
-            warnings.warn(
-                "warm_start fit without a larger n_estimators fits no new tree",
-                UserWarning, stacklevel=2,
-            )
+        if job.fits_nothing(stacklevel=2):
             return self
         bins, trees = self._fit_sync(job)
         self._finish(job, bins, trees)
@@ -233,11 +243,7 @@ class _BaseForest(BaseEstimator, TreeModel):
         """
         loop = asyncio.get_running_loop()
         job = self._start(X, y, sample_weight)
-        if not job.indices:
-            warnings.warn(
-                "warm_start fit without a larger n_estimators fits no new tree",
-                UserWarning, stacklevel=2,
-            )
+        if job.fits_nothing(stacklevel=2):
             return
         prep, plan = job.prep, job.plan
         n_workers = max(1, min(effective_n_jobs(self.n_jobs), len(job.indices)))
