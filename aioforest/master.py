@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import re
 import secrets
 import sys
 import time
@@ -34,7 +35,7 @@ from .datasets import path as dataset_path
 from .ensemble import FitProgress, RandomForestClassifier
 from .evaluation import accuracy, cross_validated_metric
 from .persistence import save
-from .wire import load_token, server_ssl_context
+from .wire import check_tls_pair, load_token, server_ssl_context
 
 __all__ = ["build_parser", "main", "parse_max_features"]
 
@@ -239,8 +240,7 @@ async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterat
         n = args.local_workers if args.local_workers is not None else 2
         tls = None
         if args.tls_cert is not None:
-            tls = ClusterTLS(args.tls_ca, args.tls_cert, args.tls_key,
-                             args.tls_worker_cert, args.tls_worker_key)
+            tls = _cluster_tls(args)
         async with LocalCluster(
             n, args.processes_per_worker, token, tls=tls, **_master_options(args)
         ) as cluster:
@@ -344,33 +344,57 @@ async def _train(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> 
     return 0
 
 
+#: Parameter names in the classes' errors, and the options that set them.
+_OPTION_OF = {
+    "heartbeat_interval": "--heartbeat-interval",
+    "heartbeat_timeout": "--heartbeat-timeout",
+    "n_shards": "--shards",
+    "replicas": "--replicas",
+    "oob_score=True": "--oob",
+    "mode='data'": "--mode data",
+    "worker_cert": "--tls-worker-cert",
+    "worker_key": "--tls-worker-key",
+    "ca": "--tls-ca",
+}
+
+
+def _in_option_terms(message: str) -> str:
+    pattern = "|".join(re.escape(name) for name in sorted(_OPTION_OF, key=len, reverse=True))
+    return re.sub(rf"(?<![\w-])({pattern})(?![\w-])", lambda m: _OPTION_OF[m[1]], message)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Let the classes refuse bad options (``ValueError``) before any worker starts."""
+    Master.check_heartbeats(args.heartbeat_interval, args.heartbeat_timeout)
+    Master.check_fit_options(_estimator(args), args.mode, args.shards, args.replicas)
+    check_tls_pair(args.tls_cert, args.tls_key, ("--tls-cert", "--tls-key"))
+    if args.tls_cert is None:
+        if args.tls_ca or args.tls_worker_cert or args.tls_worker_key:
+            raise ValueError("--tls-ca and --tls-worker-cert need --tls-cert/--tls-key")
+    elif args.workers is None:
+        _cluster_tls(args)
+
+
+def _cluster_tls(args: argparse.Namespace) -> ClusterTLS:
+    return ClusterTLS(args.tls_ca, args.tls_cert, args.tls_key,
+                      args.tls_worker_cert, args.tls_worker_key)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``aioforest-master`` / ``python -m aioforest.master``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = parser.prog
-    if args.shards is not None and args.mode != "data":
-        parser.error("--shards needs --mode data")
-    if args.oob and args.mode == "data":
-        parser.error("--oob is not supported with --mode data")
-    if args.replicas != 1 and args.mode != "data":
-        parser.error("--replicas needs --mode data")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        parser.error("--tls-cert and --tls-key go together")
-    if (args.tls_worker_cert is None) != (args.tls_worker_key is None):
-        parser.error("--tls-worker-cert and --tls-worker-key go together")
-    if args.tls_cert is None and (args.tls_ca or args.tls_worker_cert):
-        parser.error("--tls-ca and --tls-worker-cert need --tls-cert/--tls-key")
-    if args.tls_cert is not None and args.workers is None and args.tls_ca is None:
-        parser.error("TLS with local workers needs --tls-ca (the workers verify the master)")
+    try:
+        _check_options(args)
+    except ValueError as exc:
+        parser.error(_in_option_terms(str(exc)))
     if args.cv is not None and (args.mode != "model" or args.out or args.oob):
         parser.error("--cv cannot be combined with --mode data, --out or --oob")
     if args.resume and args.checkpoint_dir is None:
         parser.error("--resume needs --checkpoint-dir (the directory of the killed job)")
     if args.cv is not None and args.checkpoint_dir is not None:
         parser.error("--checkpoint-dir applies to one fit, not --cv")
-    if not 0 < args.heartbeat_interval < args.heartbeat_timeout:
-        parser.error("need 0 < --heartbeat-interval < --heartbeat-timeout")
     spec = None
     if args.resume:  # before any worker starts: is there anything to resume?
         try:

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from ._runtime import run
 from .cluster import Backoff, Worker
 from .cluster._faults import Faults
-from .wire import AuthenticationError, VersionMismatch, client_ssl_context, load_token
+from .wire import (
+    AuthenticationError,
+    VersionMismatch,
+    check_tls_pair,
+    client_ssl_context,
+    load_token,
+)
 
 __all__ = ["build_parser", "main", "parse_address"]
 
@@ -109,8 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"{prog} %(levelname)s: %(message)s",
     )
-    if (args.tls_cert is None) != (args.tls_key is None):
-        parser.error("--tls-cert and --tls-key go together")
+    try:
+        check_tls_pair(args.tls_cert, args.tls_key, ("--tls-cert", "--tls-key"))
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         faults = Faults.parse(args.inject_fault)
     except ValueError as exc:

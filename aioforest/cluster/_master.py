@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._validation import check_int
 from ..csp import go
 from ..data import split_rows
 from ..data._binning import BinnedData
@@ -227,11 +228,7 @@ class Master:
                 f"refusing to listen on {host!r} without a token: anyone who can reach the port "
                 "could join the cluster. Pass token=... (or --token-file), or bind 127.0.0.1"
             )
-        if not 0 < heartbeat_interval < heartbeat_timeout:
-            raise ValueError(
-                "need 0 < heartbeat_interval < heartbeat_timeout, got "
-                f"{heartbeat_interval} and {heartbeat_timeout}"
-            )
+        self.check_heartbeats(heartbeat_interval, heartbeat_timeout)
         self.heartbeat_interval = float(heartbeat_interval)
         self.heartbeat_timeout = float(heartbeat_timeout)
         self.handshake_timeout = float(handshake_timeout)
@@ -262,6 +259,30 @@ class Master:
         self._trees_refitted = 0  # in copies started again (retries, backups)
 
     # ------------------------------------------------------------------ lifecycle
+
+    @staticmethod
+    def check_heartbeats(interval: float, timeout: float) -> None:
+        """Raise ``ValueError`` unless ``0 < heartbeat_interval < heartbeat_timeout``."""
+        if not 0 < interval < timeout:
+            raise ValueError(
+                f"need 0 < heartbeat_interval < heartbeat_timeout, got {interval} and {timeout}"
+            )
+
+    @staticmethod
+    def check_fit_options(
+        estimator: Any, mode: str, n_shards: int | None = None, replicas: int = 1
+    ) -> None:
+        """Raise ``ValueError`` for options :meth:`fit` refuses, before any work is done."""
+        if mode not in ("model", "data"):
+            raise ValueError(f"mode must be 'model' or 'data', got {mode!r}")
+        check_int("replicas", replicas, 1)
+        if mode != "data":
+            if n_shards is not None:
+                raise ValueError("n_shards needs mode='data' (model mode does not shard)")
+            if replicas != 1:
+                raise ValueError("replicas needs mode='data' (model mode sends data to all)")
+        elif getattr(estimator, "oob_score", False):
+            raise ValueError("oob_score=True is not supported with mode='data' yet")
 
     async def start(self) -> Master:
         """Start listening (``async with`` does this)."""
@@ -756,18 +777,11 @@ class Master:
         """
         self._check_open()
         _check_forest(estimator, "fit")
-        if mode not in ("model", "data"):
-            raise ValueError(f"mode must be 'model' or 'data', got {mode!r}")
+        self.check_fit_options(estimator, mode, n_shards, replicas)
         _check_task_size(task_size)
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
-        if replicas != 1 and mode != "data":
-            raise ValueError("replicas applies to mode='data' (model mode sends data to all)")
         fit_job = await asyncio.to_thread(estimator._start, X, y, sample_weight)
         if fit_job.fits_nothing(stacklevel=2):
             return estimator
-        if mode == "data" and estimator.oob_score:
-            raise ValueError("oob_score=True is not supported with mode='data' yet")
         if mode == "data" and fit_job.reuse_bins is not None:
             raise ValueError("warm_start fits are not supported with mode='data' yet")
         binned: BinnedData = await asyncio.to_thread(estimator._bin_here, fit_job)
@@ -854,8 +868,7 @@ class Master:
         """
         self._check_open()
         _check_forest(estimator, "cross_validate")
-        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-            raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+        check_int("folds", folds, 2)
         if estimator.warm_start:
             raise ValueError("cross_validate needs warm_start=False: each fold fits from scratch")
         plans = await asyncio.to_thread(
@@ -1074,8 +1087,7 @@ def _shard_groups(
     n_shards: int,
 ) -> list[_Group]:
     """Data-parallel split: shard datasets (global bins), their plans, and their trees."""
-    if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
-        raise ValueError(f"n_shards must be an integer >= 1, got {n_shards!r}")
+    check_int("n_shards", n_shards, 1)
     n = binned.n_samples
     if n_shards > n:
         raise ValueError(f"cannot split {n} rows into {n_shards} shards")
@@ -1109,10 +1121,8 @@ def _check_forest(estimator: object, method: str) -> None:
 
 
 def _check_task_size(task_size: object) -> None:
-    if task_size is not None and (
-        isinstance(task_size, bool) or not isinstance(task_size, int) or task_size < 1
-    ):
-        raise ValueError(f"task_size must be an integer >= 1 or None, got {task_size!r}")
+    if task_size is not None:
+        check_int("task_size", task_size, 1)
 
 
 def strip(binned: BinnedData) -> BinnedData:

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aioforest._base import clone
+from aioforest._validation import check_int
 from aioforest.data import Dataset, IndexArray, KFold, RandomState, StratifiedKFold
 
 from ._confusion import ConfusionMatrix, confusion_matrix, sort_labels
@@ -78,8 +79,7 @@ def cv_inputs(
 
     Every split is materialised up front so a bad split fails before any model is fitted.
     """
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    check_int("folds", folds, 2)
     rows: Dataset | npt.NDArray[Any]  # what the splitter counts rows of
     dataset: Dataset | None = None
     X: npt.NDArray[Any] | None = None
@@ -149,8 +149,7 @@ def cross_validate(
     that no clone consumes another's random stream: with a deterministic estimator, the same
     ``random_state`` gives the same matrices, sequentially or in threads.
     """
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    check_int("folds", folds, 2)
     workers = _resolve_n_jobs(n_jobs, folds)
 
     inputs = cv_inputs(
