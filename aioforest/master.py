@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ._runtime import run
+from ._runtime import int_argument, run
 from .cluster import CheckpointError, ClusterError, ClusterTLS, LocalCluster, Master
 from .cluster._checkpoint import checkpoint_spec
 from .cluster._master import is_loopback
@@ -90,19 +90,6 @@ def _target(text: str) -> int | str:
         return text
 
 
-def _count(low: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aioforest-master",
@@ -115,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="CSV file with a header row (default: the bundled iris data)")
     data.add_argument("--target", type=_target, metavar="COL",
                       help="label column: name or 0-based index (default: the last column)")
-    data.add_argument("--trees", type=_count(1), metavar="N",
+    data.add_argument("--trees", type=int_argument(1), metavar="N",
                       help="number of trees (default: the estimator's, 100)")
-    data.add_argument("--seed", type=_count(0), metavar="S",
+    data.add_argument("--seed", type=int_argument(0), metavar="S",
                       help="random_state (default: a fresh seed)")
     data.add_argument("--max-features", type=parse_max_features, metavar="F",
                       help="features tried per split: sqrt (default), log2, all, N or a fraction")
@@ -125,15 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also report the out-of-bag accuracy (model mode only)")
     data.add_argument("--mode", choices=("model", "data"), default="model",
                       help="model: whole trees on all rows (default); data: tree i on shard i%%K")
-    data.add_argument("--shards", type=_count(1), metavar="K",
+    data.add_argument("--shards", type=int_argument(1), metavar="K",
                       help="row shards for --mode data (default: the number of workers)")
-    data.add_argument("--replicas", type=_count(1), default=1, metavar="R",
+    data.add_argument("--replicas", type=int_argument(1), default=1, metavar="R",
                       help="workers holding each shard for --mode data (default 1)")
-    data.add_argument("--cv", type=_count(2), metavar="K",
+    data.add_argument("--cv", type=int_argument(2), metavar="K",
                       help="K-fold cross-validation instead of one fit: per-fold accuracy, "
                            "mean and variance (folds seeded by --seed)")
     data.add_argument("--out", metavar="MODEL", help="save the fitted model to this file")
-    data.add_argument("--task-size", type=_count(1), metavar="N",
+    data.add_argument("--task-size", type=int_argument(1), metavar="N",
                       help="trees per task (default: balanced between batching and spreading)")
     ckpt = parser.add_argument_group("checkpoints and fault tolerance")
     ckpt.add_argument("--checkpoint-dir", metavar="DIR",
@@ -143,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue the killed job whose checkpoint is in --checkpoint-dir: "
                            "same data and parameters (checked), only missing trees are fitted; "
                            "without --seed, the checkpoint's seed is used")
-    ckpt.add_argument("--max-attempts", type=_count(1), default=3, metavar="N",
+    ckpt.add_argument("--max-attempts", type=int_argument(1), default=3, metavar="N",
                       help="fail the job when one task was running on N workers that died "
                            "(default 3)")
     ckpt.add_argument("--heartbeat-interval", type=float, default=0.5, metavar="SECONDS",
@@ -155,16 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     net = parser.add_argument_group("cluster")
     net.add_argument("--bind", default="127.0.0.1", metavar="HOST",
                      help="address to listen on (default 127.0.0.1; others need a token)")
-    net.add_argument("--port", type=_count(0), default=0, metavar="P",
+    net.add_argument("--port", type=int_argument(0), default=0, metavar="P",
                      help="port to listen on (default 0: a free port, printed)")
     net.add_argument("--token-file", metavar="FILE",
                      help="file holding the cluster token (default: $AIOFOREST_TOKEN)")
     who = net.add_mutually_exclusive_group()
-    who.add_argument("--workers", type=_count(1), metavar="N",
+    who.add_argument("--workers", type=int_argument(1), metavar="N",
                      help="wait for N external workers to connect")
-    who.add_argument("--local-workers", type=_count(1), metavar="N",
+    who.add_argument("--local-workers", type=int_argument(1), metavar="N",
                      help="start N local worker processes (default: 2)")
-    net.add_argument("--processes-per-worker", type=_count(1), default=1, metavar="N",
+    net.add_argument("--processes-per-worker", type=int_argument(1), default=1, metavar="N",
                      help="pool processes of each local worker (default 1)")
     net.add_argument("--wait-timeout", type=float, default=300.0, metavar="SECONDS",
                      help="how long to wait for external workers (default 300)")
