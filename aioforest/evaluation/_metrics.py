@@ -96,11 +96,13 @@ def true_negatives(cm: ConfusionMatrix, label: Hashable) -> int:
 
 def accuracy(cm: ConfusionMatrix) -> float:
     """Fraction of samples on the diagonal; 0.0 (with a warning) for an empty matrix."""
+    return _diagonal_share(cm, "accuracy", "accuracy")
+
+
+def _diagonal_share(cm: ConfusionMatrix, metric: str, what: str) -> float:
     total = cm.total
     if total == 0:
-        return _undefined(
-            "accuracy is undefined for an empty confusion matrix; using 0.0", "accuracy"
-        )
+        return _undefined(f"{what} is undefined for an empty confusion matrix; using 0.0", metric)
     return float(np.trace(cm.counts)) / total
 
 
@@ -139,13 +141,7 @@ def _averaged(
     if average == "micro":
         # For single-label classification, summed TP over summed TP + FP (or + FN) is the
         # trace over the total, i.e. accuracy, for all three metrics.
-        total = cm.total
-        if total == 0:
-            return _undefined(
-                f"micro-averaged {metric} is undefined for an empty confusion matrix; using 0.0",
-                metric,
-            )
-        return float(np.trace(cm.counts)) / total
+        return _diagonal_share(cm, metric, f"micro-averaged {metric}")
     if average == "macro":
         values = _per_label(cm, metric)
         if not values:
