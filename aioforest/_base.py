@@ -7,6 +7,7 @@ so that these estimators work inside its ``Pipeline`` and ``GridSearchCV``.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import sys
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 __all__ = ["BaseEstimator", "NotFittedError", "clone"]
 
 E = TypeVar("E", bound="BaseEstimator")
+T = TypeVar("T")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -109,12 +111,6 @@ class BaseEstimator:
     def __sklearn_is_fitted__(self) -> bool:
         return any(name.endswith("_") and not name.startswith("_") for name in vars(self))
 
-    def _check_fitted(self, attribute: str) -> None:
-        if not hasattr(self, attribute):
-            raise NotFittedError(
-                f"this {type(self).__name__} instance is not fitted yet; call 'fit' first"
-            )
-
 
 def _same(a: object, b: object) -> bool:
     try:
@@ -123,10 +119,42 @@ def _same(a: object, b: object) -> bool:
         return False
 
 
-def clone(estimator: E) -> E:
-    """A new unfitted estimator with the same parameters (nested estimators cloned too)."""
-    params = estimator.get_params(deep=False)
-    for name, value in params.items():
-        if isinstance(value, BaseEstimator):
-            params[name] = clone(value)
-    return type(estimator)(**params)
+def clone(estimator: T) -> T:
+    """A fresh, unfitted copy of ``estimator``: the one clone of aioforest.
+
+    With ``get_params()``: ``type(estimator)(**params)`` from ``get_params(deep=False)`` (plain
+    ``get_params()`` when it takes no ``deep``), as scikit-learn's ``clone`` does: nested
+    estimators are cloned, other parameters deep-copied so that clones never share mutable
+    state such as a ``numpy`` Generator. A parameter that cannot be deep-copied (a lock, a
+    socket, a cluster client) is shared as is. Without ``get_params()``: a deep copy.
+    """
+    get_params = getattr(estimator, "get_params", None)
+    if not callable(get_params) or isinstance(estimator, type):
+        return copy.deepcopy(estimator)
+    try:
+        takes_deep = "deep" in inspect.signature(get_params).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        takes_deep = False
+    params = get_params(deep=False) if takes_deep else get_params()
+    if not isinstance(params, dict):
+        raise TypeError(
+            f"{type(estimator).__name__}.get_params() returned {type(params).__name__}, "
+            "expected a dict of constructor arguments"
+        )
+    try:
+        return type(estimator)(**{k: _clone_param(v) for k, v in params.items()})
+    except TypeError as exc:
+        raise TypeError(
+            f"cannot clone {type(estimator).__name__}: its constructor rejected the parameters "
+            f"from get_params() ({sorted(params)}): {exc}"
+        ) from exc
+
+
+def _clone_param(value: object) -> object:
+    if callable(getattr(value, "get_params", None)) and not isinstance(value, type):
+        return clone(value)  # a nested estimator starts unfitted too
+    try:
+        return copy.deepcopy(value)
+    except (TypeError, copy.Error):
+        # Handles to shared resources refuse to be copied; every clone then uses the same one.
+        return value

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import re
 import secrets
 import sys
 import time
@@ -25,7 +26,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ._runtime import run
+from ._runtime import int_argument, run
 from .cluster import CheckpointError, ClusterError, ClusterTLS, LocalCluster, Master
 from .cluster._checkpoint import checkpoint_spec
 from .cluster._master import is_loopback
@@ -34,7 +35,7 @@ from .datasets import path as dataset_path
 from .ensemble import FitProgress, RandomForestClassifier
 from .evaluation import accuracy, cross_validated_metric
 from .persistence import save
-from .wire import load_token, server_ssl_context
+from .wire import check_tls_pair, load_token, server_ssl_context
 
 __all__ = ["build_parser", "main", "parse_max_features"]
 
@@ -89,19 +90,6 @@ def _target(text: str) -> int | str:
         return text
 
 
-def _count(low: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aioforest-master",
@@ -114,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="CSV file with a header row (default: the bundled iris data)")
     data.add_argument("--target", type=_target, metavar="COL",
                       help="label column: name or 0-based index (default: the last column)")
-    data.add_argument("--trees", type=_count(1), metavar="N",
+    data.add_argument("--trees", type=int_argument(1), metavar="N",
                       help="number of trees (default: the estimator's, 100)")
-    data.add_argument("--seed", type=_count(0), metavar="S",
+    data.add_argument("--seed", type=int_argument(0), metavar="S",
                       help="random_state (default: a fresh seed)")
     data.add_argument("--max-features", type=parse_max_features, metavar="F",
                       help="features tried per split: sqrt (default), log2, all, N or a fraction")
@@ -124,15 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also report the out-of-bag accuracy (model mode only)")
     data.add_argument("--mode", choices=("model", "data"), default="model",
                       help="model: whole trees on all rows (default); data: tree i on shard i%%K")
-    data.add_argument("--shards", type=_count(1), metavar="K",
+    data.add_argument("--shards", type=int_argument(1), metavar="K",
                       help="row shards for --mode data (default: the number of workers)")
-    data.add_argument("--replicas", type=_count(1), default=1, metavar="R",
+    data.add_argument("--replicas", type=int_argument(1), default=1, metavar="R",
                       help="workers holding each shard for --mode data (default 1)")
-    data.add_argument("--cv", type=_count(2), metavar="K",
+    data.add_argument("--cv", type=int_argument(2), metavar="K",
                       help="K-fold cross-validation instead of one fit: per-fold accuracy, "
                            "mean and variance (folds seeded by --seed)")
     data.add_argument("--out", metavar="MODEL", help="save the fitted model to this file")
-    data.add_argument("--task-size", type=_count(1), metavar="N",
+    data.add_argument("--task-size", type=int_argument(1), metavar="N",
                       help="trees per task (default: balanced between batching and spreading)")
     ckpt = parser.add_argument_group("checkpoints and fault tolerance")
     ckpt.add_argument("--checkpoint-dir", metavar="DIR",
@@ -142,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue the killed job whose checkpoint is in --checkpoint-dir: "
                            "same data and parameters (checked), only missing trees are fitted; "
                            "without --seed, the checkpoint's seed is used")
-    ckpt.add_argument("--max-attempts", type=_count(1), default=3, metavar="N",
+    ckpt.add_argument("--max-attempts", type=int_argument(1), default=3, metavar="N",
                       help="fail the job when one task was running on N workers that died "
                            "(default 3)")
     ckpt.add_argument("--heartbeat-interval", type=float, default=0.5, metavar="SECONDS",
@@ -154,16 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     net = parser.add_argument_group("cluster")
     net.add_argument("--bind", default="127.0.0.1", metavar="HOST",
                      help="address to listen on (default 127.0.0.1; others need a token)")
-    net.add_argument("--port", type=_count(0), default=0, metavar="P",
+    net.add_argument("--port", type=int_argument(0), default=0, metavar="P",
                      help="port to listen on (default 0: a free port, printed)")
     net.add_argument("--token-file", metavar="FILE",
                      help="file holding the cluster token (default: $AIOFOREST_TOKEN)")
     who = net.add_mutually_exclusive_group()
-    who.add_argument("--workers", type=_count(1), metavar="N",
+    who.add_argument("--workers", type=int_argument(1), metavar="N",
                      help="wait for N external workers to connect")
-    who.add_argument("--local-workers", type=_count(1), metavar="N",
+    who.add_argument("--local-workers", type=int_argument(1), metavar="N",
                      help="start N local worker processes (default: 2)")
-    net.add_argument("--processes-per-worker", type=_count(1), default=1, metavar="N",
+    net.add_argument("--processes-per-worker", type=int_argument(1), default=1, metavar="N",
                      help="pool processes of each local worker (default 1)")
     net.add_argument("--wait-timeout", type=float, default=300.0, metavar="SECONDS",
                      help="how long to wait for external workers (default 300)")
@@ -239,8 +227,7 @@ async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterat
         n = args.local_workers if args.local_workers is not None else 2
         tls = None
         if args.tls_cert is not None:
-            tls = ClusterTLS(args.tls_ca, args.tls_cert, args.tls_key,
-                             args.tls_worker_cert, args.tls_worker_key)
+            tls = _cluster_tls(args)
         async with LocalCluster(
             n, args.processes_per_worker, token, tls=tls, **_master_options(args)
         ) as cluster:
@@ -344,33 +331,57 @@ async def _train(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> 
     return 0
 
 
+#: Parameter names in the classes' errors, and the options that set them.
+_OPTION_OF = {
+    "heartbeat_interval": "--heartbeat-interval",
+    "heartbeat_timeout": "--heartbeat-timeout",
+    "n_shards": "--shards",
+    "replicas": "--replicas",
+    "oob_score=True": "--oob",
+    "mode='data'": "--mode data",
+    "worker_cert": "--tls-worker-cert",
+    "worker_key": "--tls-worker-key",
+    "ca": "--tls-ca",
+}
+
+
+def _in_option_terms(message: str) -> str:
+    pattern = "|".join(re.escape(name) for name in sorted(_OPTION_OF, key=len, reverse=True))
+    return re.sub(rf"(?<![\w-])({pattern})(?![\w-])", lambda m: _OPTION_OF[m[1]], message)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Let the classes refuse bad options (``ValueError``) before any worker starts."""
+    Master.check_heartbeats(args.heartbeat_interval, args.heartbeat_timeout)
+    Master.check_fit_options(_estimator(args), args.mode, args.shards, args.replicas)
+    check_tls_pair(args.tls_cert, args.tls_key, ("--tls-cert", "--tls-key"))
+    if args.tls_cert is None:
+        if args.tls_ca or args.tls_worker_cert or args.tls_worker_key:
+            raise ValueError("--tls-ca and --tls-worker-cert need --tls-cert/--tls-key")
+    elif args.workers is None:
+        _cluster_tls(args)
+
+
+def _cluster_tls(args: argparse.Namespace) -> ClusterTLS:
+    return ClusterTLS(args.tls_ca, args.tls_cert, args.tls_key,
+                      args.tls_worker_cert, args.tls_worker_key)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``aioforest-master`` / ``python -m aioforest.master``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = parser.prog
-    if args.shards is not None and args.mode != "data":
-        parser.error("--shards needs --mode data")
-    if args.oob and args.mode == "data":
-        parser.error("--oob is not supported with --mode data")
-    if args.replicas != 1 and args.mode != "data":
-        parser.error("--replicas needs --mode data")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        parser.error("--tls-cert and --tls-key go together")
-    if (args.tls_worker_cert is None) != (args.tls_worker_key is None):
-        parser.error("--tls-worker-cert and --tls-worker-key go together")
-    if args.tls_cert is None and (args.tls_ca or args.tls_worker_cert):
-        parser.error("--tls-ca and --tls-worker-cert need --tls-cert/--tls-key")
-    if args.tls_cert is not None and args.workers is None and args.tls_ca is None:
-        parser.error("TLS with local workers needs --tls-ca (the workers verify the master)")
+    try:
+        _check_options(args)
+    except ValueError as exc:
+        parser.error(_in_option_terms(str(exc)))
     if args.cv is not None and (args.mode != "model" or args.out or args.oob):
         parser.error("--cv cannot be combined with --mode data, --out or --oob")
     if args.resume and args.checkpoint_dir is None:
         parser.error("--resume needs --checkpoint-dir (the directory of the killed job)")
     if args.cv is not None and args.checkpoint_dir is not None:
         parser.error("--checkpoint-dir applies to one fit, not --cv")
-    if not 0 < args.heartbeat_interval < args.heartbeat_timeout:
-        parser.error("need 0 < --heartbeat-interval < --heartbeat-timeout")
     spec = None
     if args.resume:  # before any worker starts: is there anything to resume?
         try:

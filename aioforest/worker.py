@@ -13,10 +13,16 @@ import ssl
 import sys
 from collections.abc import Sequence
 
-from ._runtime import run
+from ._runtime import int_argument, run
 from .cluster import Backoff, Worker
 from .cluster._faults import Faults
-from .wire import AuthenticationError, VersionMismatch, client_ssl_context, load_token
+from .wire import (
+    AuthenticationError,
+    VersionMismatch,
+    check_tls_pair,
+    client_ssl_context,
+    load_token,
+)
 
 __all__ = ["build_parser", "main", "parse_address"]
 
@@ -51,16 +57,6 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, port
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aioforest-worker",
@@ -72,10 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the master's address")
     parser.add_argument("--token-file", metavar="FILE",
                         help="file holding the cluster token (default: $AIOFOREST_TOKEN)")
-    parser.add_argument("--processes", type=_positive_int, metavar="N",
+    parser.add_argument("--processes", type=int_argument(1), metavar="N",
                         help="pool processes, i.e. trees fitted at once (default: all cores)")
     parser.add_argument("--name", help="worker name shown by the master (default: host-pid)")
-    parser.add_argument("--max-retries", type=_positive_int, metavar="N",
+    parser.add_argument("--max-retries", type=int_argument(1), metavar="N",
                         help="give up after N failed connection attempts (default: never)")
     tls = parser.add_argument_group("TLS (when the master serves TLS)")
     tls.add_argument("--tls-ca", metavar="FILE",
@@ -109,8 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format=f"{prog} %(levelname)s: %(message)s",
     )
-    if (args.tls_cert is None) != (args.tls_key is None):
-        parser.error("--tls-cert and --tls-key go together")
+    try:
+        check_tls_pair(args.tls_cert, args.tls_key, ("--tls-cert", "--tls-key"))
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         faults = Faults.parse(args.inject_fault)
     except ValueError as exc:

@@ -196,16 +196,19 @@ class Processes:
             stderr=asyncio.subprocess.PIPE,
             env=env if env is not None else python_env(),
             cwd=str(REPO),
+            # Its own process group: close() kills the pool processes a worker forked too,
+            # which otherwise hold the pipes open after the worker died.
+            start_new_session=True,
         )
         self.procs.append(proc)
         return proc
 
     async def close(self) -> None:
         for proc in self.procs:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGKILL)
-            await proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            # Read the pipes to their end, so that no transport outlives the loop.
+            await proc.communicate()
 
 
 @contextlib.asynccontextmanager

@@ -92,7 +92,7 @@ async def test_a_fold_missing_a_class_gets_its_own_dataset_and_still_matches() -
 async def test_cluster_cv_rejects_bad_arguments() -> None:
     X, y = small_data(n=40, d=3)
     async with in_process_cluster(1) as (master, _):
-        with pytest.raises(ValueError, match="folds must be an int >= 2"):
+        with pytest.raises(ValueError, match="folds must be an integer >= 2"):
             await master.cross_validate(RandomForestClassifier(), X, y, folds=1)
         with pytest.raises(TypeError, match="RandomForestClassifier"):
             await master.cross_validate(object(), X, y)

@@ -46,7 +46,7 @@ async def test_replicas_must_be_a_positive_integer() -> None:
             with pytest.raises(ValueError, match="replicas must be an integer >= 1"):
                 await master.fit(RandomForestClassifier(n_estimators=2), X, y, mode="data",
                                  replicas=bad)
-        with pytest.raises(ValueError, match="replicas applies to mode='data'"):
+        with pytest.raises(ValueError, match="replicas needs mode='data'"):
             await master.fit(RandomForestClassifier(n_estimators=2), X, y, replicas=2)
 
 

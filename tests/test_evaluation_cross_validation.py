@@ -308,8 +308,8 @@ def test_unexpected_predicted_labels_extend_the_matrix(
 @pytest.mark.parametrize(
     ("kwargs", "error", "pattern"),
     [
-        ({"folds": 1}, ValueError, "folds must be an int >= 2, got 1"),
-        ({"folds": 2.5}, ValueError, "folds must be an int >= 2"),
+        ({"folds": 1}, ValueError, "folds must be an integer >= 2, got 1"),
+        ({"folds": 2.5}, ValueError, "folds must be an integer >= 2"),
         ({"folds": 200}, ValueError, "cannot split 150 rows into 200 folds"),
         ({"random_state": True}, TypeError, "random_state must be"),
         ({"n_jobs": 0}, ValueError, "n_jobs must be None, -1 or a positive int, got 0"),

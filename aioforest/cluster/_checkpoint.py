@@ -296,10 +296,6 @@ class _Listing:
     def is_checkpoint(self) -> bool:
         return self.has_job or bool(self.trees)
 
-    @property
-    def is_empty(self) -> bool:
-        return not self.is_checkpoint and not self.others
-
 
 def _list(directory: Path) -> _Listing:
     listing = _Listing(False, {}, [], [])

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
 
-from ..wire import server_ssl_context
+from .._validation import check_int
+from ..wire import check_tls_pair, server_ssl_context
 from ._master import ClusterError, Master
 
 __all__ = ["ClusterTLS", "LocalCluster"]
@@ -45,17 +46,19 @@ class ClusterTLS:
     worker_cert: str | None = None
     worker_key: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.ca is None:
+            raise ValueError("TLS with local workers needs ca (the workers verify the master)")
+        check_tls_pair(self.worker_cert, self.worker_key, ("worker_cert", "worker_key"))
+
     def server_context(self) -> ssl_module.SSLContext:
         mutual = self.worker_cert is not None
         return server_ssl_context(self.cert, self.key, self.ca if mutual else None)
 
     def worker_args(self) -> list[str]:
-        if self.ca is None:
-            raise ValueError("ClusterTLS needs ca: the workers verify the master with it")
+        assert self.ca is not None  # checked when made
         args = ["--tls-ca", self.ca]
-        if self.worker_cert is not None:
-            if self.worker_key is None:
-                raise ValueError("ClusterTLS: worker_cert needs worker_key")
+        if self.worker_cert is not None and self.worker_key is not None:
             args += ["--tls-cert", self.worker_cert, "--tls-key", self.worker_key]
         return args
 
@@ -86,16 +89,8 @@ class LocalCluster:
         worker_args: Sequence[Sequence[str]] = (),
         **master_options: Any,
     ) -> None:
-        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-            raise ValueError(f"n_workers must be an integer >= 1, got {n_workers!r}")
-        if (
-            isinstance(processes_per_worker, bool)
-            or not isinstance(processes_per_worker, int)
-            or processes_per_worker < 1
-        ):
-            raise ValueError(
-                f"processes_per_worker must be an integer >= 1, got {processes_per_worker!r}"
-            )
+        check_int("n_workers", n_workers, 1)
+        check_int("processes_per_worker", processes_per_worker, 1)
         self.n_workers = n_workers
         self.processes_per_worker = processes_per_worker
         if token is None:

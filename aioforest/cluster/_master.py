@@ -30,10 +30,11 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from .._validation import check_int
 from ..csp import go
 from ..data import Bins, split_rows
 from ..ensemble import FitJob, FitProgress, SupportsFitJob
-from ..evaluation import ConfusionMatrix, clone_estimator, confusion_matrix
+from ..evaluation import ConfusionMatrix, clone, confusion_matrix
 from ..evaluation._confusion import sort_labels
 from ..evaluation._cross_validation import cv_inputs
 from ..tree import BATCH_INSTANCES, ForestPlan, TreeArrays
@@ -227,11 +228,7 @@ class Master:
                 f"refusing to listen on {host!r} without a token: anyone who can reach the port "
                 "could join the cluster. Pass token=... (or --token-file), or bind 127.0.0.1"
             )
-        if not 0 < heartbeat_interval < heartbeat_timeout:
-            raise ValueError(
-                "need 0 < heartbeat_interval < heartbeat_timeout, got "
-                f"{heartbeat_interval} and {heartbeat_timeout}"
-            )
+        self.check_heartbeats(heartbeat_interval, heartbeat_timeout)
         self.heartbeat_interval = float(heartbeat_interval)
         self.heartbeat_timeout = float(heartbeat_timeout)
         self.handshake_timeout = float(handshake_timeout)
@@ -262,6 +259,30 @@ class Master:
         self._trees_refitted = 0  # in copies started again (retries, backups)
 
     # ------------------------------------------------------------------ lifecycle
+
+    @staticmethod
+    def check_heartbeats(interval: float, timeout: float) -> None:
+        """Raise ``ValueError`` unless ``0 < heartbeat_interval < heartbeat_timeout``."""
+        if not 0 < interval < timeout:
+            raise ValueError(
+                f"need 0 < heartbeat_interval < heartbeat_timeout, got {interval} and {timeout}"
+            )
+
+    @staticmethod
+    def check_fit_options(
+        estimator: Any, mode: str, n_shards: int | None = None, replicas: int = 1
+    ) -> None:
+        """Raise ``ValueError`` for options :meth:`fit` refuses, before any work is done."""
+        if mode not in ("model", "data"):
+            raise ValueError(f"mode must be 'model' or 'data', got {mode!r}")
+        check_int("replicas", replicas, 1)
+        if mode != "data":
+            if n_shards is not None:
+                raise ValueError("n_shards needs mode='data' (model mode does not shard)")
+            if replicas != 1:
+                raise ValueError("replicas needs mode='data' (model mode sends data to all)")
+        elif getattr(estimator, "oob_score", False):
+            raise ValueError("oob_score=True is not supported with mode='data' yet")
 
     async def start(self) -> Master:
         """Start listening (``async with`` does this)."""
@@ -756,7 +777,8 @@ class Master:
         """
         self._check_open()
         _check_forest(estimator, "fit")
-        _check_fit_options(mode, replicas, task_size)
+        self.check_fit_options(estimator, mode, n_shards, replicas)
+        _check_task_size(task_size)
         job = await asyncio.to_thread(estimator.fit_job, X, y, sample_weight)
         if not job.indices:
             return estimator  # the job warned
@@ -844,8 +866,7 @@ class Master:
         """
         self._check_open()
         _check_forest(estimator, "cross_validate")
-        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-            raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+        check_int("folds", folds, 2)
         if estimator.warm_start:
             raise ValueError("cross_validate needs warm_start=False: each fold fits from scratch")
         full, fold_plans, all_labels = await asyncio.to_thread(
@@ -1065,8 +1086,7 @@ def _shard_groups(
     n_shards: int,
 ) -> list[_Group]:
     """Data-parallel split: shard datasets (global bins), their plans, and their trees."""
-    if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
-        raise ValueError(f"n_shards must be an integer >= 1, got {n_shards!r}")
+    check_int("n_shards", n_shards, 1)
     n = codes.shape[1]
     if n_shards > n:
         raise ValueError(f"cannot split {n} rows into {n_shards} shards")
@@ -1095,19 +1115,8 @@ def _check_forest(estimator: object, method: str) -> None:
         )
 
 
-def _check_fit_options(mode: str, replicas: int, task_size: int | None) -> None:
-    if mode not in ("model", "data"):
-        raise ValueError(f"mode must be 'model' or 'data', got {mode!r}")
-    _check_task_size(task_size)
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-        raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
-    if replicas != 1 and mode != "data":
-        raise ValueError("replicas applies to mode='data' (model mode sends data to all)")
-
-
 def _check_data_mode(job: FitJob) -> None:
-    if job.oob_score:
-        raise ValueError("oob_score=True is not supported with mode='data' yet")
+    # oob_score is refused earlier, by check_fit_options
     if job.warm:
         raise ValueError("warm_start fits are not supported with mode='data' yet")
 
@@ -1125,10 +1134,8 @@ def _fit_groups(
 
 
 def _check_task_size(task_size: object) -> None:
-    if task_size is not None and (
-        isinstance(task_size, bool) or not isinstance(task_size, int) or task_size < 1
-    ):
-        raise ValueError(f"task_size must be an integer >= 1 or None, got {task_size!r}")
+    if task_size is not None:
+        check_int("task_size", task_size, 1)
 
 
 class _ProgressCounter:
@@ -1219,10 +1226,10 @@ def _cv_plans(
             return X[idx], labels[idx]
 
         full_args = (X, labels)
-    full = clone_estimator(estimator).fit_job(*full_args)
+    full = clone(estimator).fit_job(*full_args)
     plans: list[_FoldPlan] = []
     for train, test in splits:
-        model = clone_estimator(estimator)
+        model = clone(estimator)
         job = model.fit_job(*fit_args(train))
         shares = _shares_rows(job, full, train)  # before binning drops the job's rows
         _, codes = job.bin()

@@ -40,7 +40,7 @@ from ..persistence._container import FormatError
 from ..persistence._model import trees_from_arrays, trees_to_arrays
 from ..tree._arrays import TreeArrays
 from ..tree._plan import ForestPlan
-from ..wire import Message, ProtocolError
+from ..wire import Message, ProtocolError, json_type
 
 __all__ = [
     "CLUSTER_PROTOCOL_VERSION",
@@ -98,13 +98,6 @@ class MessageError(ProtocolError):
         self.field = field
 
 
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", float: "number"}
-    return names.get(type(value), type(value).__name__)
-
-
 class _Reader:
     """Strict accessors over one received message's fields and named arrays."""
 
@@ -133,7 +126,7 @@ class _Reader:
     def _named_arrays(self) -> dict[str, np.ndarray[Any, Any]]:
         names = self.msg.fields.get("arrays", [])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise self.error("arrays", f"must be an array of names, got {_json_type(names)}")
+            raise self.error("arrays", f"must be an array of names, got {json_type(names)}")
         if len(set(names)) != len(names):
             raise self.error("arrays", "names must be unique")
         if len(names) != len(self.msg.arrays):
@@ -175,7 +168,7 @@ class _Reader:
     def get_int(self, name: str, low: int = 0, high: int | None = None) -> int:
         value = self.msg.fields[name]
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(name, f"must be an integer, got {_json_type(value)}")
+            raise self.error(name, f"must be an integer, got {json_type(value)}")
         if value < low or (high is not None and value > high):
             bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
             raise self.error(name, f"must be {bound}, got {value}")
@@ -184,7 +177,7 @@ class _Reader:
     def get_str(self, name: str, max_len: int = _MAX_TEXT, *, empty: bool = True) -> str:
         value = self.msg.fields[name]
         if not isinstance(value, str):
-            raise self.error(name, f"must be a string, got {_json_type(value)}")
+            raise self.error(name, f"must be a string, got {json_type(value)}")
         if len(value) > max_len:
             raise self.error(name, f"is {len(value)} characters, more than {max_len}")
         if not empty and not value:
@@ -200,7 +193,7 @@ class _Reader:
     def int_list(self, name: str, *, low: int = 0, nonempty: bool = True) -> tuple[int, ...]:
         value = self.msg.fields[name]
         if not isinstance(value, list):
-            raise self.error(name, f"must be an array of integers, got {_json_type(value)}")
+            raise self.error(name, f"must be an array of integers, got {json_type(value)}")
         if nonempty and not value:
             raise self.error(name, "must not be empty")
         if len(value) > _MAX_LIST:
@@ -253,7 +246,7 @@ class Register:
         r.require_arrays(())
         datasets = msg.fields["datasets"]
         if not isinstance(datasets, list) or len(datasets) > _MAX_LIST:
-            raise r.error("datasets", f"must be an array of hashes, got {_json_type(datasets)}")
+            raise r.error("datasets", f"must be an array of hashes, got {json_type(datasets)}")
         for i, h in enumerate(datasets):
             if not isinstance(h, str) or not _HASH_RE.fullmatch(h):
                 raise r.error("datasets", f"entry {i} is not a sha256 hex digest: {h!r:.80}")
@@ -305,7 +298,7 @@ class Welcome:
 def _seconds(r: _Reader, name: str, above: float) -> float:
     value = r.msg.fields[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise r.error(name, f"must be a number, got {_json_type(value)}")
+        raise r.error(name, f"must be a number, got {json_type(value)}")
     if not above < value <= 3600:
         raise r.error(name, f"must be in ({above:g}, 3600] seconds, got {value}")
     return float(value)
@@ -588,7 +581,7 @@ class Task:
         )
         has_bins = msg.fields["bins"]
         if not isinstance(has_bins, bool):
-            raise r.error("bins", f"must be a boolean, got {_json_type(has_bins)}")
+            raise r.error("bins", f"must be a boolean, got {json_type(has_bins)}")
         bin_arrays = _BIN_ARRAYS if has_bins else ()
         raw = msg.fields["rows"]
         rows: RowSelector

@@ -46,6 +46,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._validation import check_int
+
 __all__ = [
     "Assignment",
     "JobFailed",
@@ -151,11 +153,6 @@ class _Worker:
     load: dict[str, int] = field(default_factory=dict)
 
 
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 class Scheduler:
     """Pure scheduling state (see the module docstring).
 
@@ -179,8 +176,8 @@ class Scheduler:
         backup_min_done: float = 0.5,
         backup_min_seconds: float = 1.0,
     ) -> None:
-        _check_int("prefetch", prefetch, 0)
-        _check_int("max_attempts", max_attempts, 1)
+        check_int("prefetch", prefetch, 0)
+        check_int("max_attempts", max_attempts, 1)
         if backup_factor is not None and not backup_factor >= 1.0:
             raise ValueError(f"backup_factor must be >= 1 or None, got {backup_factor!r}")
         if not 0.0 <= backup_min_done <= 1.0:
@@ -207,7 +204,7 @@ class Scheduler:
         """A worker joined with ``slots`` parallel task slots and these cached datasets."""
         if name in self._workers:
             raise ValueError(f"worker {name!r} is already registered")
-        _check_int("worker slots", slots, 1)
+        check_int("worker slots", slots, 1)
         self._workers[name] = _Worker(
             name, slots, slots + self.prefetch, next(self._worker_seq), set(datasets)
         )

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._base import BaseEstimator, clone
+from .._base import BaseEstimator
 from .._validation import check_int, resolve_count, resolve_max_features, resolve_seed
 from ..data import as_dataset
+from ..evaluation import accuracy_score, clone
 from ..tree._classes import DecisionTreeClassifier
 from ..tree._hashing import tree_key
 from ._pool import effective_n_jobs, get_executor
@@ -41,18 +42,12 @@ def _fit_members(
 ) -> list[tuple[int, Any]]:
     out = []
     for index, rows, feats in draws:
-        model: Any = clone(estimator) if isinstance(estimator, BaseEstimator) else _copy(estimator)
+        model: Any = clone(estimator)
         if "random_state" in getattr(model, "get_params", dict)():
             model.set_params(random_state=tree_key(seed, index) >> 33)
         model.fit(X[np.ix_(rows, feats)], y[rows])
         out.append((index, model))
     return out
-
-
-def _copy(estimator: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(estimator)
 
 
 class BaggingClassifier(BaseEstimator):
@@ -166,5 +161,6 @@ class BaggingClassifier(BaseEstimator):
         labels: npt.NDArray[Any] = self.classes_[np.argmax(votes, axis=1)]
         return labels
 
-    def score(self, X: object, y: object) -> float:
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+    def score(self, X: object, y: object, sample_weight: npt.ArrayLike | None = None) -> float:
+        """The (weighted) accuracy of ``predict(X)`` against ``y``: ``accuracy_score``."""
+        return accuracy_score(np.asarray(y), self.predict(X), sample_weight=sample_weight)

@@ -28,6 +28,7 @@ import numpy.typing as npt
 from .._base import BaseEstimator
 from .._validation import Prepared, check_int, prepare, resolve_seed
 from ..data import Binner, Bins
+from ..evaluation import accuracy_score, r2_score
 from ..tree import ForestPlan, TreeArrays, register_model
 from ..tree._classes import DecisionTreeClassifier, DecisionTreeRegressor, plan_for
 from ..tree._model import ClassifierMixin, RegressorMixin, TreeModel
@@ -255,13 +256,11 @@ class _BaseForest(BaseEstimator, TreeModel):
             self.oob_decision_function_ = np.where(
                 has[:, None], acc / np.maximum(seen, 1)[:, None], np.nan
             )
-            self.oob_score_ = float(np.mean(np.argmax(pred, axis=1) == prep.y[has]))
+            self.oob_score_ = accuracy_score(prep.y[has], np.argmax(pred, axis=1))
         else:
             self.oob_prediction_ = np.where(has, acc[:, 0] / np.maximum(seen, 1), np.nan)
-            yt = prep.y[has].astype(np.float64)
-            ss_tot = float(((yt - yt.mean()) ** 2).sum())
-            ss_res = float(((yt - pred[:, 0]) ** 2).sum())
-            self.oob_score_ = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
+            # No sample with an estimate: nothing to score (r2_score needs one).
+            self.oob_score_ = r2_score(prep.y[has], pred[:, 0]) if has.any() else 0.0
 
     # --- async prediction ------------------------------------------------------------------
     def _shared_model(self) -> Any:

@@ -9,11 +9,12 @@ A deterministic, NaN-free take on GoLearn's ``evaluation`` package::
 """
 
 from ._confusion import ConfusionMatrix, confusion_matrix
-from ._cross_validation import SupportsFitPredict, clone_estimator, cross_validate
+from ._cross_validation import SupportsFitPredict, clone, clone_estimator, cross_validate
 from ._metrics import (
     Average,
     UndefinedMetricWarning,
     accuracy,
+    accuracy_score,
     cross_validated_metric,
     f1,
     false_negatives,
@@ -33,6 +34,8 @@ __all__ = [
     "SupportsFitPredict",
     "UndefinedMetricWarning",
     "accuracy",
+    "accuracy_score",
+    "clone",
     "clone_estimator",
     "confusion_matrix",
     "cross_validate",

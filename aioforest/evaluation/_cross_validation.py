@@ -9,22 +9,22 @@ inputs, never on fold execution order or ``n_jobs``.
 
 from __future__ import annotations
 
-import copy
-import inspect
 import os
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from aioforest._base import clone
+from aioforest._validation import check_int
 from aioforest.data import Dataset, IndexArray, KFold, RandomState, StratifiedKFold
 
 from ._confusion import ConfusionMatrix, confusion_matrix, sort_labels
 
-__all__ = ["SupportsFitPredict", "clone_estimator", "cross_validate"]
+__all__ = ["SupportsFitPredict", "clone", "clone_estimator", "cross_validate"]
 
 
 class SupportsFitPredict(Protocol):
@@ -38,49 +38,12 @@ class SupportsFitPredict(Protocol):
     def predict(self, X: Any, /) -> Any: ...
 
 
-E = TypeVar("E", bound=SupportsFitPredict)
 # (actual labels, predictions) for one fold's test rows.
 _Pair = tuple[npt.NDArray[Any], Any]
 
 
-def clone_estimator(estimator: E) -> E:
-    """A fresh, unfitted copy of ``estimator``.
-
-    With ``get_params()``: ``type(estimator)(**deepcopy(estimator.get_params()))`` (``deep=False``
-    is passed when supported, as nested ``a__b`` keys are not constructor arguments). Parameters
-    are deep-copied so that clones never share mutable state such as a ``numpy`` Generator:
-    each clone starts from the estimator's own ``random_state`` exactly as given. A parameter
-    that cannot be deep-copied (a lock, a socket, a cluster client) is shared as is. Without
-    ``get_params()``: ``copy.deepcopy(estimator)``.
-    """
-    get_params = getattr(estimator, "get_params", None)
-    if not callable(get_params):
-        return copy.deepcopy(estimator)
-    try:
-        takes_deep = "deep" in inspect.signature(get_params).parameters
-    except (TypeError, ValueError):  # builtins without a signature
-        takes_deep = False
-    params = get_params(deep=False) if takes_deep else get_params()
-    if not isinstance(params, dict):
-        raise TypeError(
-            f"{type(estimator).__name__}.get_params() returned {type(params).__name__}, "
-            "expected a dict of constructor arguments"
-        )
-    try:
-        return type(estimator)(**{k: _copy_param(v) for k, v in params.items()})
-    except TypeError as exc:
-        raise TypeError(
-            f"cannot clone {type(estimator).__name__}: its constructor rejected the parameters "
-            f"from get_params() ({sorted(params)}): {exc}"
-        ) from exc
-
-
-def _copy_param(value: object) -> object:
-    try:
-        return copy.deepcopy(value)
-    except (TypeError, copy.Error):
-        # Handles to shared resources refuse to be copied; every clone then uses the same one.
-        return value
+#: The one clone (scikit-learn's semantics), under its evaluation-package name.
+clone_estimator = clone
 
 
 def _resolve_n_jobs(n_jobs: int | None, folds: int) -> int:
@@ -116,8 +79,7 @@ def cv_inputs(
 
     Every split is materialised up front so a bad split fails before any model is fitted.
     """
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    check_int("folds", folds, 2)
     rows: Dataset | npt.NDArray[Any]  # what the splitter counts rows of
     dataset: Dataset | None = None
     X: npt.NDArray[Any] | None = None
@@ -187,8 +149,7 @@ def cross_validate(
     that no clone consumes another's random stream: with a deterministic estimator, the same
     ``random_state`` gives the same matrices, sequentially or in threads.
     """
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    check_int("folds", folds, 2)
     workers = _resolve_n_jobs(n_jobs, folds)
 
     inputs = cv_inputs(
@@ -216,7 +177,7 @@ def cross_validate(
     def run_fold(fold: int) -> ConfusionMatrix:
         train, test = splits[fold]
         try:
-            model = clone_estimator(estimator)
+            model = clone(estimator)
             truth, predicted = fit_predict(model, train, test)
             predicted = np.asarray(predicted)
             if predicted.shape != (len(test),):

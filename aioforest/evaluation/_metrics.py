@@ -21,6 +21,7 @@ __all__ = [
     "Average",
     "UndefinedMetricWarning",
     "accuracy",
+    "accuracy_score",
     "cross_validated_metric",
     "f1",
     "false_negatives",
@@ -95,11 +96,13 @@ def true_negatives(cm: ConfusionMatrix, label: Hashable) -> int:
 
 def accuracy(cm: ConfusionMatrix) -> float:
     """Fraction of samples on the diagonal; 0.0 (with a warning) for an empty matrix."""
+    return _diagonal_share(cm, "accuracy", "accuracy")
+
+
+def _diagonal_share(cm: ConfusionMatrix, metric: str, what: str) -> float:
     total = cm.total
     if total == 0:
-        return _undefined(
-            "accuracy is undefined for an empty confusion matrix; using 0.0", "accuracy"
-        )
+        return _undefined(f"{what} is undefined for an empty confusion matrix; using 0.0", metric)
     return float(np.trace(cm.counts)) / total
 
 
@@ -138,13 +141,7 @@ def _averaged(
     if average == "micro":
         # For single-label classification, summed TP over summed TP + FP (or + FN) is the
         # trace over the total, i.e. accuracy, for all three metrics.
-        total = cm.total
-        if total == 0:
-            return _undefined(
-                f"micro-averaged {metric} is undefined for an empty confusion matrix; using 0.0",
-                metric,
-            )
-        return float(np.trace(cm.counts)) / total
+        return _diagonal_share(cm, metric, f"micro-averaged {metric}")
     if average == "macro":
         values = _per_label(cm, metric)
         if not values:
@@ -294,21 +291,59 @@ def mean_squared_error(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     return float(np.mean((t - p) ** 2))
 
 
-def r2_score(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
-    """Coefficient of determination, 1 - SS_res / SS_tot.
+def _sample_weight(sample_weight: npt.ArrayLike | None, n: int) -> npt.NDArray[np.float64] | None:
+    if sample_weight is None:
+        return None
+    w = _as_vector(sample_weight, "sample_weight")
+    if w.size != n:
+        raise ValueError(f"sample_weight has {w.size} values for {n} samples")
+    if np.any(w < 0) or not w.sum() > 0:
+        raise ValueError("sample_weight must be >= 0 with a positive sum")
+    return w
 
-    If ``y_true`` is constant, SS_tot is 0: the score is 1.0 for a perfect prediction, otherwise
-    0.0 with an :class:`UndefinedMetricWarning` (never NaN or -inf).
+
+def r2_score(
+    y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, sample_weight: npt.ArrayLike | None = None
+) -> float:
+    """Coefficient of determination, 1 - SS_res / SS_tot (weighted by ``sample_weight``).
+
+    scikit-learn's ``force_finite`` convention: if ``y_true`` is constant (SS_tot is 0) the
+    score is 1.0 for a perfect prediction, otherwise 0.0 with an
+    :class:`UndefinedMetricWarning` (never NaN or -inf). Every R^2 in aioforest is this one:
+    regressors' ``score`` and ``oob_score_`` too.
     """
     t, p = _regression_pair(y_true, y_pred)
-    ss_res = float(np.sum((t - p) ** 2))
-    ss_tot = float(np.sum((t - t.mean()) ** 2))
+    w = _sample_weight(sample_weight, t.size)
+    scale: npt.NDArray[np.float64] | float = 1.0 if w is None else w
+    # Weighted sums, as scikit-learn computes them (not means), so that scores agree bitwise.
+    ss_res = float(np.sum(scale * (t - p) ** 2))
+    ss_tot = float(np.sum(scale * (t - np.average(t, weights=w)) ** 2))
+    if ss_res == 0.0:
+        return 1.0
     if ss_tot == 0.0:
-        if ss_res == 0.0:
-            return 1.0
         return _undefined(
             "r2_score is undefined when y_true is constant and the prediction is not exact; "
             "using 0.0",
             "r2_score",
         )
     return 1.0 - ss_res / ss_tot
+
+
+def accuracy_score(
+    y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, sample_weight: npt.ArrayLike | None = None
+) -> float:
+    """The (``sample_weight``-weighted) fraction of labels predicted exactly.
+
+    The label-level twin of :func:`accuracy`, which reads a confusion matrix; classifiers'
+    ``score`` and ``oob_score_`` use this one. 0.0 (with a warning) for no samples.
+    """
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    if t.ndim != 1 or t.shape != p.shape:
+        raise ValueError(
+            f"y_true and y_pred must be 1-D of the same length, got shapes {t.shape} and "
+            f"{p.shape}"
+        )
+    w = _sample_weight(sample_weight, t.size)
+    if t.size == 0:
+        return _undefined("accuracy is undefined for no samples; using 0.0", "accuracy")
+    return float(np.average(t == p, weights=w))

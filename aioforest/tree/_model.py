@@ -19,6 +19,7 @@ import numpy.typing as npt
 from .._base import not_fitted_error
 from .._validation import check_array_input
 from ..data import Bins, Feature, encode_features
+from ..evaluation import accuracy_score, r2_score
 from ._arrays import TreeArrays
 from ._predict import FlatForest
 
@@ -143,11 +144,9 @@ class ClassifierMixin(TreeModel):
         labels: npt.NDArray[Any] = self.classes_[np.argmax(proba, axis=1)]
         return labels
 
-    def score(self, X: object, y: object, sample_weight: object = None) -> float:
-        """Accuracy of ``predict(X)`` against ``y``."""
-        correct = (self.predict(X) == np.asarray(y)).astype(np.float64)
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        return float(np.average(correct, weights=w))
+    def score(self, X: object, y: object, sample_weight: npt.ArrayLike | None = None) -> float:
+        """The (weighted) accuracy of ``predict(X)`` against ``y``: ``accuracy_score``."""
+        return accuracy_score(np.asarray(y), self.predict(X), sample_weight=sample_weight)
 
 
 class RegressorMixin(TreeModel):
@@ -158,14 +157,6 @@ class RegressorMixin(TreeModel):
     def predict(self, X: object) -> F64:
         return self._mean_value(X)[:, 0]
 
-    def score(self, X: object, y: object, sample_weight: object = None) -> float:
-        """The coefficient of determination R^2."""
-        yt = np.asarray(y, dtype=np.float64)
-        yp = self.predict(X)
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        mean = np.average(yt, weights=w)
-        ss_res = np.average((yt - yp) ** 2, weights=w)
-        ss_tot = np.average((yt - mean) ** 2, weights=w)
-        if ss_tot == 0:
-            return 1.0 if ss_res == 0 else 0.0
-        return float(1.0 - ss_res / ss_tot)
+    def score(self, X: object, y: object, sample_weight: npt.ArrayLike | None = None) -> float:
+        """The coefficient of determination R^2 (see :func:`~aioforest.evaluation.r2_score`)."""
+        return r2_score(np.asarray(y), self.predict(X), sample_weight=sample_weight)

@@ -39,6 +39,7 @@ from ._frame import (
     WIRE_VERSION,
     Message,
     WireConfig,
+    json_type,
 )
 from ._handshake import (
     HANDSHAKE_CONFIG,
@@ -52,6 +53,7 @@ from ._stream import (
     Connection,
     ConnectionStats,
     accept,
+    check_tls_pair,
     client_ssl_context,
     open_connection,
     server_ssl_context,
@@ -96,7 +98,9 @@ __all__ = [
     "WireConfig",
     "WireStats",
     "accept",
+    "check_tls_pair",
     "client_ssl_context",
+    "json_type",
     "load_token",
     "open_connection",
     "server_ssl_context",

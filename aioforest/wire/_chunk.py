@@ -238,11 +238,6 @@ class Decoder:
         """Bytes received but not yet consumed by a complete frame."""
         return bytes(self._buf)
 
-    @property
-    def open_streams(self) -> int:
-        """Chunked messages currently being reassembled."""
-        return len(self._streams)
-
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer received bytes; ``b""`` means the peer closed its side (EOF)."""
         self._raise_if_broken()

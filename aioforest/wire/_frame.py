@@ -56,6 +56,7 @@ __all__ = [
     "WIRE_VERSION",
     "Message",
     "WireConfig",
+    "json_type",
 ]
 
 MAGIC: Final = b"AIOF"
@@ -295,12 +296,12 @@ def parse_segments(raw: object, *, frame: int, offset: int, where: str = "header
 
     if not isinstance(raw, list):
         raise BadSegment(
-            f"{where} 'segments' must be a list, got {_json_type(raw)}", frame=frame, offset=offset
+            f"{where} 'segments' must be a list, got {json_type(raw)}", frame=frame, offset=offset
         )
     segments: list[Segment] = []
     for i, desc in enumerate(raw):
         if not isinstance(desc, dict):
-            raise bad(i, f"must be an object, got {_json_type(desc)}")
+            raise bad(i, f"must be an object, got {json_type(desc)}")
         keys = set(desc)
         if keys != {"dtype", "shape", "nbytes"}:
             missing = sorted({"dtype", "shape", "nbytes"} - keys)
@@ -393,7 +394,7 @@ def loads_header(data: bytes | bytearray, *, frame: int, offset: int) -> dict[st
         ) from None
     if not isinstance(header, dict):
         raise MalformedHeader(
-            f"header must be a JSON object, got {_json_type(header)}", frame=frame, offset=offset
+            f"header must be a JSON object, got {json_type(header)}", frame=frame, offset=offset
         )
     check_type_field(header, frame=frame, offset=offset, where="header")
     return header
@@ -411,12 +412,16 @@ def check_type_field(header: dict[str, Any], *, frame: int, offset: int, where: 
     return msg_type
 
 
-def _json_type(value: object) -> str:
+_JSON_TYPES: dict[type, str] = {
+    dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
+}
+
+
+def json_type(value: object) -> str:
+    """The JSON (Schema) name of a decoded value's type, for error messages."""
     if value is None:
         return "null"
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        type(value), type(value).__name__
-    )
+    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 # --------------------------------------------------------------------------- encoding

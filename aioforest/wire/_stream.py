@@ -40,6 +40,7 @@ __all__ = [
     "Connection",
     "ConnectionStats",
     "accept",
+    "check_tls_pair",
     "client_ssl_context",
     "open_connection",
     "server_ssl_context",
@@ -450,6 +451,14 @@ async def accept(
 # ---------------------------------------------------------------------- TLS helpers
 
 
+def check_tls_pair(
+    cert: str | None, key: str | None, names: tuple[str, str] = ("cert", "key")
+) -> None:
+    """A certificate and its private key: both or neither (``names`` name them in the error)."""
+    if (cert is None) != (key is None):
+        raise ValueError(f"{names[0]} and {names[1]} go together")
+
+
 def server_ssl_context(cert: str, key: str, ca: str | None = None) -> ssl_module.SSLContext:
     """TLS >= 1.2 server context; with ``ca``, clients must present a certificate it signed."""
     ctx = ssl_module.SSLContext(ssl_module.PROTOCOL_TLS_SERVER)
@@ -474,6 +483,7 @@ def client_ssl_context(
     address as a subject alternative name); turn it off only for private CAs whose
     every certificate is a cluster member.
     """
+    check_tls_pair(cert, key)
     ctx = ssl_module.create_default_context(ssl_module.Purpose.SERVER_AUTH, cafile=ca)
     ctx.minimum_version = ssl_module.TLSVersion.TLSv1_2
     ctx.check_hostname = check_hostname
