@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .data import Dataset, Feature, as_dataset
-from .data._dataset import _is_dataframe
+from .data import Dataset, Feature, as_dataset, is_dataframe
 
 __all__ = ["Prepared", "prepare", "resolve_seed"]
 
@@ -68,7 +67,7 @@ def check_array_input(X: object, what: str = "X") -> None:
             f"sparse input is not supported: {what} is a sparse matrix; densify it with "
             f"{what}.toarray()"
         )
-    if isinstance(X, Dataset) or _is_dataframe(X):
+    if isinstance(X, Dataset) or is_dataframe(X):
         return
     arr = X if isinstance(X, np.ndarray) else None
     if arr is None:
@@ -125,7 +124,7 @@ def prepare(
     X: object, y: object, sample_weight: object, *, classification: bool
 ) -> Prepared:
     """Coerce ``fit``'s inputs (arrays, DataFrame or Dataset) and check them."""
-    named = isinstance(X, Dataset) or _is_dataframe(X)
+    named = isinstance(X, Dataset) or is_dataframe(X)
     check_array_input(X)
     if y is None and not isinstance(X, Dataset):
         raise ValueError(

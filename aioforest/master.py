@@ -27,9 +27,15 @@ from typing import Any, TextIO
 import numpy as np
 
 from ._runtime import int_argument, run
-from .cluster import CheckpointError, ClusterError, ClusterTLS, LocalCluster, Master
-from .cluster._checkpoint import checkpoint_spec
-from .cluster._master import is_loopback
+from .cluster import (
+    CheckpointError,
+    ClusterError,
+    ClusterTLS,
+    LocalCluster,
+    Master,
+    checkpoint_spec,
+    is_loopback,
+)
 from .data import DataError, Dataset, read_csv
 from .datasets import path as dataset_path
 from .ensemble import FitProgress, RandomForestClassifier

@@ -14,8 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ._runtime import int_argument, run
-from .cluster import Backoff, Worker
-from .cluster._faults import Faults
+from .cluster import Backoff, Faults, Worker
 from .wire import (
     AuthenticationError,
     VersionMismatch,

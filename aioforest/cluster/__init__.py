@@ -17,11 +17,11 @@
   ``_scheduler``; every message is JSON plus raw numpy buffers, never pickle.
 """
 
-from ._checkpoint import CheckpointError
+from ._checkpoint import CheckpointError, checkpoint_spec
 from ._errors import ClusterError
 from ._faults import Faults
 from ._local import ClusterTLS, LocalCluster
-from ._master import ClusterClosed, JobFailedError, Master
+from ._master import ClusterClosed, JobFailedError, Master, is_loopback
 from ._protocol import CLUSTER_PROTOCOL_VERSION, MessageError
 from ._scheduler import Scheduler
 from ._worker import Backoff, Worker
@@ -40,4 +40,6 @@ __all__ = [
     "MessageError",
     "Scheduler",
     "Worker",
+    "checkpoint_spec",
+    "is_loopback",
 ]

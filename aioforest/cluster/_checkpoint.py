@@ -59,8 +59,8 @@ import numpy as np
 import orjson
 
 from .._version import __version__
-from ..persistence._container import FormatError, dumps, fsync_dir, loads, write_atomic
-from ..tree._arrays import TreeArrays
+from ..persistence import FormatError, dumps, fsync_dir, loads, write_atomic
+from ..tree import TreeArrays
 from ._errors import ClusterError
 
 if sys.platform != "win32":

@@ -34,9 +34,7 @@ from .._validation import check_int
 from ..csp import go
 from ..data import Bins, split_rows
 from ..ensemble import FitJob, FitProgress, SupportsFitJob
-from ..evaluation import ConfusionMatrix, clone, confusion_matrix
-from ..evaluation._confusion import sort_labels
-from ..evaluation._cross_validation import cv_inputs
+from ..evaluation import ConfusionMatrix, clone, confusion_matrix, cv_inputs, sort_labels
 from ..tree import BATCH_INSTANCES, ForestPlan, TreeArrays
 from ..wire import (
     DEFAULT_CONFIG,
@@ -47,8 +45,8 @@ from ..wire import (
     ProtocolError,
     WireConfig,
     accept,
+    format_peer,
 )
-from ..wire._stream import format_peer
 from ._checkpoint import Checkpoint, CheckpointError, job_spec, tree_ranges
 from ._errors import ClusterError
 from ._protocol import (

@@ -36,10 +36,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ..data import Bins
-from ..persistence._container import FormatError
-from ..persistence._model import trees_from_arrays, trees_to_arrays
-from ..tree._arrays import TreeArrays
-from ..tree._plan import ForestPlan
+from ..persistence import FormatError, trees_from_arrays, trees_to_arrays
+from ..tree import ForestPlan, TreeArrays
 from ..wire import Message, ProtocolError, json_type
 
 __all__ = [

@@ -34,10 +34,8 @@ import numpy as np
 
 from ..csp import go
 from ..data import Bins
-from ..ensemble._pool import SharedArrays, effective_n_jobs, get_executor
-from ..ensemble._tasks import fit_task, warm_up
-from ..tree._arrays import TreeArrays
-from ..tree._builder import FitCancelled
+from ..ensemble import SharedArrays, effective_n_jobs, fit_task, get_executor, warm_up
+from ..tree import FitCancelled, TreeArrays
 from ..wire import (
     DEFAULT_CONFIG,
     AuthenticationError,

@@ -25,6 +25,7 @@ from ._dataset import (
     as_dataset,
     encode_features,
     infer_features,
+    is_dataframe,
 )
 from ._errors import DataError
 from ._split import (
@@ -53,6 +54,7 @@ __all__ = [
     "as_dataset",
     "encode_features",
     "infer_features",
+    "is_dataframe",
     "read_arff",
     "read_csv",
     "split_rows",

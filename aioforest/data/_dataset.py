@@ -154,7 +154,7 @@ def _numeric_lookup(categories: tuple[str, ...]) -> dict[float, int]:
 # --------------------------------------------------------------------------- array helpers
 
 
-def _is_dataframe(obj: object) -> bool:
+def is_dataframe(obj: object) -> bool:
     pd = sys.modules.get("pandas")
     return pd is not None and isinstance(obj, pd.DataFrame)
 
@@ -381,7 +381,7 @@ def _unknown_category(value: object, feature: Feature, i: int, j: int) -> None:
 
 
 def _encode(X: object, features: tuple[Feature, ...], strict: bool) -> FloatArray:
-    if _is_dataframe(X):
+    if is_dataframe(X):
         return _encode_dataframe(X, features, strict)
     arr = _as_2d(X)
     n, d = arr.shape
@@ -829,7 +829,7 @@ def infer_features(
     categorical: Iterable[ColumnRef] | ColumnRef | None = None,
 ) -> tuple[Feature, ...]:
     """The features :meth:`Dataset.from_arrays` would infer for the raw array ``X``."""
-    if _is_dataframe(X):
+    if is_dataframe(X):
         return Dataset.from_dataframe(X, categorical=cast(Any, categorical)).features
     return _infer_and_encode(X, feature_names, categorical)[0]
 
@@ -883,7 +883,7 @@ def as_dataset(
         if y is None and task is None:
             return X
         return X.with_labels(X.y if y is None else y, task=task)
-    if _is_dataframe(X):
+    if is_dataframe(X):
         if feature_names is not None:
             raise TypeError("feature_names cannot be given with a DataFrame (its columns are "
                             "the names)")

@@ -19,8 +19,7 @@ from .._base import BaseEstimator
 from .._validation import check_int, resolve_count, resolve_max_features, resolve_seed
 from ..data import as_dataset
 from ..evaluation import accuracy_score, clone
-from ..tree._classes import DecisionTreeClassifier
-from ..tree._hashing import tree_key
+from ..tree import DecisionTreeClassifier, tree_key
 from ._pool import effective_n_jobs, get_executor
 
 __all__ = ["BaggingClassifier"]

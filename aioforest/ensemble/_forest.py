@@ -29,10 +29,18 @@ from .._base import BaseEstimator
 from .._validation import Prepared, check_int, prepare, resolve_seed
 from ..data import Binner, Bins
 from ..evaluation import accuracy_score, r2_score
-from ..tree import ForestPlan, TreeArrays, register_model
-from ..tree._classes import DecisionTreeClassifier, DecisionTreeRegressor, plan_for
-from ..tree._model import ClassifierMixin, RegressorMixin, TreeModel
-from ..tree._plan import in_bag_counts
+from ..tree import (
+    ClassifierMixin,
+    DecisionTreeClassifier,
+    DecisionTreeRegressor,
+    ForestPlan,
+    RegressorMixin,
+    TreeArrays,
+    TreeModel,
+    in_bag_counts,
+    plan_for,
+    register_model,
+)
 from ._fit_job import FitJob
 from ._local_fit import fit_local, iter_fit_local
 from ._pool import SharedArrays, effective_n_jobs, get_executor

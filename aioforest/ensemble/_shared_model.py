@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Bins
-from ..tree._predict import FlatForest
+from ..tree import FlatForest
 from ._pool import ArraySpec, SharedArrays, attach
 
 __all__ = ["SharedModel", "shared_flat_forest"]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Binner, Bins
-from ..tree._plan import ForestPlan, fit_trees
+from ..tree import ForestPlan, fit_trees
 from ._pool import ArraySpec, attach
 
 __all__ = ["bin_task", "fit_task", "warm_up"]

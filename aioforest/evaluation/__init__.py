@@ -8,8 +8,8 @@ A deterministic, NaN-free take on GoLearn's ``evaluation`` package::
     mean, variance = cross_validated_metric(cms, accuracy)
 """
 
-from ._confusion import ConfusionMatrix, confusion_matrix
-from ._cross_validation import SupportsFitPredict, clone, clone_estimator, cross_validate
+from ._confusion import ConfusionMatrix, confusion_matrix, sort_labels
+from ._cross_validation import SupportsFitPredict, clone, clone_estimator, cross_validate, cv_inputs
 from ._metrics import (
     Average,
     UndefinedMetricWarning,
@@ -40,6 +40,7 @@ __all__ = [
     "confusion_matrix",
     "cross_validate",
     "cross_validated_metric",
+    "cv_inputs",
     "f1",
     "false_negatives",
     "false_positives",
@@ -47,6 +48,7 @@ __all__ = [
     "precision",
     "r2_score",
     "recall",
+    "sort_labels",
     "summary",
     "true_negatives",
     "true_positives",

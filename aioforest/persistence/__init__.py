@@ -1,9 +1,32 @@
-"""Model files and checkpoints: versioned arrays plus JSON metadata, never pickle."""
+"""Model files and checkpoints: versioned arrays plus JSON metadata, never pickle.
+
+The top layer that knows the estimators (through :func:`aioforest.tree.model_classes`, a
+registry the estimator classes join by decorator, not a hard-coded list):
+
+* :func:`save` / :func:`load` (and the ``_bytes`` forms) write and read model files.
+* :func:`dumps` / :func:`loads`, :func:`write_atomic` and :func:`fsync_dir` are the
+  checksummed container and the crash-safe file writes checkpoints use too;
+  :func:`trees_to_arrays` / :func:`trees_from_arrays` pack trees for it and for the wire.
+* :class:`FormatError` names what is wrong with a damaged or foreign file.
+"""
 
 from ..tree import set_model_writer
-from ._container import FORMAT_VERSION, FormatError
-from ._model import load, load_bytes, save, save_bytes
+from ._container import FORMAT_VERSION, FormatError, dumps, fsync_dir, loads, write_atomic
+from ._model import load, load_bytes, save, save_bytes, trees_from_arrays, trees_to_arrays
 
 set_model_writer(save)
 
-__all__ = ["FORMAT_VERSION", "FormatError", "load", "load_bytes", "save", "save_bytes"]
+__all__ = [
+    "FORMAT_VERSION",
+    "FormatError",
+    "dumps",
+    "fsync_dir",
+    "load",
+    "load_bytes",
+    "loads",
+    "save",
+    "save_bytes",
+    "trees_from_arrays",
+    "trees_to_arrays",
+    "write_atomic",
+]

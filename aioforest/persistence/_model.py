@@ -14,9 +14,7 @@ import numpy as np
 
 from .._version import __version__
 from ..data import Bins, Feature
-from ..tree import model_classes
-from ..tree._arrays import TreeArrays
-from ..tree._plan import ForestPlan
+from ..tree import ForestPlan, TreeArrays, model_classes
 from ._container import FormatError, dumps, loads, read, write_atomic
 
 __all__ = ["load", "load_bytes", "save", "save_bytes", "trees_from_arrays", "trees_to_arrays"]

@@ -15,20 +15,38 @@ fitted ``TreeArrays``; ``_predict`` the flattened forest; ``_classes`` the estim
 """
 
 from ._arrays import TreeArrays
-from ._classes import DecisionTreeClassifier, DecisionTreeRegressor
+from ._builder import FitCancelled
+from ._classes import DecisionTreeClassifier, DecisionTreeRegressor, plan_for
 from ._export import export_text
-from ._model import model_classes, register_model, set_model_writer
-from ._plan import BATCH_INSTANCES, ForestPlan, fit_trees
+from ._hashing import tree_key
+from ._model import (
+    ClassifierMixin,
+    RegressorMixin,
+    TreeModel,
+    model_classes,
+    register_model,
+    set_model_writer,
+)
+from ._plan import BATCH_INSTANCES, ForestPlan, fit_trees, in_bag_counts
+from ._predict import FlatForest
 
 __all__ = [
     "BATCH_INSTANCES",
+    "ClassifierMixin",
     "DecisionTreeClassifier",
     "DecisionTreeRegressor",
+    "FitCancelled",
+    "FlatForest",
     "ForestPlan",
+    "RegressorMixin",
     "TreeArrays",
+    "TreeModel",
     "export_text",
     "fit_trees",
+    "in_bag_counts",
     "model_classes",
+    "plan_for",
     "register_model",
     "set_model_writer",
+    "tree_key",
 ]

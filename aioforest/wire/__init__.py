@@ -55,6 +55,7 @@ from ._stream import (
     accept,
     check_tls_pair,
     client_ssl_context,
+    format_peer,
     open_connection,
     server_ssl_context,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "accept",
     "check_tls_pair",
     "client_ssl_context",
+    "format_peer",
     "json_type",
     "load_token",
     "open_connection",
