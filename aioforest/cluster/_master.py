@@ -18,7 +18,6 @@ import dataclasses
 import ipaddress
 import itertools
 import logging
-import math
 import os
 import ssl as ssl_module
 import time
@@ -33,9 +32,9 @@ import numpy as np
 from .._validation import check_int
 from ..csp import go
 from ..data import Bins, split_rows
-from ..ensemble import FitJob, FitProgress, SupportsFitJob
+from ..ensemble import FitJob, FitProgress, SupportsFitJob, trees_per_task
 from ..evaluation import ConfusionMatrix, clone, confusion_matrix, cv_inputs, sort_labels
-from ..tree import BATCH_INSTANCES, ForestPlan, TreeArrays
+from ..tree import ForestPlan, TreeArrays
 from ..wire import (
     DEFAULT_CONFIG,
     AuthenticationError,
@@ -171,9 +170,7 @@ class _Peer:
 def _task_size(n_trees: int, n_draws: int, slots: int) -> int:
     """Trees per task: enough to amortise a vectorised pass on small data, small enough that
     every slot gets a few tasks (load balance, progress, cheap retries)."""
-    by_data = max(1, BATCH_INSTANCES // max(n_draws, 1))
-    by_balance = max(1, math.ceil(n_trees / (2 * max(slots, 1))))
-    return min(by_data, by_balance)
+    return trees_per_task(n_trees, n_draws, 2 * max(slots, 1))
 
 
 class Master:

@@ -10,7 +10,7 @@ pool), :func:`fit_task` (a task on shared codes) and :func:`warm_up`.
 """
 
 from ._bagging import BaggingClassifier
-from ._fit_job import FitJob, FitTask, SupportsFitJob
+from ._fit_job import FitJob, FitTask, SupportsFitJob, trees_per_task
 from ._forest import FitProgress, RandomForestClassifier, RandomForestRegressor
 from ._pool import SharedArrays, effective_n_jobs, get_executor
 from ._tasks import fit_task, warm_up
@@ -27,5 +27,6 @@ __all__ = [
     "effective_n_jobs",
     "fit_task",
     "get_executor",
+    "trees_per_task",
     "warm_up",
 ]

@@ -30,12 +30,19 @@ from .._validation import Prepared
 from ..data import Binner, Bins, Feature
 from ..tree import BATCH_INSTANCES, ForestPlan, TreeArrays, fit_trees
 
-__all__ = ["FitJob", "FitTask", "SupportsFitJob"]
+__all__ = ["FitJob", "FitTask", "SupportsFitJob", "trees_per_task"]
 
 Labels = npt.NDArray[np.int64] | npt.NDArray[np.float64]
 Codes = npt.NDArray[np.uint8]
 #: Installs (prepared data, plan, bins, every tree in index order) into the estimator.
 Installer = Callable[[Prepared, ForestPlan, Bins, list[TreeArrays]], None]
+
+
+def trees_per_task(n_trees: int, n_draws: int, n_runners: int) -> int:
+    """Trees per task: enough to amortise one vectorised pass on small data (``n_draws``
+    rows drawn per tree), few enough that each of ``n_runners`` gets a task."""
+    by_data = max(1, BATCH_INSTANCES // max(n_draws, 1))
+    return min(by_data, max(1, math.ceil(n_trees / max(n_runners, 1))))
 
 
 class SupportsFitJob(Protocol):
@@ -235,8 +242,7 @@ class FitJob:
         tasks when there are that many trees, so that every runner gets work.
         """
         if per_task is None:
-            per_task = max(1, BATCH_INSTANCES // max(self._plan.n_draws, 1))
-            per_task = min(per_task, max(1, math.ceil(len(self._indices) / max(n_runners, 1))))
+            per_task = trees_per_task(len(self._indices), self._plan.n_draws, n_runners)
         elif per_task < 1:
             raise ValueError(f"per_task must be >= 1, got {per_task}")
         idx = self._indices
