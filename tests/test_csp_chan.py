@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
@@ -17,9 +18,23 @@ def test_capacity_validation() -> None:
     with pytest.raises(ValueError, match="capacity must be >= 0, got -1"):
         Chan(-1)
     with pytest.raises(TypeError, match="capacity must be an int"):
-        Chan(1.5)  # type: ignore[arg-type]
+        Chan(1.5)
     with pytest.raises(TypeError, match="capacity must be an int"):
         Chan(True)
+
+
+@pytest.mark.asyncio
+async def test_an_unbounded_channel_never_blocks_a_sender() -> None:
+    """``Chan(math.inf)``: an outbox filled from synchronous code; FIFO, closable."""
+    ch: Chan[int] = Chan(math.inf)
+    for i in range(10_000):
+        ch.send_nowait(i)
+    assert (len(ch), ch.cap) == (10_000, math.inf)
+    assert ch.statistics().capacity == math.inf
+    ch.close()
+    assert [v async for v in ch] == list(range(10_000))
+    with pytest.raises(TypeError, match=r"or math\.inf"):
+        Chan(-math.inf)
 
 
 def test_properties_outside_a_loop() -> None:

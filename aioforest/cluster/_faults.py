@@ -3,15 +3,34 @@
 ``aioforest-worker --inject-fault crash-on-tree=7 --inject-fault slowdown=5`` makes a real
 worker process misbehave the way failing machines do, so the master's reactions (retries,
 poison-task detection, backup copies) can be exercised end to end, across processes, with
-nothing mocked. Never set in production: the default is a healthy worker.
+nothing mocked. Never set in production: the default is a healthy worker, and a worker
+with no faults never calls into this module on a task's path (:meth:`Faults.wrap` is applied
+once, at construction, only when a fault is set).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
-__all__ = ["Faults"]
+import numpy as np
+
+from ._protocol import Task
+
+__all__ = ["Faults", "FitRunner"]
+
+logger = logging.getLogger("aioforest.cluster")
+
+#: How a worker fits a task: ``(task, cancel-board slot, cancelled event) -> tree arrays``.
+FitRunner: TypeAlias = Callable[
+    [Task, int, asyncio.Event], Awaitable[list[dict[str, np.ndarray[Any, Any]]]]
+]
 
 
 @dataclass(frozen=True)
@@ -58,3 +77,34 @@ class Faults:
             except ValueError as exc:
                 raise ValueError(f"bad fault {spec!r}: {exc}") from None
         return cls(crash, slowdown)
+
+    def wrap(self, fit: FitRunner, answers_written: Callable[[], Awaitable[object]]) -> FitRunner:
+        """``fit`` with these faults injected around it.
+
+        A crash waits for ``answers_written`` first: the answers the worker already gave
+        reach the master, so only the tasks the worker still holds die with it, as when a
+        fit takes a machine down part-way.
+        """
+
+        async def faulty(
+            task: Task, slot: int, cancelled: asyncio.Event
+        ) -> list[dict[str, np.ndarray[Any, Any]]]:
+            if self.crash_on_tree is not None and self.crash_on_tree in task.indices:
+                await answers_written()
+                logger.critical(
+                    "worker pid %d: injected fault: crashing on task %d/%d (tree %d)",
+                    os.getpid(), task.job_id, task.task_id, self.crash_on_tree,
+                )
+                logging.shutdown()
+                os.kill(os.getpid(), signal.SIGKILL)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            arrays = await fit(task, slot, cancelled)
+            if self.slowdown > 1.0:
+                # Keep the slot (and the result) this long, unless cancelled meanwhile.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout((self.slowdown - 1.0) * (loop.time() - started)):
+                        await cancelled.wait()
+            return arrays
+
+        return faulty

@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import random
 import secrets
 import signal
 import socket
 import ssl as ssl_module
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
@@ -32,7 +33,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from ..csp import go
+from ..csp import Chan, go
 from ..data import Bins
 from ..ensemble import SharedArrays, effective_n_jobs, fit_task, get_executor, warm_up
 from ..tree import FitCancelled, TreeArrays
@@ -41,12 +42,13 @@ from ..wire import (
     AuthenticationError,
     Connection,
     ConnectionClosed,
+    Message,
     ProtocolError,
     VersionMismatch,
     WireConfig,
     open_connection,
 )
-from ._faults import Faults
+from ._faults import Faults, FitRunner
 from ._protocol import (
     Bye,
     Cancel,
@@ -59,6 +61,24 @@ from ._protocol import (
     TaskFailed,
     Welcome,
     decode,
+)
+from ._worker_state import (
+    CancelArrived,
+    DatasetView,
+    FitDone,
+    Instruction,
+    Pin,
+    ResetSlot,
+    RunKey,
+    Send,
+    SessionEnded,
+    SessionStarted,
+    StartFit,
+    StopFit,
+    StopRequested,
+    TaskArrived,
+    Unpin,
+    WorkerState,
 )
 
 __all__ = ["Backoff", "DatasetCache", "Worker", "WorkerStopped"]
@@ -74,14 +94,11 @@ class WorkerStopped(Exception):
 
 
 @dataclass(eq=False)
-class _Running:
-    """A task in the process pool: its slot on the shared cancel board, and its session."""
+class _Fit:
+    """The I/O side of a running task: its asyncio task, and the event a cancel sets."""
 
-    task: Task
-    session: int
-    slot: int
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
-    job: asyncio.Task[None] | None = None
+    cancelled: asyncio.Event
+    job: asyncio.Task[None] = field(init=False)
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,13 @@ class DatasetCache:
             if self._entries[digest].pins == 0:
                 self._entries.pop(digest).shared.close()
 
+    def view(self, digest: str) -> DatasetView | None:
+        """What the worker state checks a task against (``None``: not held)."""
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        return DatasetView(entry.n_rows, entry.bins.n_features, entry.raw)
+
     def get(self, digest: str) -> _Cached:
         """The cached dataset (``KeyError`` if absent), marked as recently used."""
         self._entries.move_to_end(digest)
@@ -276,28 +300,26 @@ class Worker:
         #: it that we did not crash (so our tasks are not suspected of killing workers).
         self.incarnation = secrets.token_hex(8)
         self.cache = DatasetCache(max_datasets)
-        #: Tasks answered with a result, over the worker's life.
-        self.tasks_done = 0
         #: Connection attempts that failed (and were retried).
         self.connect_failures = 0
-        #: Sessions the master welcomed us to.
-        self.sessions = 0
-        #: Results dropped because the connection their task came from was gone.
-        self.late_results = 0
-        #: Running tasks stopped by a cancel (a losing backup copy, a failed fit).
-        self.cancelled_running = 0
+        #: Which tasks are queued and running, and who gets their answers.
+        self.state = WorkerState(self.processes)
         self._stop: asyncio.Event | None = None
         self._drain = True
-        self._queue: deque[Task] = deque()
-        # Keyed by (session, job, task, attempt): job ids are per master session.
-        self._running: dict[tuple[int, int, int, int], _Running] = {}
+        self._fits: dict[RunKey, _Fit] = {}  # the I/O side of the state's running tasks
+        self._outbox: Chan[Message] | None = None  # answers for the current session
+        self._written = asyncio.Event()  # set while every answer given so far is written
+        self._written.set()
         self._board: SharedArrays | None = None  # one cancel byte per pool slot
         self._master_timeout: float | None = None  # from the master's welcome
-        self._free_slots: list[int] = []
-        self._wake: asyncio.Event | None = None
-        self._conn: Connection | None = None
         self._pool_start: asyncio.Future[None] | None = None
         self._started = False
+        # Decided once: a healthy worker's fits run with no fault checks on their path.
+        self._fit: FitRunner = (
+            self.faults.wrap(self._fit_in_pool, self._written.wait)
+            if self.faults.any
+            else self._fit_in_pool
+        )
 
     # ------------------------------------------------------------------ control
 
@@ -311,16 +333,36 @@ class Worker:
     @property
     def running(self) -> int:
         """Tasks running in the pool now."""
-        return len(self._running)
+        return self.state.running
 
     @property
     def queued(self) -> int:
         """Tasks received and waiting for a free process."""
-        return len(self._queue)
+        return self.state.queued
 
     @property
     def stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()
+
+    @property
+    def tasks_done(self) -> int:
+        """Tasks answered with a result, over the worker's life."""
+        return self.state.tasks_done
+
+    @property
+    def sessions(self) -> int:
+        """Sessions the master welcomed us to."""
+        return self.state.session
+
+    @property
+    def late_results(self) -> int:
+        """Results dropped because the connection their task came from was gone."""
+        return self.state.late_results
+
+    @property
+    def cancelled_running(self) -> int:
+        """Running tasks stopped by a cancel (a losing backup copy, a failed fit)."""
+        return self.state.cancelled_running
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: leave cleanly; a second signal leaves without waiting for tasks."""
@@ -359,9 +401,7 @@ class Worker:
             raise RuntimeError("Worker.run() can be called only once")
         self._started = True
         self._stop = asyncio.Event()
-        self._wake = asyncio.Event()
         self._board = SharedArrays({"cancel": np.zeros(self.processes, np.uint8)})
-        self._free_slots = list(range(self.processes))
         try:
             failures = 0  # connection attempts or sessions in a row that got nowhere
             while not self._stop.is_set():
@@ -387,6 +427,7 @@ class Worker:
                 if not await self._back_off(failures, ConnectionError("the master hung up")):
                     break
         finally:
+            self._apply(self.state.handle(StopRequested()))
             await self._finish_running()
             self.cache.close()
             self._board.close()
@@ -439,7 +480,8 @@ class Worker:
         )
 
     async def _finish_running(self) -> None:
-        running = [r.job for r in self._running.values() if r.job is not None]
+        """Let running fits report (within ``drain_timeout`` if draining), else stop them."""
+        running = [fit.job for fit in self._fits.values()]
         if not running:
             return
         if self._drain:
@@ -453,10 +495,8 @@ class Worker:
 
     # ------------------------------------------------------------------ one connection
 
-    async def _session(self, conn: Connection) -> str:
-        """Serve one connection; returns ``"bye"``, ``"lost"`` or ``"stopped"``."""
-        assert self._stop is not None
-        self._conn = conn
+    async def _register(self, conn: Connection) -> Welcome | str:
+        """Introduce ourselves; the master's welcome, or the session's outcome if none."""
         try:
             await conn.send(Register(
                 self.name, self.processes, self.cache.hashes(), incarnation=self.incarnation
@@ -471,20 +511,27 @@ class Worker:
             await conn.aclose(timeout=1.0)
             return "bye"
         assert isinstance(first, Welcome)
-        self.name = first.name
-        self.sessions += 1
+        return first
+
+    async def _session(self, conn: Connection) -> str:
+        """Serve one connection; returns ``"bye"``, ``"lost"`` or ``"stopped"``."""
+        assert self._stop is not None
+        welcome = await self._register(conn)
+        if isinstance(welcome, str):
+            return welcome
+        self.name = welcome.name
         if self._executor is None and self._pool_start is None:
             # Start the pool now, not at the first task (which would wait for it), and not
             # before the master accepted us (a refused worker should exit at once).
             self._pool_start = asyncio.ensure_future(asyncio.to_thread(self._start_pool))
-        interval = self._heartbeat_interval or first.heartbeat_interval
-        self._master_timeout = first.heartbeat_timeout
+        interval = self._heartbeat_interval or welcome.heartbeat_interval
+        self._master_timeout = welcome.heartbeat_timeout
         logger.info("worker %s: registered with %s", self.name, conn.peer)
+        outbox = self._outbox = Chan(math.inf)
+        self._apply(self.state.handle(SessionStarted()))
+        sender = go(self._send_loop(conn, outbox), name=f"aioforest-worker-send-{self.name}")
         reader = go(self._read_loop(conn), name=f"aioforest-worker-read-{self.name}")
-        helpers = [
-            go(self._heartbeats(conn, interval), name=f"aioforest-worker-heartbeat-{self.name}"),
-            go(self._dispatch(conn), name=f"aioforest-worker-dispatch-{self.name}"),
-        ]
+        beats = go(self._heartbeats(conn, interval), name=f"aioforest-worker-heartbeat-{self.name}")
         stop = asyncio.ensure_future(self._stop.wait())
         outcome = "lost"
         try:
@@ -492,35 +539,40 @@ class Worker:
             if reader.done():
                 outcome = reader.result()
             else:
-                await self._leave(conn)
+                reader.cancel()
+                await self._leave(outbox, sender)
                 outcome = "stopped"
         finally:
             stop.cancel()
-            for t in (reader, *helpers):
+            for t in (reader, beats, sender):
                 t.cancel()
-            await asyncio.wait([reader, *helpers])
-            self._drop_queue()
-            if outcome == "lost":
-                # Nobody will take these results (the master requeued the tasks when it
-                # lost us): free the pool for the next session's tasks.
-                for run in self._running.values():
-                    if run.session == self.sessions:
-                        self._cancel_run(run)
-            self._conn = None
+            await asyncio.wait([reader, beats, sender])
+            self._apply(self.state.handle(SessionEnded(lost=outcome == "lost")))
+            if not outbox.closed:  # a graceful leave closed it already
+                outbox.close()
+            self._outbox = None
+            self._written.set()  # nothing more will be written for this session
             await conn.aclose(timeout=1.0)
         return outcome
 
-    async def _leave(self, conn: Connection) -> None:
+    async def _leave(self, outbox: Chan[Message], sender: asyncio.Task[None]) -> None:
         """Graceful leave: hand queued tasks back (by saying bye), let running ones report."""
-        self._drop_queue()  # the master requeues every unanswered task when we say bye
+        self._apply(self.state.handle(StopRequested()))
         await self._finish_running()
-        with contextlib.suppress(ConnectionClosed):
-            await conn.send(Bye("worker stopping").to_message())
+        outbox.send_nowait(Bye("worker stopping").to_message())
+        outbox.close()  # the sender writes what is left, the bye last, and returns
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.connect_timeout):
+                await asyncio.wait([sender])
         logger.info("worker %s: left the cluster", self.name)
 
-    def _drop_queue(self) -> None:
-        while self._queue:
-            self.cache.unpin(self._queue.popleft().dataset)
+    async def _send_loop(self, conn: Connection, outbox: Chan[Message]) -> None:
+        """The session's answers, in the order the state gave them."""
+        with contextlib.suppress(ConnectionClosed):
+            async for message in outbox:
+                await conn.send(message)
+                if not len(outbox):
+                    self._written.set()
 
     async def _read_loop(self, conn: Connection) -> str:
         try:
@@ -530,7 +582,7 @@ class Worker:
                 if isinstance(msg, Bye):
                     logger.info("worker %s: master said bye (%s)", self.name, msg.reason)
                     return "bye"
-                await self._handle(conn, msg)
+                await self._handle(msg)
         except ConnectionClosed as exc:
             logger.warning("worker %s: lost the master: %s", self.name, exc)
             return "lost"
@@ -546,13 +598,13 @@ class Worker:
             conn.abort()
             return "lost"
 
-    async def _handle(self, conn: Connection, msg: object) -> None:
+    async def _handle(self, msg: object) -> None:
         if isinstance(msg, DatasetPayload):
             await self._store(msg)
         elif isinstance(msg, Task):
-            await self._accept_task(conn, msg)
+            self._apply(self.state.handle(TaskArrived(msg, self.cache.view(msg.dataset))))
         elif isinstance(msg, Cancel):
-            await self._cancel(conn, msg)
+            self._apply(self.state.handle(CancelArrived(msg)))
         elif isinstance(msg, Heartbeat):
             pass  # the master is alive: receiving it reset the read timeout
         else:
@@ -570,187 +622,88 @@ class Worker:
             )
         self.cache.insert(payload.hash, await asyncio.to_thread(DatasetCache.prepare, payload))
 
-    async def _accept_task(self, conn: Connection, task: Task) -> None:
-        if self.stopping:
-            return  # the master requeues it when it gets our bye
-        if task.dataset not in self.cache:
-            await self._answer(conn, TaskFailed(
-                task.job_id, task.task_id, task.attempt, "missing-dataset",
-                f"worker {self.name} does not hold dataset {task.dataset}",
-            ))
-            return
-        entry = self.cache.pin(task.dataset)
-        problem = _check_rows(task, entry.n_rows) or _check_bins(task, entry)
-        if problem:
-            self.cache.unpin(task.dataset)
-            await self._answer(conn, TaskFailed(
-                task.job_id, task.task_id, task.attempt, "error", problem
-            ))
-            return
-        self._queue.append(task)
-        assert self._wake is not None
-        self._wake.set()
-
-    async def _cancel(self, conn: Connection, cancel: Cancel) -> None:
-        keep: deque[Task] = deque()
-        dropped: list[Task] = []
-        for task in self._queue:
-            hit = task.job_id == cancel.job_id and (
-                cancel.task_ids is None or task.task_id in cancel.task_ids
-            )
-            (dropped if hit else keep).append(task)
-        self._queue = keep
-        for run in list(self._running.values()):
-            task = run.task
-            if run.session == self.sessions and task.job_id == cancel.job_id and (
-                cancel.task_ids is None or task.task_id in cancel.task_ids
-            ):
-                self._cancel_run(run)  # it answers "cancelled" when the pool lets go
-        for task in dropped:
-            self.cache.unpin(task.dataset)
-            await self._answer(conn, TaskFailed(
-                task.job_id, task.task_id, task.attempt, "cancelled", "cancelled before it started"
-            ))
-
-    def _cancel_run(self, run: _Running) -> None:
-        """Stop a running task: the pool's fit sees its byte on the board at its next level."""
-        if run.cancelled.is_set():
-            return
-        run.cancelled.set()
-        self.cancelled_running += 1
-        if self._board is not None:
-            self._board.arrays["cancel"][run.slot] = 1
-
-    async def _answer(self, conn: Connection, msg: TaskFailed | Result) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await conn.send(msg.to_message())
-
     async def _heartbeats(self, conn: Connection, interval: float) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
-                running = len(self._running)
-                beat = Heartbeat(running, len(self._queue), max(self.processes - running, 0))
-                await conn.send(beat.to_message())
+                state = self.state
+                await conn.send(Heartbeat(state.running, state.queued, state.free).to_message())
                 await asyncio.sleep(interval)
 
-    async def _dispatch(self, conn: Connection) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue and len(self._running) < self.processes:
-                task = self._queue.popleft()
-                run = _Running(task, self.sessions, self._free_slots.pop())
-                key = (self.sessions, task.job_id, task.task_id, task.attempt)
-                self._running[key] = run
-                run.job = go(self._run_task(conn, run, key), name=f"aioforest-worker-task-{key}")
+    # ------------------------------------------------------------------ instructions
 
-    def _crash_if_asked(self, task: Task) -> None:
-        crash = self.faults.crash_on_tree
-        if crash is not None and crash in task.indices:
-            logger.critical(
-                "worker %s: injected fault: crashing on task %d/%d (tree %d)",
-                self.name, task.job_id, task.task_id, crash,
-            )
-            logging.shutdown()
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    async def _hold(self, run: _Running, seconds: float) -> None:
-        """Injected slowdown: keep the slot (and the result) this long, unless cancelled."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await run.cancelled.wait()
-
-    async def _run_task(
-        self, conn: Connection, run: _Running, key: tuple[int, int, int, int]
-    ) -> None:
-        task = run.task
-        entry = self.cache.get(task.dataset)  # pinned since the task was queued
-        answer: Result | TaskFailed
+    def _apply(self, instructions: list[Instruction]) -> None:
+        """Carry out the state's instructions, in order (none of them waits)."""
         assert self._board is not None
+        board = self._board.arrays["cancel"]
+        for ins in instructions:
+            if isinstance(ins, Send):
+                assert self._outbox is not None, "the state sends only while connected"
+                self._outbox.send_nowait(ins.message.to_message())
+                self._written.clear()
+            elif isinstance(ins, StartFit):
+                fit = _Fit(asyncio.Event())
+                self._fits[ins.key] = fit
+                fit.job = go(self._run_fit(ins, fit.cancelled),
+                             name=f"aioforest-worker-task-{ins.key}")
+            elif isinstance(ins, StopFit):
+                board[ins.slot] = 1  # the pool's fit sees it at its next level
+                self._fits[ins.key].cancelled.set()
+            elif isinstance(ins, ResetSlot):
+                board[ins.slot] = 0
+            elif isinstance(ins, Pin):
+                self.cache.pin(ins.dataset)
+            elif isinstance(ins, Unpin):
+                self.cache.unpin(ins.dataset)
+            else:
+                logger.info(
+                    "worker %s: dropping the result of task %d/%d: its connection is gone",
+                    self.name, ins.task.job_id, ins.task.task_id,
+                )
+
+    async def _run_fit(self, start: StartFit, cancelled: asyncio.Event) -> None:
+        """Fit one task and report it to the state, whatever happens (cancellation too)."""
+        task = start.task
+        answer: Result | TaskFailed
         try:
-            self._crash_if_asked(task)
-            specs = entry.shared.specs
-            loop = asyncio.get_running_loop()
-            rows = np.asarray(task.rows) if isinstance(task.rows, np.ndarray) else task.rows
-            bins = entry.bins if task.bins is None else task.bins
-            started = loop.time()
-            future = loop.run_in_executor(
-                await self._pool(), fit_task, specs["codes"], bins,
-                specs["y"], specs.get("sw"), task.plan.to_json(), list(task.indices), rows,
-                task.bins is not None, (self._board.specs["cancel"], run.slot),
-            )
-            try:
-                arrays = await asyncio.shield(future)
-            except asyncio.CancelledError:
-                # Stop the fit, and let the pool finish reading the shared segments before
-                # they can go away.
-                self._cancel_run(run)
-                await asyncio.wait([future])
-                raise
-            if self.faults.slowdown > 1.0:
-                await self._hold(run, (self.faults.slowdown - 1.0) * (loop.time() - started))
-            if run.cancelled.is_set():
-                raise FitCancelled("cancelled after the fit")
-            trees = tuple(TreeArrays.from_arrays(a) for a in arrays)
-            answer = Result(task.job_id, task.task_id, task.attempt, trees)
+            arrays = await self._fit(task, start.slot, cancelled)
+            answer = Result(task.job_id, task.task_id, task.attempt,
+                            tuple(TreeArrays.from_arrays(a) for a in arrays))
+        except asyncio.CancelledError:
+            answer = _failed(task, "cancelled", "cancelled: the worker is leaving")
+            raise
         except FitCancelled as exc:
-            answer = TaskFailed(
-                task.job_id, task.task_id, task.attempt, "cancelled",
-                f"cancelled while running ({exc})",
-            )
+            answer = _failed(task, "cancelled", f"cancelled while running ({exc})")
         except BrokenProcessPool as exc:
-            answer = TaskFailed(
-                task.job_id, task.task_id, task.attempt, "worker-error",
-                f"worker {self.name}: process pool broke: {exc}",
-            )
+            answer = _failed(task, "worker-error", f"worker {self.name}: process pool broke: {exc}")
         except Exception as exc:
-            answer = TaskFailed(
-                task.job_id, task.task_id, task.attempt, "error",
-                f"{type(exc).__name__}: {exc}",
-            )
+            answer = _failed(task, "error", f"{type(exc).__name__}: {exc}")
         finally:
-            self.cache.unpin(task.dataset)
-            self._board.arrays["cancel"][run.slot] = 0
-            self._free_slots.append(run.slot)
-            self._running.pop(key, None)
-            if self._wake is not None:
-                self._wake.set()
-        if isinstance(answer, Result):
-            self.tasks_done += 1
-        if self._conn is conn:
-            await self._answer(conn, answer)
-        elif isinstance(answer, Result):
-            # The master dropped that connection (and requeued the task): a late result.
-            self.late_results += 1
-            logger.info(
-                "worker %s: dropping the result of task %d/%d: its connection is gone",
-                self.name, task.job_id, task.task_id,
-            )
+            del self._fits[start.key]
+            self._apply(self.state.handle(FitDone(start.key, answer)))
 
-
-def _check_bins(task: Task, entry: _Cached) -> str | None:
-    """A raw dataset needs the task's bins (one per feature); a binned one must not get any."""
-    if entry.raw != (task.bins is not None):
-        if entry.raw:
-            return f"dataset {task.dataset} holds raw features: the task must carry bins"
-        return f"dataset {task.dataset} is already binned: the task must not carry bins"
-    if task.bins is not None and task.bins.n_features != entry.bins.n_features:
-        return (
-            f"the task's bins cover {task.bins.n_features} features, the dataset has "
-            f"{entry.bins.n_features}"
+    async def _fit_in_pool(
+        self, task: Task, slot: int, cancelled: asyncio.Event
+    ) -> list[dict[str, np.ndarray[Any, Any]]]:
+        """The task's trees, fitted in the process pool on the cached dataset."""
+        assert self._board is not None
+        entry = self.cache.get(task.dataset)  # pinned since the task was queued
+        specs = entry.shared.specs
+        rows = np.asarray(task.rows) if isinstance(task.rows, np.ndarray) else task.rows
+        bins = entry.bins if task.bins is None else task.bins
+        future = asyncio.get_running_loop().run_in_executor(
+            await self._pool(), fit_task, specs["codes"], bins,
+            specs["y"], specs.get("sw"), task.plan.to_json(), list(task.indices), rows,
+            task.bins is not None, (self._board.specs["cancel"], slot),
         )
-    return None
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # Stop the fit, and let the pool finish reading the shared segments before
+            # they can go away.
+            self._board.arrays["cancel"][slot] = 1
+            await asyncio.wait([future])
+            raise
 
 
-def _check_rows(task: Task, n_rows: int) -> str | None:
-    rows = task.rows
-    if rows is None:
-        return None
-    if isinstance(rows, tuple):
-        if rows[1] > n_rows:
-            return f"rows [{rows[0]}, {rows[1]}) exceed the dataset's {n_rows} rows"
-        return None
-    if int(rows.max()) >= n_rows:
-        return f"row index {int(rows.max())} is out of range for {n_rows} rows"
-    return None
+def _failed(task: Task, kind: str, detail: str) -> TaskFailed:
+    return TaskFailed(task.job_id, task.task_id, task.attempt, kind, detail)

@@ -37,6 +37,7 @@ So "the send returned" always means "the value is in the channel or with a recei
 from __future__ import annotations
 
 import asyncio
+import math
 from asyncio import get_running_loop
 from collections import deque
 from dataclasses import dataclass
@@ -146,7 +147,7 @@ class ChannelStatistics:
     """
 
     buffered: int
-    capacity: int
+    capacity: int | float
     closed: bool
     waiting_senders: int
     waiting_receivers: int
@@ -158,7 +159,9 @@ class Chan(LoopBound, Generic[T]):
 
     ``Chan(0)`` (the default) is unbuffered: a send completes only when a receiver takes
     the value (a rendezvous). ``Chan(n)`` buffers up to ``n`` values in FIFO order; a send
-    blocks only when the buffer is full, a receive only when it is empty.
+    blocks only when the buffer is full, a receive only when it is empty. ``Chan(math.inf)``
+never blocks a sender (as trio's ``open_memory_channel(math.inf)``): for an outbox filled
+from synchronous code, whose size something else bounds.
 
     ``zero`` is what a receive returns once the channel is closed and drained (Go's zero
     value). It is typed as ``T``: parametrize the channel as ``Chan[X | None]`` when you keep
@@ -174,10 +177,13 @@ class Chan(LoopBound, Generic[T]):
 
     __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_recvq", "_sendq", "_zero")
 
-    def __init__(self, capacity: int = 0, *, zero: Any = None) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int):
+    def __init__(self, capacity: int | float = 0, *, zero: Any = None) -> None:
+        if isinstance(capacity, bool) or not (
+            isinstance(capacity, int) or capacity == math.inf
+        ):
             raise TypeError(
-                f"Chan capacity must be an int >= 0, got {type(capacity).__name__} {capacity!r}"
+                "Chan capacity must be an int >= 0 or math.inf, got "
+                f"{type(capacity).__name__} {capacity!r}"
             )
         if capacity < 0:
             raise ValueError(f"Chan capacity must be >= 0, got {capacity}")
@@ -192,8 +198,8 @@ class Chan(LoopBound, Generic[T]):
     # ------------------------------------------------------------------ inspection
 
     @property
-    def cap(self) -> int:
-        """The buffer capacity (0 for an unbuffered channel)."""
+    def cap(self) -> int | float:
+        """The buffer capacity (0 for an unbuffered channel, ``math.inf`` for unbounded)."""
         return self._cap
 
     @property
