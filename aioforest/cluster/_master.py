@@ -18,10 +18,10 @@ import dataclasses
 import ipaddress
 import itertools
 import logging
+import math
 import os
 import ssl as ssl_module
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from .._validation import check_int
-from ..csp import go
+from ..csp import Chan, go
 from ..data import Bins, split_rows
 from ..ensemble import FitJob, FitProgress, SupportsFitJob, trees_per_task
 from ..evaluation import ConfusionMatrix, clone, confusion_matrix, cv_inputs, sort_labels
@@ -159,8 +159,8 @@ class _Peer:
     name: str
     conn: Connection
     incarnation: str = ""
-    outbox: deque[Message | _DatasetRef] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: What the send loop writes, in order; closed when the worker is dropped.
+    outbox: Chan[Message | _DatasetRef] = field(default_factory=lambda: Chan(math.inf))
     sender: asyncio.Task[None] | None = None
     datasets_sent: int = 0
     tasks_sent: int = 0
@@ -541,6 +541,7 @@ class Master:
             peer.name, graceful=graceful, crash_key=peer.incarnation
         )
         peer.conn.abort()
+        peer.outbox.close()  # nothing more goes to it; the send loop ends
         stats = peer.conn.stats
         self._closed_bytes["sent_raw"] += stats.sent.raw_bytes
         self._closed_bytes["sent_wire"] += stats.sent.wire_bytes
@@ -658,8 +659,7 @@ class Master:
             peer = self._peers.get(name)
             if peer is not None:
                 self._cancels_sent += len(task_ids)
-                peer.outbox.append(Cancel(job_id, tuple(task_ids)).to_message())
-                peer.wake.set()
+                peer.outbox.send_nowait(Cancel(job_id, tuple(task_ids)).to_message())
 
     # ------------------------------------------------------------------ sending
 
@@ -676,13 +676,12 @@ class Master:
                     a.job_id, a.task_id, a.worker,
                 )
             if a.send_dataset:
-                peer.outbox.append(_DatasetRef(a.dataset))
+                peer.outbox.send_nowait(_DatasetRef(a.dataset))
             task = Task(
                 a.job_id, a.task_id, a.attempt, info.dataset, info.plan, info.indices,
                 info.rows, info.bins,
             )
-            peer.outbox.append(task.to_message())
-            peer.wake.set()
+            peer.outbox.send_nowait(task.to_message())
 
     async def _ping(self, peer: _Peer) -> None:
         """Heartbeats to the worker, so it can tell a frozen or cut-off master from a quiet
@@ -698,11 +697,7 @@ class Master:
         # adapter lets small messages overtake chunked ones on the same connection).
         pinger = go(self._ping(peer), name=f"aioforest-master-ping-{peer.name}")
         try:
-            while True:
-                while not peer.outbox:
-                    peer.wake.clear()
-                    await peer.wake.wait()
-                item = peer.outbox.popleft()
+            async for item in peer.outbox:
                 if isinstance(item, _DatasetRef):
                     entry = self._datasets.get(item.digest)
                     if entry is None:
