@@ -46,7 +46,7 @@ import numpy as np
 
 from aioforest import FitProgress, RandomForestClassifier, load
 from aioforest.cluster import LocalCluster, Master
-from aioforest.cluster._chaos import ChaosProxy
+from aioforest.testing import ChaosProxy
 
 SEED = 3
 TOKEN = "bench-faults-token"

@@ -37,8 +37,8 @@ from forest_helpers import assert_same_forest
 
 from aioforest import FitProgress, RandomForestClassifier, load, read_csv
 from aioforest.cluster import CheckpointError, JobFailedError, LocalCluster, Master, Worker
-from aioforest.cluster._chaos import ChaosProxy
 from aioforest.cluster._protocol import Cancel, Result, Task
+from aioforest.testing import ChaosProxy
 
 #: Real-process scenarios get more time: several processes start, die and reconnect.
 FAULT_TIMEOUT = 120.0

@@ -9,6 +9,12 @@ in the process pool (at most ``processes`` at a time; the rest wait in a local q
 go out from the event loop while the pool works. ``stop()`` (wired to SIGTERM/SIGINT by the
 command line) leaves cleanly: queued tasks are handed back, running ones finish and report
 (within ``drain_timeout``), then the worker says ``bye``.
+
+This module is the I/O half: sockets, the pool, the cache. Which task runs, which is
+dropped and who is answered is decided by :class:`WorkerState` (``_worker_state.py``,
+sans-IO): each event becomes a stimulus, and :meth:`Worker._apply` carries out the
+instructions it returns. Answers go through one unbounded :class:`~aioforest.csp.Chan` per
+session, written in order by the session's send loop.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 Workers connect to the proxy instead of the master; :meth:`ChaosProxy.cut_one` aborts one
 proxied connection (both halves, with a reset, as a failing switch or a NAT timeout would).
-Used by the fault-injection tests and ``benchmarks/bench_faults.py``; like
-:class:`~aioforest.cluster.Faults`, never part of a production deployment.
+Like :class:`~aioforest.cluster.Faults`, never part of a production deployment.
 """
 
 from __future__ import annotations
