@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import re
 import sys
@@ -59,7 +58,14 @@ import numpy as np
 import orjson
 
 from .._version import __version__
-from ..persistence import FormatError, dumps, fsync_dir, loads, write_atomic
+from ..persistence import (
+    FormatError,
+    dumps,
+    encode_value,
+    fsync_dir,
+    loads,
+    write_atomic,
+)
 from ..tree import TreeArrays
 from ._errors import ClusterError
 
@@ -67,7 +73,7 @@ if sys.platform != "win32":
     import fcntl
 
 __all__ = [
-    "Checkpoint", "CheckpointError", "job_spec", "jsonable", "spec_digest", "tree_file_name",
+    "Checkpoint", "CheckpointError", "job_spec", "spec_digest", "tree_file_name",
 ]
 
 JOB_FILE = "job.aiof"
@@ -98,36 +104,6 @@ class CheckpointError(ClusterError):
 
 # --- the job's specification -----------------------------------------------------------
 
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data that compares exactly after a JSON round trip.
-
-    Numbers (NumPy scalars too), strings, None and bools stay; lists, tuples and arrays
-    become lists; dicts with string keys stay dicts, other dicts become ``[[key, value],
-    ...]`` lists; non-finite floats and integers beyond 64 bits become their ``repr``, and
-    so does anything else, so that it still compares (an object whose ``repr`` shows its
-    address never matches: such a job cannot be resumed, it is refused, never mixed).
-    """
-    if value is None or isinstance(value, bool | np.bool_):
-        return None if value is None else bool(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int | np.integer):
-        v = int(value)
-        return v if -(2**63) <= v < 2**64 else repr(v)
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if math.isfinite(f) else repr(f)
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value):
-            return {str(k): jsonable(v) for k, v in value.items()}
-        return [[jsonable(k), jsonable(v)] for k, v in value.items()]
-    return repr(value)
-
-
 def job_spec(
     *,
     data_hashes: list[str],
@@ -140,8 +116,10 @@ def job_spec(
     """What identifies a job: two runs with equal specs fit bit-identical trees.
 
     ``data_hashes``: the content hashes of the job's datasets (one, or one per shard);
-    ``plan``: ``ForestPlan.to_json()``; ``params``: the estimator's ``get_params()`` (made
-    :func:`jsonable`; ``n_jobs`` is left out, it cannot change a tree); ``indices``: the
+    ``plan``: ``ForestPlan.to_json()``; ``params``: the estimator's ``get_params()`` (each
+    value in the model files' encoding, :func:`aioforest.persistence.encode_value`, so a
+    value that cannot be encoded is refused naming its parameter; ``n_jobs`` is left out, it
+    cannot change a tree); ``indices``: the
     job's tree indices; ``mode`` and ``n_shards`` as given to ``Master.fit``. The running
     aioforest version is recorded too: another version may grow other trees.
     """
@@ -156,8 +134,12 @@ def job_spec(
     return {
         "aioforest": __version__,
         "data": hashes,
-        "plan": jsonable(plan),
-        "params": {str(k): jsonable(v) for k, v in params.items() if k not in _NOT_IN_SPEC},
+        # Top levels stay plain dicts so a mismatch can name the field that differs.
+        "plan": {str(k): encode_value(v, f"plan field {k!r}") for k, v in plan.items()},
+        "params": {
+            str(k): encode_value(v, f"parameter {k!r}")
+            for k, v in params.items() if k not in _NOT_IN_SPEC
+        },
         "trees": sorted(trees),
         "mode": str(mode),
         "n_shards": None if n_shards is None else int(n_shards),

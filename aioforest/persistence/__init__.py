@@ -7,19 +7,26 @@ registry the estimator classes join by decorator, not a hard-coded list):
 * :func:`dumps` / :func:`loads`, :func:`write_atomic` and :func:`fsync_dir` are the
   checksummed container and the crash-safe file writes checkpoints use too;
   :func:`trees_to_arrays` / :func:`trees_from_arrays` pack trees for it and for the wire.
+* :func:`encode_params` / :func:`decode_params` (and ``_value``): the one tagged JSON
+  encoding of estimator parameters, for model files and checkpoint specs.
 * :class:`FormatError` names what is wrong with a damaged or foreign file.
 """
 
 from ..tree import set_model_writer
 from ._container import FORMAT_VERSION, FormatError, dumps, fsync_dir, loads, write_atomic
 from ._model import load, load_bytes, save, save_bytes, trees_from_arrays, trees_to_arrays
+from ._params import decode_params, decode_value, encode_params, encode_value
 
 set_model_writer(save)
 
 __all__ = [
     "FORMAT_VERSION",
     "FormatError",
+    "decode_params",
+    "decode_value",
     "dumps",
+    "encode_params",
+    "encode_value",
     "fsync_dir",
     "load",
     "load_bytes",

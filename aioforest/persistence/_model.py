@@ -16,6 +16,7 @@ from .._version import __version__
 from ..data import Bins, Feature
 from ..tree import ForestPlan, TreeArrays, model_classes
 from ._container import FormatError, dumps, loads, read, write_atomic
+from ._params import decode_params, encode_params
 
 __all__ = ["load", "load_bytes", "save", "save_bytes", "trees_from_arrays", "trees_to_arrays"]
 
@@ -23,31 +24,6 @@ KIND = "aioforest.model"
 _TREE_FIELDS = ("feature", "threshold", "threshold_bin", "missing_left", "left", "right",
                 "value", "impurity", "n_node_samples", "weighted_n_node_samples",
                 "improvement", "cat_index")
-
-
-# --- JSON with the few Python values parameters use ------------------------------------
-def _enc(value: Any) -> Any:
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value)
-    if isinstance(value, list | tuple):
-        return {"list": [_enc(v) for v in value]}
-    if isinstance(value, dict):
-        return {"dict": [[_enc(k), _enc(v)] for k, v in value.items()]}
-    raise TypeError(f"cannot save parameter value {value!r} of type {type(value).__name__}")
-
-
-def _dec(value: Any) -> Any:
-    if isinstance(value, dict):
-        if "list" in value:
-            return [_dec(v) for v in value["list"]]
-        if "dict" in value:
-            return {_dec(k): _dec(v) for k, v in value["dict"]}
-        raise FormatError(f"unknown encoded value {value!r}")
-    return value
 
 
 def _enc_labels(classes: np.ndarray[Any, Any]) -> dict[str, Any]:
@@ -157,7 +133,7 @@ def save_bytes(estimator: Any) -> bytes:
     meta: dict[str, Any] = {
         "estimator": name,
         "aioforest_version": __version__,
-        "params": _enc(estimator.get_params(deep=False)),
+        "params": encode_params(estimator.get_params(deep=False)),
         "n_features_in": int(estimator.n_features_in_),
         "features": [
             {"name": f.name, "kind": f.kind, "categories": list(f.categories)}
@@ -196,7 +172,7 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any]], sour
     classes = model_classes()
     try:
         cls = classes[meta["estimator"]]
-        est = cls(**_dec(meta["params"]))
+        est = cls(**decode_params(meta["params"]))
         features = tuple(
             Feature(f["name"], f["kind"], tuple(f["categories"])) for f in meta["features"]
         )
