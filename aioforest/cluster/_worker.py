@@ -85,6 +85,7 @@ from ._worker_state import (
     TaskArrived,
     Unpin,
     WorkerState,
+    task_failed,
 )
 
 __all__ = ["Backoff", "DatasetCache", "Worker", "WorkerStopped"]
@@ -675,14 +676,15 @@ class Worker:
             answer = Result(task.job_id, task.task_id, task.attempt,
                             tuple(TreeArrays.from_arrays(a) for a in arrays))
         except asyncio.CancelledError:
-            answer = _failed(task, "cancelled", "cancelled: the worker is leaving")
+            answer = task_failed(task, "cancelled", "cancelled: the worker is leaving")
             raise
         except FitCancelled as exc:
-            answer = _failed(task, "cancelled", f"cancelled while running ({exc})")
+            answer = task_failed(task, "cancelled", f"cancelled while running ({exc})")
         except BrokenProcessPool as exc:
-            answer = _failed(task, "worker-error", f"worker {self.name}: process pool broke: {exc}")
+            detail = f"worker {self.name}: process pool broke: {exc}"
+            answer = task_failed(task, "worker-error", detail)
         except Exception as exc:
-            answer = _failed(task, "error", f"{type(exc).__name__}: {exc}")
+            answer = task_failed(task, "error", f"{type(exc).__name__}: {exc}")
         finally:
             del self._fits[start.key]
             self._apply(self.state.handle(FitDone(start.key, answer)))
@@ -710,6 +712,3 @@ class Worker:
             await asyncio.wait([future])
             raise
 
-
-def _failed(task: Task, kind: str, detail: str) -> TaskFailed:
-    return TaskFailed(task.job_id, task.task_id, task.attempt, kind, detail)

@@ -54,6 +54,7 @@ __all__ = [
     "TaskArrived",
     "Unpin",
     "WorkerState",
+    "task_failed",
 ]
 
 #: ``(session, job_id, task_id, attempt)``: job ids are per master session.
@@ -240,10 +241,10 @@ class WorkerState:
             return []  # the master requeues it when it gets our bye (or loses us)
         if dataset is None:
             detail = f"the worker does not hold dataset {task.dataset}"
-            return [Send(_failed(task, "missing-dataset", detail))]
+            return [Send(task_failed(task, "missing-dataset", detail))]
         problem = check_rows(task, dataset.n_rows) or check_bins(task, dataset)
         if problem:
-            return [Send(_failed(task, "error", problem))]
+            return [Send(task_failed(task, "error", problem))]
         self._queue.append(task)
         return [Pin(task.dataset), *self._start_queued()]
 
@@ -254,7 +255,8 @@ class WorkerState:
         self._free_slots.append(run.slot)
         out: list[Instruction] = [Unpin(run.task.dataset), ResetSlot(run.slot)]
         if run.cancelled and isinstance(answer, Result):
-            answer = _failed(run.task, "cancelled", "cancelled while running (after the fit)")
+            detail = "cancelled while running (after the fit)"
+            answer = task_failed(run.task, "cancelled", detail)
         if isinstance(answer, Result):
             self.tasks_done += 1
         if self.connected and key[0] == self.session:
@@ -271,7 +273,7 @@ class WorkerState:
         for task in self._queue:
             if _hit(cancel, task):
                 out += [Unpin(task.dataset),
-                        Send(_failed(task, "cancelled", "cancelled before it started"))]
+                        Send(task_failed(task, "cancelled", "cancelled before it started"))]
             else:
                 keep.append(task)
         self._queue = keep
@@ -330,7 +332,8 @@ def _hit(cancel: Cancel, task: Task) -> bool:
     )
 
 
-def _failed(task: Task, kind: str, detail: str) -> TaskFailed:
+def task_failed(task: Task, kind: str, detail: str) -> TaskFailed:
+    """The ``failed`` answer to ``task``."""
     return TaskFailed(task.job_id, task.task_id, task.attempt, kind, detail)
 
 
