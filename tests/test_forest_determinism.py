@@ -240,12 +240,12 @@ def test_both_histogram_paths_give_the_same_trees(
     # levels through the incremental scan. The scores must not depend on the path.
     from sklearn.datasets import load_digits
 
-    import aioforest.tree._splitter as splitter
+    import aioforest.tree._rows as rows
 
     X, y = load_digits(return_X_y=True)
     forests = []
     for dense_cells in (0, 1 << 30):  # never dense, always dense
-        monkeypatch.setattr(splitter, "DENSE_CELLS_PER_ELEMENT", dense_cells)
+        monkeypatch.setattr(rows, "DENSE_CELLS_PER_ELEMENT", dense_cells)
         forests.append(
             RandomForestClassifier(n_estimators=6, random_state=3, n_jobs=1, **params).fit(X, y)
         )
@@ -262,6 +262,7 @@ def test_both_histogram_paths_agree_on_a_near_tie(
     # float64. Dense levels must not score in float32 while sorted ones take the
     # (float64) incremental gini scan, used from INCREMENTAL_MIN_CLASSES classes on.
     import aioforest.tree._plan as plan
+    import aioforest.tree._rows as rows
     import aioforest.tree._splitter as splitter
 
     if incremental:
@@ -275,7 +276,7 @@ def test_both_histogram_paths_agree_on_a_near_tie(
     w = counts.reshape(-1).astype(np.float64)
     trees = []
     for dense_cells in (0, 1 << 30):
-        monkeypatch.setattr(splitter, "DENSE_CELLS_PER_ELEMENT", dense_cells)
+        monkeypatch.setattr(rows, "DENSE_CELLS_PER_ELEMENT", dense_cells)
         forest = RandomForestClassifier(
             n_estimators=1, bootstrap=False, max_features=None, max_depth=1, random_state=0,
             n_jobs=1,

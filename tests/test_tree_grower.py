@@ -7,10 +7,17 @@ import pytest
 from tree_stage_helpers import random_level
 
 from aioforest.data import Binner
-from aioforest.tree._builder import FitCancelled, GrowParams, TreeJob, grow_trees
+from aioforest.tree._builder import FitCancelled, GrowParams, TreeJob, grow, grow_trees
 from aioforest.tree._criterion import Gini
-from aioforest.tree._histogram import Histograms, build_histograms, node_totals, sum_histograms
+from aioforest.tree._histogram import (
+    CodeTable,
+    Histograms,
+    build_histograms,
+    node_totals,
+    sum_histograms,
+)
 from aioforest.tree._routing import NodeSplits, route_rows
+from aioforest.tree._rows import LocalRows, SummedRows
 from aioforest.tree._splitter import Arithmetic
 from aioforest.tree._splitting import Candidates, SplitRules, choose_splits
 
@@ -90,3 +97,49 @@ def test_a_tree_grows_the_same_alone_and_in_a_batch() -> None:
     alone = grow_trees(bins, codes, y, [jobs[1]], PARAMS, Arithmetic(True, True))
     for name, value in alone[0].arrays().items():
         assert np.array_equal(value, batch[1].arrays()[name], equal_nan=True), name
+
+
+def _cut_rows(table, jobs, y, n_parts, assign):
+    """The jobs' rows cut into parts by ``assign(row) -> part``, each a LocalRows."""
+    parts = []
+    for p in range(n_parts):
+        sets = []
+        for job in jobs:
+            mine = assign(job.rows) == p
+            sets.append((job.rows[mine], job.weight[mine]))
+        parts.append(LocalRows.of_trees(table, sets, y, True))
+    return SummedRows(parts)
+
+
+@pytest.mark.parametrize(
+    ("n_classes", "params"),
+    [(2, PARAMS), (3, GrowParams("entropy", 3, 10**9, 2, 3, 0.0, 0.0, 2)),
+     (20, GrowParams("gini", 20, 10**9, 2, 1, 0.0, 0.0, 3))],
+    ids=["gini", "entropy-min-leaf", "many-classes"],
+)
+def test_trees_grown_on_cut_rows_with_summed_answers_equal_one_machine(
+    n_classes: int, params: GrowParams
+) -> None:
+    # The driver sees rows only through a RowSource: cutting them into parts (uneven, one
+    # part empty) and summing the parts' answers must give the same trees bit for bit.
+    rng = np.random.default_rng(5)
+    n = 500
+    X = rng.normal(size=(n, 5))
+    X[rng.random((n, 5)) < 0.05] = np.nan
+    X[:, 4] = rng.integers(0, 6, n)
+    y = ((np.nan_to_num(X[:, 0]) + X[:, 4] * 0.3) * n_classes / 3).astype(np.int64)
+    y = np.clip(y - y.min(), 0, n_classes - 1)
+    is_cat = np.array([False, False, False, False, True])
+    bins, codes = Binner().fit_transform(X, is_cat, np.array([0, 0, 0, 0, 6]))
+    jobs = [TreeJob(key=k, rows=np.arange(n), weight=rng.integers(0, 3, n).astype(float))
+            for k in range(4)]
+    exact = Arithmetic(True, n_classes < 18)
+    one = grow_trees(bins, codes, y, jobs, params, exact)
+    table = CodeTable(np.ascontiguousarray(codes.T).reshape(-1), codes.shape[0],
+                      bins.n_bins, bins.is_categorical)
+    specs = [j.spec for j in jobs]
+    for n_parts, assign in [(3, lambda r: r % 3), (4, lambda r: np.minimum(r // 150, 2))]:
+        cut = grow(bins, specs, _cut_rows(table, jobs, y, n_parts, assign), params, exact)
+        for t, (a, b) in enumerate(zip(one, cut, strict=True)):
+            for name, value in a.arrays().items():
+                assert np.array_equal(value, b.arrays()[name], equal_nan=True), (t, name)

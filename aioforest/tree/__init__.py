@@ -9,6 +9,10 @@ which runs one level in three stages, each a module with its own data types:
   (``choose_splits`` with a ``Criterion`` object from ``_criterion``);
 * ``_routing``: stage 3, every row to its child (``route_rows``).
 
+The driver never touches rows: it asks a ``_rows.RowSource`` for sums and tells it where
+rows go, so the same driver grows trees on rows in this process (``LocalRows``), cut into
+parts (``SummedRows``) or spread over a cluster's workers.
+
 ``_splitter`` runs stages 1 and 2 over the rounds of feature draws of a level; ``_plan``
 holds ``ForestPlan`` (what a forest's trees depend on) and ``fit_trees``; ``_arrays`` the
 fitted ``TreeArrays``; ``_predict`` the flattened forest; ``_classes`` the estimators.

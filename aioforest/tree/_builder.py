@@ -27,12 +27,16 @@ import numpy.typing as npt
 from ..data import Bins
 from ._arrays import TreeArrays
 from ._criterion import Criterion, criterion_for
-from ._histogram import CodeTable, LevelRows, node_totals
-from ._routing import NodeSplits, route_rows
+from ._histogram import CodeTable
+from ._routing import NodeSplits
+from ._rows import LocalRows, RowSource
 from ._splitter import Arithmetic, OpenNodes, SearchSpace, search_splits
 from ._splitting import SplitRules
 
-__all__ = ["Arithmetic", "FitCancelled", "GrowParams", "TreeJob", "grow_level", "grow_trees"]
+__all__ = [
+    "Arithmetic", "FitCancelled", "GrowParams", "TreeJob", "TreeSpec", "grow", "grow_level",
+    "grow_trees",
+]
 
 
 class FitCancelled(Exception):
@@ -59,13 +63,26 @@ class GrowParams:
 
 
 @dataclass(frozen=True)
+class TreeSpec:
+    """What the driver knows of one tree: its random key and feature subspace (its rows
+    live in the :class:`RowSource`)."""
+
+    key: int
+    allowed_features: B1 | None = None
+
+
+@dataclass(frozen=True)
 class TreeJob:
-    """One tree to grow: its random key, its in-bag rows and their weights."""
+    """One tree to grow here: its random key, its in-bag rows and their weights."""
 
     key: int
     rows: I64
     weight: F64
     allowed_features: B1 | None = None  # per-tree feature subspace
+
+    @property
+    def spec(self) -> TreeSpec:
+        return TreeSpec(self.key, self.allowed_features)
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +93,7 @@ class Growth:
     space: SearchSpace
     criterion: Criterion
     class_weight: F64 | None
-    root_weight: F64  # per tree: the (class-weighted) weight of its root
+    root_weight: F64  # per tree: the (class-weighted) weight of its root; set at depth 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,39 +138,55 @@ def grow_trees(
     class_weight: F64 | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[TreeArrays]:
-    """Grow one tree per job on ``codes`` (feature-major, binned by ``bins``); ``y`` holds
-    class codes (classification) or targets.
+    """Grow one tree per job on ``codes`` (feature-major, binned by ``bins``), all rows in
+    this process; ``y`` holds class codes (classification) or targets. See :func:`grow`."""
+    if codes.shape[0] != bins.n_features:
+        raise ValueError(f"codes have {codes.shape[0]} features, the bins {bins.n_features}")
+    # Row-major copy: the k drawn features of one row then share a cache line.
+    table = CodeTable(np.ascontiguousarray(codes.T).reshape(-1), codes.shape[0],
+                      bins.n_bins, bins.is_categorical)
+    rows = LocalRows.of_trees(table, [(j.rows, j.weight) for j in jobs], y,
+                              criterion_for(params.criterion).classification)
+    return grow(bins, [j.spec for j in jobs], rows, params, exact, class_weight, should_stop)
 
-    ``exact`` says how split statistics are summed and scored; it is the job's choice
-    (``_plan.arithmetic``), so that no tree depends on the trees sharing its pass.
+
+def grow(
+    bins: Bins,
+    trees: Sequence[TreeSpec],
+    rows: RowSource,
+    params: GrowParams,
+    exact: Arithmetic,
+    class_weight: F64 | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[TreeArrays]:
+    """Grow one tree per spec on the rows of ``rows``, wherever they live: the driver.
+
+    ``rows`` starts with every tree's in-bag rows at its root (tree ``t``'s root is node
+    ``t``). ``exact`` says how split statistics are summed and scored; it is the job's
+    choice (``_plan.arithmetic``), so that no tree depends on the trees sharing its pass.
     ``should_stop`` is polled once per level: when it returns True the fit stops with
     :class:`FitCancelled` (a cluster worker uses it to drop a losing backup copy).
     """
-    # Row-major copy: the k drawn features of one row then share a cache line.
-    if codes.shape[0] != bins.n_features:
-        raise ValueError(f"codes have {codes.shape[0]} features, the bins {bins.n_features}")
-    table = CodeTable(np.ascontiguousarray(codes.T).reshape(-1), codes.shape[0],
-                      bins.n_bins, bins.is_categorical)
     criterion = criterion_for(params.criterion)
-    rows = _root_rows(jobs, y, criterion.classification)
-    growth = _growth(table, jobs, params, exact, class_weight, criterion, rows)
-    nodes = _roots(table, codes, len(jobs))
-    next_local = np.ones(len(jobs), dtype=np.int64)
+    growth = _growth(bins, trees, params, exact, class_weight, criterion)
+    nodes = _roots(bins, rows, len(trees))
+    next_local = np.ones(len(trees), dtype=np.int64)
     records = _Records()
     depth = 0
     while nodes.size:
         if should_stop is not None and should_stop():
             raise FitCancelled(f"cancelled at depth {depth}")
-        nodes, rows = grow_level(growth, nodes, rows, depth, next_local, records)
+        nodes = grow_level(growth, nodes, rows, depth, next_local, records)
         depth += 1
-    return _assemble(records, len(jobs), bins)
+    return _assemble(records, len(trees), bins)
 
 
 def grow_level(
-    growth: Growth, nodes: OpenNodes, rows: LevelRows, depth: int, next_local: I64,
+    growth: Growth, nodes: OpenNodes, rows: RowSource, depth: int, next_local: I64,
     records: _Records,
-) -> tuple[OpenNodes, LevelRows]:
-    """One level: node statistics, then the three stages; returns the next level.
+) -> OpenNodes:
+    """One level: node statistics, then the three stages; returns the next level's nodes
+    (``rows`` has moved to them).
 
     The level's nodes are appended to ``records``; ``next_local`` (per tree, the next free
     level-order id) advances by the children created.
@@ -162,81 +195,60 @@ def grow_level(
     if int(np.count_nonzero(stats.splittable)) < nodes.size:
         # Rows of nodes that cannot split end in a leaf here: drop them before the
         # search, which then reads (and copies) only the others.
-        rows = rows.take(stats.splittable[rows.node])
+        rows.keep_nodes(stats.splittable)
     # stages 1 and 2, over the rounds of feature draws
     found, rate = search_splits(growth.space, nodes, rows, stats.total, stats.splittable,
                                 stats.min_weight_leaf)
     splits = _min_impurity_decrease(growth, nodes, found)
-    children = _record(records, nodes, stats, splits, next_local, growth.space.table)
+    children = _record(records, nodes, stats, splits, next_local, growth.space.rules)
     split_nodes = np.flatnonzero(splits.found)
     next_nodes = OpenNodes(
         children.tree, children.local, np.repeat(nodes.constant[split_nodes], 2, axis=0),
         np.repeat(rate[split_nodes], 2),
     )
-    if next_nodes.size == 0:
-        return next_nodes, rows
-    return next_nodes, route_rows(growth.space.table, rows, splits)  # stage 3
-
-
-def _root_rows(jobs: Sequence[TreeJob], y: I64 | F64, classification: bool) -> LevelRows:
-    """One instance per (tree, in-bag row) with a positive weight, each at its tree's root."""
-    row = np.concatenate([np.asarray(j.rows, dtype=np.int64) for j in jobs])
-    weight = np.concatenate([np.asarray(j.weight, dtype=np.float64) for j in jobs])
-    tree = np.repeat(np.arange(len(jobs), dtype=np.int64), [len(j.rows) for j in jobs])
-    keep = weight > 0
-    row, weight, tree = row[keep], weight[keep], tree[keep]
-    y_rows: I64 | F64 = (
-        np.asarray(y, dtype=np.int64)[row] if classification
-        else np.asarray(y, dtype=np.float64)[row]
-    )
-    return LevelRows(row, weight, y_rows, tree.copy())
+    if next_nodes.size:
+        rows.route(splits)  # stage 3
+    return next_nodes
 
 
 def _growth(
-    table: CodeTable, jobs: Sequence[TreeJob], params: GrowParams, exact: Arithmetic,
-    class_weight: F64 | None, criterion: Criterion, rows: LevelRows,
+    bins: Bins, trees: Sequence[TreeSpec], params: GrowParams, exact: Arithmetic,
+    class_weight: F64 | None, criterion: Criterion,
 ) -> Growth:
-    d = table.n_features
-    allowed = np.ones((len(jobs), d), dtype=bool)
-    for t, job in enumerate(jobs):
-        if job.allowed_features is not None:
-            allowed[t] = job.allowed_features
-    weights = rows.weight
-    if class_weight is not None and criterion.classification:
-        weights = rows.weight * class_weight[rows.y]
-    root_weight = np.bincount(rows.node, weights=weights, minlength=len(jobs)).astype(
-        np.float64, copy=False)
+    allowed = np.ones((len(trees), bins.n_features), dtype=bool)
+    for t, tree in enumerate(trees):
+        if tree.allowed_features is not None:
+            allowed[t] = tree.allowed_features
     space = SearchSpace(
-        table=table,
-        rules=SplitRules(criterion, table.n_bins, table.is_categorical, class_weight,
+        rules=SplitRules(criterion, bins.n_bins, bins.is_categorical, class_weight,
                          params.min_samples_leaf, exact.single),
-        tree_keys=np.array([j.key & 0xFFFFFFFFFFFFFFFF for j in jobs], dtype=np.uint64),
+        tree_keys=np.array([t.key & 0xFFFFFFFFFFFFFFFF for t in trees], dtype=np.uint64),
         allowed=allowed, max_features=params.max_features,
         n_channels=criterion.n_channels(params.n_classes), integral=exact.integral,
     )
-    return Growth(params, space, criterion, class_weight, root_weight)
+    return Growth(params, space, criterion, class_weight, np.zeros(len(trees)))
 
 
-def _roots(table: CodeTable, codes: npt.NDArray[np.uint8], n_trees: int) -> OpenNodes:
+def _roots(bins: Bins, rows: RowSource, n_trees: int) -> OpenNodes:
     """Each tree's root; features with one bin and no missing value anywhere are constant
     in every node."""
-    constant_everywhere = table.n_bins <= 1
-    has_missing = np.zeros(table.n_features, dtype=bool)
-    for f in np.flatnonzero(constant_everywhere):
-        has_missing[f] = bool(np.any(codes[f] == table.n_bins[f]))
-    constant = np.zeros((n_trees, table.n_features), dtype=bool)
+    constant_everywhere = bins.n_bins <= 1
+    has_missing = np.zeros(bins.n_features, dtype=bool)
+    one_bin = np.flatnonzero(constant_everywhere).astype(np.int64)
+    if one_bin.size:
+        has_missing[one_bin] = rows.missing_in(one_bin)
+    constant = np.zeros((n_trees, bins.n_features), dtype=bool)
     constant[:] = constant_everywhere & ~has_missing
     return OpenNodes(np.arange(n_trees, dtype=np.int64), np.zeros(n_trees, dtype=np.int64),
                      constant, np.zeros(n_trees))
 
 
-def _node_stats(growth: Growth, nodes: OpenNodes, rows: LevelRows, depth: int) -> NodeStats:
+def _node_stats(growth: Growth, nodes: OpenNodes, rows: RowSource, depth: int) -> NodeStats:
     """Totals, impurity, value and the stopping rules of every open node."""
     params, crit = growth.params, growth.criterion
-    m = nodes.size
-    n_node = np.bincount(rows.node, minlength=m)
-    total = node_totals(rows, m, growth.space.n_channels, crit.classification,
-                        growth.class_weight)
+    n_node, total = rows.node_totals(nodes.size, growth.space.n_channels, crit.classification)
+    if crit.classification and growth.class_weight is not None:
+        total = total * growth.class_weight
     imp = crit.impurity(np.ascontiguousarray(total.T))
     splittable = (
         ~crit.is_pure(total, imp)
@@ -245,6 +257,8 @@ def _node_stats(growth: Growth, nodes: OpenNodes, rows: LevelRows, depth: int) -
         & (n_node >= 2 * params.min_samples_leaf)
     )
     weight = np.asarray(total.sum(axis=1) if crit.classification else total[:, 0])
+    if depth == 0:  # node t is tree t's root
+        growth.root_weight[:] = weight
     min_weight_leaf = None
     if params.min_weight_fraction_leaf > 0:
         min_weight_leaf = np.asarray(
@@ -279,7 +293,7 @@ class _Children:
 
 def _record(
     rec: _Records, nodes: OpenNodes, stats: NodeStats, splits: NodeSplits, next_local: I64,
-    table: CodeTable,
+    rules: SplitRules,
 ) -> _Children:
     """Append the level's nodes; the split nodes' children get consecutive level-order ids
     within their tree (left then right, in node order)."""
@@ -306,7 +320,7 @@ def _record(
     rec.wn.append(stats.weight)
     rec.improvement.append(splits.improvement)
     # Only categorical splits keep their table (a numeric one is its threshold).
-    rec.lut.append(splits.lut[split_nodes[table.is_categorical[splits.feature[split_nodes]]]])
+    rec.lut.append(splits.lut[split_nodes[rules.is_categorical[splits.feature[split_nodes]]]])
     return _Children(
         np.repeat(sp_tree, 2),
         np.column_stack([left_local[split_nodes], right_local[split_nodes]]).ravel(),

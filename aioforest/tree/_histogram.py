@@ -427,6 +427,12 @@ def build_histograms(
     """
     k = drawn.features.shape[1]
     n_bins_d = int(table.n_bins[drawn.features[drawn.valid]].max(initial=1)) + 1
+    if rows.size == 0:  # a part of cut rows may hold none of the candidates' rows
+        return Histograms(
+            np.zeros(0, dtype=np.int64),
+            np.zeros((n_channels, 0), dtype=np.int64 if integral else np.float64),
+            np.zeros(0, dtype=np.int64) if with_counts else None, n_bins_d,
+        )
     el = _elements(table, rows, drawn)
     n_cells = drawn.features.shape[0] * k * n_bins_d
     dense = prefer_dense(n_cells, n_channels, el.count)

@@ -21,12 +21,12 @@ import numpy.typing as npt
 
 from ._criterion import Gini
 from ._hashing import mix64
-from ._histogram import CodeTable, DrawnFeatures, LevelRows, build_histograms
+from ._histogram import DrawnFeatures
 from ._routing import NodeSplits
+from ._rows import HistogramRequest, RowSource
 from ._splitting import Candidates, RoundSplits, SplitRules, choose_splits
 
 __all__ = [
-    "DENSE_CELLS_PER_ELEMENT",
     "INCREMENTAL_MIN_CLASSES",
     "Arithmetic",
     "OpenNodes",
@@ -43,22 +43,10 @@ B1 = npt.NDArray[np.bool_]
 #: (``GiniScan``). Below it, per-class integer prefix sums are cheaper (measured: 15 classes
 #: 0.79 s against 0.93 s, 20 classes 0.85 s against 0.74 s).
 INCREMENTAL_MIN_CLASSES = 18
-#: Dense histograms cost about one pass per (cell, channel), present or not; sorted ones
-#: a sort and some passes per element, and one per present (cell, channel). So dense wins
-#: while the empty cells (times channels) are fewer than this many times the elements.
-#: Either path gives the same numbers.
-DENSE_CELLS_PER_ELEMENT = 1.0
 
 _U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ROUND_SALT = np.uint64(0xD1B54A32D192ED03)
 _NODE_SALT = np.uint64(0x8CB92BA72F3D8DD7)
-
-
-def _dense_is_cheaper(n_cells: int, n_channels: int, n_elements: int) -> bool:
-    """Whether to build a round's histograms dense (see ``DENSE_CELLS_PER_ELEMENT``)."""
-    # cells left empty, if the elements fell into them uniformly at random
-    empty = n_cells * float(np.exp(-n_elements / max(n_cells, 1)))
-    return n_channels * empty <= DENSE_CELLS_PER_ELEMENT * n_elements
 
 
 @dataclass(frozen=True)
@@ -76,7 +64,6 @@ class Arithmetic:
 class SearchSpace:
     """What the split search needs besides the level: fixed for one ``grow_trees`` call."""
 
-    table: CodeTable
     rules: SplitRules
     tree_keys: npt.NDArray[np.uint64]  # per tree of the batch
     allowed: B1  # (n_trees, n_features): each tree's feature subspace
@@ -166,7 +153,7 @@ class _Search:
 
 
 def search_splits(
-    space: SearchSpace, nodes: OpenNodes, rows: LevelRows, total: npt.NDArray[Any],
+    space: SearchSpace, nodes: OpenNodes, rows: RowSource, total: npt.NDArray[Any],
     splittable: B1, min_weight_leaf: F64 | None,
 ) -> tuple[NodeSplits, F64]:
     """Each node's best split over the draw rounds, and the share of drawn features found
@@ -227,32 +214,17 @@ def _draw_round(
     return DrawnFeatures(feats, valid)
 
 
-def _round_rows(rows: LevelRows, cand: I64, m: int, n_splittable: int) -> LevelRows:
-    """The rows of the round's candidates, their node indices remapped to candidates."""
-    if cand.size == m:
-        return rows
-    remap = np.full(m, -1, dtype=np.int64)
-    remap[cand] = np.arange(cand.size)
-    c_node = remap[rows.node]
-    del remap
-    if cand.size == n_splittable:  # every row's node is a candidate
-        return LevelRows(rows.row, rows.weight, rows.y, c_node)
-    sel = c_node >= 0
-    return rows.take(sel, c_node[sel])
-
-
 def _search_round(
-    space: SearchSpace, rows: LevelRows, cand: I64, drawn: DrawnFeatures, need: I64,
+    space: SearchSpace, rows: RowSource, cand: I64, drawn: DrawnFeatures, need: I64,
     total: npt.NDArray[Any], min_weight_leaf: F64 | None, m: int, n_splittable: int,
 ) -> RoundSplits:
     """Stages 1 and 2 for one round's candidates."""
     rules = space.rules
-    c_rows = _round_rows(rows, cand, m, n_splittable)
     candidates = Candidates(
         drawn, need, np.ascontiguousarray(total[cand].T),
         None if min_weight_leaf is None else min_weight_leaf[cand],
     )
-    if c_rows.size == 0 or not drawn.valid.any():
+    if not drawn.valid.any():
         return RoundSplits.none(*drawn.shape)
     scan = (
         isinstance(rules.criterion, Gini) and rules.class_weight is None
@@ -260,11 +232,10 @@ def _search_round(
         and space.n_channels >= INCREMENTAL_MIN_CLASSES
         and not rules.is_categorical[drawn.features[drawn.valid]].any()
     )
-    hist = build_histograms(
-        space.table, c_rows, drawn, n_channels=space.n_channels,
+    hist = rows.histograms(HistogramRequest(
+        cand, m, cand.size == n_splittable, drawn, n_channels=space.n_channels,
         classification=rules.criterion.classification, integral=space.integral,
-        with_counts=rules.min_samples_leaf > 1, prefer_dense=_dense_is_cheaper,
+        with_counts=rules.min_samples_leaf > 1,
         gini_scan_totals=candidates.total if scan else None,
-    )
-    del c_rows
+    ))
     return choose_splits(hist, candidates, rules)

@@ -1,0 +1,236 @@
+"""Where a level's rows live: the one interface between the growth driver and the data.
+
+The driver (:mod:`._builder`) never touches rows. Each level it asks a :class:`RowSource`
+for sums over the rows in the open nodes (node totals, histograms) and tells it where the
+rows go (which nodes stop, which splits were chosen). Three sources exist:
+
+* :class:`LocalRows`: every row in this process (a local fit, a pool task);
+* :class:`SummedRows`: rows cut into parts, each a source of its own, whose answers are
+  summed (the reference for data-parallel growth, and its test double);
+* the cluster's remote source, whose parts are workers (``aioforest.cluster``).
+
+With integer weights every sum is of integers, so any cut of the rows gives the same sums
+bit for bit, and the same tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ._histogram import (
+    CodeTable,
+    DrawnFeatures,
+    GiniScan,
+    Histograms,
+    LevelRows,
+    build_histograms,
+    node_totals,
+    sum_histograms,
+)
+from ._routing import NodeSplits, route_rows
+
+__all__ = ["HistogramRequest", "LocalRows", "RowSource", "SummedRows", "prefer_dense"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+B1 = npt.NDArray[np.bool_]
+
+#: Dense histograms cost about one pass per (cell, channel), present or not; sorted ones
+#: a sort and some passes per element, and one per present (cell, channel). So dense wins
+#: while the empty cells (times channels) are fewer than this many times the elements.
+#: Either path gives the same numbers.
+DENSE_CELLS_PER_ELEMENT = 1.0
+
+
+def prefer_dense(n_cells: int, n_channels: int, n_elements: int) -> bool:
+    """Whether to build a round's histograms dense (see ``DENSE_CELLS_PER_ELEMENT``)."""
+    # cells left empty, if the elements fell into them uniformly at random
+    empty = n_cells * float(np.exp(-n_elements / max(n_cells, 1)))
+    return n_channels * empty <= DENSE_CELLS_PER_ELEMENT * n_elements
+
+
+@dataclass(frozen=True, eq=False)
+class HistogramRequest:
+    """One search round's histograms: what the driver asks of every part of the rows.
+
+    ``candidates`` are indices among the level's ``n_nodes`` open nodes; ``drawn`` their
+    features (row ``i`` for candidate ``i``). ``all_splittable``: the candidates are every
+    node that still has rows. ``gini_scan_totals`` (candidates' class totals,
+    channel-major) allows the one-process :class:`GiniScan` form; a source whose rows are
+    cut ignores it and returns summable :class:`Histograms`, which score the same.
+    """
+
+    candidates: I64
+    n_nodes: int
+    all_splittable: bool
+    drawn: DrawnFeatures
+    n_channels: int
+    classification: bool
+    integral: bool
+    with_counts: bool
+    gini_scan_totals: F64 | None = None
+
+
+class RowSource(Protocol):
+    """The rows of one batch of trees, level by level (see the module docstring).
+
+    Calls come in level order: ``node_totals``, then ``keep_nodes`` when some nodes stop,
+    then one ``histograms`` per search round, then ``route`` when any node split. Node
+    indices are positions among the level's open nodes, in the driver's order.
+    """
+
+    def missing_in(self, features: I64) -> B1:
+        """Whether any row has a missing value on each of ``features``."""
+        ...
+
+    def node_totals(self, n_nodes: int, n_channels: int, classification: bool
+                    ) -> tuple[I64, npt.NDArray[Any]]:
+        """Each open node's row count and statistics, node-major ``(n_nodes, n_channels)``
+        (class counts for classification, weight / weighted sum / weighted sum of squares
+        of the target for regression; no class weights applied)."""
+        ...
+
+    def keep_nodes(self, keep: B1) -> None:
+        """Rows of nodes not in ``keep`` end in a leaf: drop them."""
+        ...
+
+    def histograms(self, request: HistogramRequest) -> Histograms | GiniScan:
+        """The histograms of the candidates' rows on their drawn features."""
+        ...
+
+    def route(self, splits: NodeSplits) -> None:
+        """Move every row to its child (see :func:`route_rows`); leaves' rows drop out."""
+        ...
+
+
+class LocalRows:
+    """Every row of the batch in this process: one instance per (tree, in-bag row)."""
+
+    def __init__(self, table: CodeTable, rows: LevelRows) -> None:
+        self.table = table
+        self.rows = rows
+
+    @classmethod
+    def of_trees(
+        cls, table: CodeTable, row_sets: Sequence[tuple[I64, F64]], y: I64 | F64,
+        classification: bool,
+    ) -> LocalRows:
+        """Each tree's (in-bag rows, weights), every instance at its tree's root; rows of
+        zero weight are left out."""
+        row = np.concatenate([np.asarray(r, dtype=np.int64) for r, _ in row_sets])
+        weight = np.concatenate([np.asarray(w, dtype=np.float64) for _, w in row_sets])
+        tree = np.repeat(np.arange(len(row_sets), dtype=np.int64),
+                         [len(r) for r, _ in row_sets])
+        keep = weight > 0
+        row, weight, tree = row[keep], weight[keep], tree[keep]
+        y_rows: I64 | F64 = (
+            np.asarray(y, dtype=np.int64)[row] if classification
+            else np.asarray(y, dtype=np.float64)[row]
+        )
+        return cls(table, LevelRows(row, weight, y_rows, tree.copy()))
+
+    def missing_in(self, features: I64) -> B1:
+        t = self.table
+        n_rows = t.codes.size // max(t.n_features, 1)
+        out = np.zeros(features.size, dtype=bool)
+        for i, f in enumerate(features.tolist()):
+            column = t.codes[f : n_rows * t.n_features : t.n_features]
+            out[i] = bool(np.any(column == t.n_bins[f]))
+        return out
+
+    def node_totals(self, n_nodes: int, n_channels: int, classification: bool
+                    ) -> tuple[I64, npt.NDArray[Any]]:
+        rows = self.rows
+        counts = np.bincount(rows.node, minlength=n_nodes).astype(np.int64, copy=False)
+        return counts, node_totals(rows, n_nodes, n_channels, classification, None)
+
+    def keep_nodes(self, keep: B1) -> None:
+        self.rows = self.rows.take(keep[self.rows.node])
+
+    def histograms(self, request: HistogramRequest) -> Histograms | GiniScan:
+        c_rows = self._candidate_rows(request)
+        return build_histograms(
+            self.table, c_rows, request.drawn, n_channels=request.n_channels,
+            classification=request.classification, integral=request.integral,
+            with_counts=request.with_counts, prefer_dense=prefer_dense,
+            gini_scan_totals=request.gini_scan_totals,
+        )
+
+    def _candidate_rows(self, request: HistogramRequest) -> LevelRows:
+        """The candidates' rows, their node indices remapped to candidates."""
+        rows, cand = self.rows, request.candidates
+        if cand.size == request.n_nodes:
+            return rows
+        remap = np.full(request.n_nodes, -1, dtype=np.int64)
+        remap[cand] = np.arange(cand.size)
+        c_node = remap[rows.node]
+        del remap
+        if request.all_splittable:  # every row's node is a candidate
+            return LevelRows(rows.row, rows.weight, rows.y, c_node)
+        sel = c_node >= 0
+        return rows.take(sel, c_node[sel])
+
+    def route(self, splits: NodeSplits) -> None:
+        self.rows = route_rows(self.table, self.rows, splits)
+
+
+class SummedRows:
+    """Rows cut into parts, each a :class:`RowSource`; every answer is the sum of theirs.
+
+    Histograms are summed with :func:`sum_histograms`, totals and counts elementwise, in
+    part order. With integer weights the sums are exact, so the cut never changes a tree.
+    """
+
+    def __init__(self, parts: Sequence[RowSource]) -> None:
+        if not parts:
+            raise ValueError("SummedRows needs at least one part")
+        self.parts = list(parts)
+
+    def missing_in(self, features: I64) -> B1:
+        out = np.zeros(features.size, dtype=bool)
+        for part in self.parts:
+            out |= part.missing_in(features)
+        return out
+
+    def node_totals(self, n_nodes: int, n_channels: int, classification: bool
+                    ) -> tuple[I64, npt.NDArray[Any]]:
+        answers = [p.node_totals(n_nodes, n_channels, classification) for p in self.parts]
+        counts = answers[0][0].copy()
+        total = np.array(answers[0][1], dtype=np.float64)
+        for c, t in answers[1:]:
+            counts += c
+            total += t
+        return counts, total
+
+    def keep_nodes(self, keep: B1) -> None:
+        for part in self.parts:
+            part.keep_nodes(keep)
+
+    def histograms(self, request: HistogramRequest) -> Histograms:
+        summable = request_without_scan(request)
+        parts = []
+        for part in self.parts:
+            hist = part.histograms(summable)
+            if not isinstance(hist, Histograms):
+                raise TypeError(f"a part answered {type(hist).__name__}, not Histograms")
+            parts.append(hist)
+        return sum_histograms(parts)
+
+    def route(self, splits: NodeSplits) -> None:
+        for part in self.parts:
+            part.route(splits)
+
+
+def request_without_scan(request: HistogramRequest) -> HistogramRequest:
+    """The same request, asking for summable :class:`Histograms` only."""
+    if request.gini_scan_totals is None:
+        return request
+    return HistogramRequest(
+        request.candidates, request.n_nodes, request.all_splittable, request.drawn,
+        request.n_channels, request.classification, request.integral, request.with_counts,
+    )
