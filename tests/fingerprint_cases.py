@@ -2,8 +2,8 @@
 
 Each case fits a small forest; its fingerprint is a SHA-256 over every array of every tree
 (dtype, shape and bytes), in tree order. ``tests/data/tree_fingerprints.json`` holds the
-fingerprints computed by aioforest 0.2.0 before the growth loop was cut into stages; the
-test in ``test_tree_fingerprints.py`` refits every case and compares.
+fingerprints computed by aioforest 0.3.0 (rewritten once, when the bootstrap became a
+per-row draw); the test in ``test_tree_fingerprints.py`` refits every case and compares.
 
 Run ``python tests/fingerprint_cases.py --write`` only when a change is *meant* to change
 trees (and then bump the version, so that old checkpoints are refused).

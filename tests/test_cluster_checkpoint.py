@@ -469,3 +469,21 @@ def test_job_spec_checks_its_arguments(forest: Any) -> None:
     assert spec_digest(spec) == spec_digest(orjson.loads(orjson.dumps(spec)))
     with pytest.raises(ValueError, match="resume must be"):
         Checkpoint.open("unused", spec, resume="yes")  # type: ignore[arg-type]
+
+
+def _as_version(path: Path, version: int) -> None:
+    """Rewrite a container file as another format version, checksum resealed."""
+    data = bytearray(path.read_bytes())
+    data[8:12] = version.to_bytes(4, "big")
+    body = bytes(data[:-32])
+    path.write_bytes(body + hashlib.sha256(body).digest())
+
+
+def test_a_checkpoint_of_the_old_format_is_refused_saying_why(
+    tmp_path: Path, spec: dict[str, Any], trees: list[TreeArrays]
+) -> None:
+    # Format 1 trees came from another bootstrap: a resume would mix two forests.
+    saved(tmp_path, spec, trees, [0])
+    _as_version(tmp_path / JOB_FILE, 1)
+    refused(tmp_path, spec, str(tmp_path / JOB_FILE), "format version 1",
+            "grown by other rules", "without --resume")

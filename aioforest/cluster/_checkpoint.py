@@ -59,7 +59,9 @@ import orjson
 
 from .._version import __version__
 from ..persistence import (
+    FORMAT_VERSION,
     FormatError,
+    FormatVersionError,
     dumps,
     encode_value,
     fsync_dir,
@@ -552,6 +554,13 @@ def _load(path: Path, kind: str, advice: str) -> tuple[dict[str, Any], dict[str,
     try:
         data = path.read_bytes()
         _, meta, arrays = loads(data, source=str(path), kind=kind)
+    except FormatVersionError as exc:
+        raise CheckpointError(
+            f"checkpoint file {path} has format version {exc.version}, this aioforest "
+            f"writes version {FORMAT_VERSION}: its trees were grown by other rules (another "
+            "bootstrap), so the job cannot be continued; start it again without --resume, "
+            "in a new or emptied checkpoint directory"
+        ) from None
     except FormatError as exc:
         raise CheckpointError(f"damaged checkpoint file {exc}; {advice}") from None
     except OSError as exc:

@@ -6,7 +6,8 @@
   :meth:`Dataset.from_dataframe` and :func:`as_dataset` wrap in-memory data.
 * :func:`encode_features` maps raw rows to the encoded matrix at predict time (unseen
   categories become NaN, i.e. missing).
-* :class:`Binner` learns a :class:`Bins` (the fitted binning a model keeps);
+* :class:`Binner` learns a :class:`Bins` (the fitted binning a model keeps), from all rows
+  or from per-part :class:`BinSummary` objects that merge exactly;
   :meth:`Bins.transform` turns rows into ``uint8`` codes.
 * :func:`train_test_split`, :class:`KFold`, :class:`StratifiedKFold` and :func:`split_rows`
   split rows deterministically for a given ``random_state``.
@@ -14,7 +15,7 @@
 """
 
 from ._arff import read_arff
-from ._binning import MAX_BINS, Binner, Bins
+from ._binning import BIN_SAMPLE_ROWS, MAX_BINS, Binner, Bins, BinSummary, in_bin_sample
 from ._csv import read_csv
 from ._dataset import (
     ColumnRef,
@@ -38,7 +39,9 @@ from ._split import (
 )
 
 __all__ = [
+    "BIN_SAMPLE_ROWS",
     "MAX_BINS",
+    "BinSummary",
     "Binner",
     "Bins",
     "ColumnRef",
@@ -53,6 +56,7 @@ __all__ = [
     "Task",
     "as_dataset",
     "encode_features",
+    "in_bin_sample",
     "infer_features",
     "is_dataframe",
     "read_arff",

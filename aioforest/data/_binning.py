@@ -3,7 +3,15 @@
 Numeric features are cut at quantiles into at most ``max_bins`` bins. When a feature has at
 most ``max_bins`` distinct values every value gets its own bin, so splits are exact; either
 way the threshold between two bins is the midpoint of the largest value of the lower bin and
-the smallest value of the upper one. Categorical features use the category index as their
+the smallest value of the upper one. Up to ``BIN_SAMPLE_ROWS`` rows, the quantiles are
+those of every row; above, of a sample of about that many rows, chosen by a hash of each
+row's global id (LightGBM's ``bin_construct_sample_cnt`` samples similarly, but at random).
+
+The edges come from per-part :class:`BinSummary` objects (:meth:`Binner.summarize`, then
+:meth:`Binner.fit_summaries`): each part's distinct values while they are few, and its
+rows of the sample. Summaries merge exactly, so the same rows give the same bins whether
+they sit in one array or are cut into 37 files read by different workers; a local fit is
+one summary of all its rows. Categorical features use the category index as their
 code. Missing values (NaN) get a bin of their own, the code right after the last real bin,
 so each split can learn on which side missing values go.
 
@@ -15,15 +23,23 @@ for a set of rows at a time.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_BINS", "Binner", "Bins"]
+from .._hashing import mix64
+
+__all__ = ["BIN_SAMPLE_ROWS", "MAX_BINS", "BinSummary", "Binner", "Bins", "in_bin_sample"]
 
 #: Codes are uint8 and the missing-value bin takes one code, so 255 real bins at most.
 MAX_BINS = 255
+#: Above this many rows, numeric quantiles come from a sample of about this many rows.
+BIN_SAMPLE_ROWS = 200_000
+_SAMPLE_SALT = np.uint64(0xA4093822299F31D0)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -37,18 +53,100 @@ def _midpoints(lower: FloatArray, upper: FloatArray) -> FloatArray:
     return np.where(mid < upper, mid, lower)
 
 
-def _numeric_edges(column: FloatArray, max_bins: int) -> FloatArray:
-    """Upper edges of the bins of one numeric column (NaN ignored); len = n_bins - 1."""
-    values = column[~np.isnan(column)]
-    if values.size == 0:
-        return np.empty(0, dtype=np.float64)
-    distinct = np.unique(values)
-    if distinct.size <= max_bins:
+def in_bin_sample(row_ids: npt.ArrayLike, n_total: int) -> npt.NDArray[np.bool_]:
+    """Whether each row (by global id) is in the sample that shapes numeric quantiles."""
+    ids = np.asarray(row_ids, dtype=np.int64)
+    if n_total <= BIN_SAMPLE_ROWS:
+        return np.ones(ids.shape, dtype=bool)
+    bits = mix64(ids.astype(np.uint64) ^ _SAMPLE_SALT) >> np.uint64(11)
+    limit = np.uint64(math.ceil(BIN_SAMPLE_ROWS / n_total * 2.0**53))
+    return np.asarray(bits < limit)
+
+
+@dataclass(frozen=True, eq=False)
+class BinSummary:
+    """What one part of the rows tells about its numeric columns' bins; merges exactly.
+
+    Per feature: ``distinct[f]``, the sorted distinct non-missing values when there are at
+    most ``max_bins`` of them (None: more), and ``sample[f]``, the non-missing values of the
+    part's rows in the binning sample (see :func:`in_bin_sample`), sorted. Categorical
+    features carry empty arrays: their bins come from their category counts.
+    """
+
+    distinct: tuple[FloatArray | None, ...]
+    sample: tuple[FloatArray, ...]
+
+    def merge(self, other: BinSummary, max_bins: int) -> BinSummary:
+        """The summary of the union of both parts' rows."""
+        if len(self.distinct) != len(other.distinct):
+            raise ValueError(
+                f"bin summaries of {len(self.distinct)} and {len(other.distinct)} features "
+                "cannot merge"
+            )
+        distinct: list[FloatArray | None] = []
+        for a, b in zip(self.distinct, other.distinct, strict=True):
+            both = None if a is None or b is None else np.union1d(a, b)
+            distinct.append(None if both is None or both.size > max_bins else both)
+        sample = tuple(
+            np.sort(np.concatenate([a, b])) for a, b in zip(self.sample, other.sample, strict=True)
+        )
+        return BinSummary(tuple(distinct), sample)
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Plain arrays, for a wire or a file (``d<f>`` absent: too many distinct)."""
+        out: dict[str, npt.NDArray[Any]] = {"n_features": np.array([len(self.sample)])}
+        for f, (d, v) in enumerate(zip(self.distinct, self.sample, strict=True)):
+            out[f"s{f}"] = v
+            if d is not None:
+                out[f"d{f}"] = d
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, npt.NDArray[Any]]) -> BinSummary:
+        """The summary :meth:`arrays` wrote; raises ``ValueError`` when it is malformed."""
+        try:
+            n = int(np.asarray(arrays["n_features"]).reshape(-1)[0])
+            sample = tuple(_sorted_floats(arrays[f"s{f}"], f"s{f}") for f in range(n))
+        except (KeyError, IndexError) as exc:
+            raise ValueError(f"bin summary: missing entry {exc}") from None
+        distinct = tuple(
+            _sorted_floats(arrays[f"d{f}"], f"d{f}") if f"d{f}" in arrays else None
+            for f in range(n)
+        )
+        return cls(distinct, sample)
+
+
+def _sorted_floats(value: object, name: str) -> FloatArray:
+    arr = np.asarray(value)
+    if arr.ndim != 1 or arr.dtype != np.float64:
+        raise ValueError(f"bin summary {name}: expected a float64 vector, got {arr.dtype}")
+    if np.isnan(arr).any() or (arr.size > 1 and bool(np.any(arr[1:] < arr[:-1]))):
+        raise ValueError(f"bin summary {name}: values must be sorted and not NaN")
+    return arr
+
+
+def _column_summary(column: FloatArray, sampled: npt.NDArray[np.bool_], max_bins: int
+                    ) -> tuple[FloatArray | None, FloatArray]:
+    present = ~np.isnan(column)
+    distinct: FloatArray | None = np.unique(column[present])
+    if distinct is not None and distinct.size > max_bins:
+        distinct = None
+    return distinct, np.sort(column[present & sampled])
+
+
+def _numeric_edges(distinct: FloatArray | None, sample: FloatArray, max_bins: int
+                   ) -> FloatArray:
+    """Upper edges of the bins of one numeric column from its merged summary;
+    len = n_bins - 1."""
+    if distinct is not None:
         return _midpoints(distinct[:-1], distinct[1:])
     # Quantiles over the distinct values weighted by how often each occurs: pick cut points
-    # at evenly spaced ranks of the sorted data, then snap each cut to a gap between two
+    # at evenly spaced ranks of the sorted sample, then snap each cut to a gap between two
     # distinct values so that thresholds stay midpoints of real data.
-    sorted_values = np.sort(values)
+    sorted_values = sample
+    distinct = np.unique(sorted_values)
+    if distinct.size < 2:
+        return _midpoints(distinct[:-1], distinct[1:])
     ranks = (np.arange(1, max_bins) * sorted_values.size) // max_bins
     cut_values = sorted_values[ranks]
     # index of the distinct value each cut lands on; the edge is after it
@@ -137,24 +235,68 @@ class Binner:
         """Learn the bins of ``X`` (bin rows with :meth:`Bins.transform`).
 
         Rows with zero ``sample_weight`` do not shape the bins (so that a zero weight is the
-        same as leaving the row out).
+        same as leaving the row out). The same as one :meth:`summarize` of all rows.
         """
         X = np.asarray(X, dtype=np.float64)
-        X_edges = X
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
+        summary = self.summarize(X, is_categorical, sample_weight=sample_weight)
+        return self.fit_summaries([summary], is_categorical, n_categories)
+
+    def summarize(
+        self,
+        X: FloatArray,
+        is_categorical: npt.ArrayLike | None = None,
+        *,
+        row_ids: npt.ArrayLike | None = None,
+        n_total: int | None = None,
+        sample_weight: npt.ArrayLike | None = None,
+    ) -> BinSummary:
+        """The :class:`BinSummary` of one part of the rows.
+
+        ``row_ids`` are the part's global row ids (default ``0 .. n - 1``) and ``n_total``
+        the row count of the whole dataset (default: this part's): they choose the sample.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
+        n, d = X.shape
+        cat = _flags(is_categorical, d)
+        ids = np.arange(n) if row_ids is None else np.asarray(row_ids, dtype=np.int64)
+        if ids.shape != (n,):
+            raise ValueError(f"row_ids must have {n} entries, got {ids.shape}")
+        sampled = in_bin_sample(ids, n if n_total is None else int(n_total))
         if sample_weight is not None:
             keep = np.asarray(sample_weight) > 0
             if not keep.all():
-                X_edges = X[keep]
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
-        n_features = X.shape[1]
-        cat = (
-            np.zeros(n_features, dtype=bool)
-            if is_categorical is None
-            else np.asarray(is_categorical, dtype=bool)
-        )
-        if cat.shape != (n_features,):
-            raise ValueError(f"is_categorical must have {n_features} entries, got {cat.shape}")
+                X, sampled = X[keep], sampled[keep]
+        distinct: list[FloatArray | None] = []
+        sample: list[FloatArray] = []
+        empty = np.zeros(0, dtype=np.float64)
+        for f in range(d):
+            if cat[f]:
+                distinct.append(empty)
+                sample.append(empty)
+            else:
+                dv, sv = _column_summary(X[:, f], sampled, self.max_bins)
+                distinct.append(dv)
+                sample.append(sv)
+        return BinSummary(tuple(distinct), tuple(sample))
+
+    def fit_summaries(
+        self,
+        summaries: Sequence[BinSummary],
+        is_categorical: npt.ArrayLike | None = None,
+        n_categories: npt.ArrayLike | None = None,
+    ) -> Bins:
+        """The bins of the union of the parts that ``summaries`` describe."""
+        if not summaries:
+            raise ValueError("fit_summaries needs at least one summary")
+        merged = summaries[0]
+        for other in summaries[1:]:
+            merged = merged.merge(other, self.max_bins)
+        n_features = len(merged.sample)
+        cat = _flags(is_categorical, n_features)
         ncat = (
             np.zeros(n_features, dtype=np.int64)
             if n_categories is None
@@ -175,7 +317,7 @@ class Binner:
                 edges.append(np.arange(max(k, 1) - 1, dtype=np.float64) + 0.5)
                 n_bins[f] = max(k, 1)
             else:
-                e = _numeric_edges(X_edges[:, f], self.max_bins)
+                e = _numeric_edges(merged.distinct[f], merged.sample[f], self.max_bins)
                 edges.append(e)
                 n_bins[f] = e.size + 1
         return Bins(n_bins=n_bins, is_categorical=cat, edges=tuple(edges))
@@ -190,6 +332,17 @@ class Binner:
         """Learn the bins of ``X`` and bin it: ``(bins, codes)``."""
         bins = self.fit(X, is_categorical, n_categories, sample_weight)
         return bins, bins.transform(X)
+
+
+def _flags(is_categorical: npt.ArrayLike | None, n_features: int) -> npt.NDArray[np.bool_]:
+    cat = (
+        np.zeros(n_features, dtype=bool)
+        if is_categorical is None
+        else np.asarray(is_categorical, dtype=bool)
+    )
+    if cat.shape != (n_features,):
+        raise ValueError(f"is_categorical must have {n_features} entries, got {cat.shape}")
+    return cat
 
 
 def _transform(binned: Bins, X: FloatArray) -> npt.NDArray[np.uint8]:

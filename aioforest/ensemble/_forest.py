@@ -30,6 +30,7 @@ from .._validation import Prepared, check_int, prepare, resolve_seed
 from ..data import Binner, Bins
 from ..evaluation import accuracy_score, r2_score
 from ..tree import (
+    GROWTH_VERSION,
     ClassifierMixin,
     DecisionTreeClassifier,
     DecisionTreeRegressor,
@@ -40,6 +41,7 @@ from ..tree import (
     in_bag_counts,
     plan_for,
     register_model,
+    row_keys,
 )
 from ._fit_job import FitJob
 from ._local_fit import fit_local, iter_fit_local
@@ -124,6 +126,13 @@ class _BaseForest(BaseEstimator, TreeModel):
         )
 
     def _check_warm_start(self, prep: Prepared, n_estimators: int) -> None:
+        growth = getattr(self, "_growth_version_", GROWTH_VERSION)
+        if growth != GROWTH_VERSION:
+            raise ValueError(
+                f"warm_start cannot add trees to this forest: it was grown by the rules of "
+                f"format {growth} (aioforest 0.2, another bootstrap), this aioforest grows "
+                f"by format {GROWTH_VERSION}; refit it from scratch"
+            )
         if n_estimators < len(self.trees_):
             raise ValueError(
                 f"n_estimators={n_estimators} must be >= the {len(self.trees_)} trees "
@@ -195,6 +204,7 @@ class _BaseForest(BaseEstimator, TreeModel):
         self.bins_ = bins
         self.plan_ = plan
         self._seed_ = plan.seed
+        self._growth_version_ = GROWTH_VERSION
         self.features_ = prep.features
         self.n_features_in_ = prep.X.shape[1]
         if prep.feature_names is not None:
@@ -247,8 +257,9 @@ class _BaseForest(BaseEstimator, TreeModel):
         n_out = flat.value.shape[1]
         acc = np.zeros((n, n_out))
         seen = np.zeros(n, dtype=np.int64)
+        keys = row_keys(np.arange(n))
         for t in range(len(self.trees_)):
-            oob = in_bag_counts(self.plan_, t, n) == 0
+            oob = in_bag_counts(self.plan_, t, keys, n) == 0
             acc[oob] += flat.value[leaves[oob, t]]
             seen[oob] += 1
         has = seen > 0

@@ -9,11 +9,20 @@ registry the estimator classes join by decorator, not a hard-coded list):
   :func:`trees_to_arrays` / :func:`trees_from_arrays` pack trees for it and for the wire.
 * :func:`encode_params` / :func:`decode_params` (and ``_value``): the one tagged JSON
   encoding of estimator parameters, for model files and checkpoint specs.
-* :class:`FormatError` names what is wrong with a damaged or foreign file.
+* :class:`FormatError` names what is wrong with a damaged or foreign file
+  (:class:`FormatVersionError`: a file of a format version not read here).
 """
 
 from ..tree import set_model_writer
-from ._container import FORMAT_VERSION, FormatError, dumps, fsync_dir, loads, write_atomic
+from ._container import (
+    FORMAT_VERSION,
+    FormatError,
+    FormatVersionError,
+    dumps,
+    fsync_dir,
+    loads,
+    write_atomic,
+)
 from ._model import load, load_bytes, save, save_bytes, trees_from_arrays, trees_to_arrays
 from ._params import decode_params, decode_value, encode_params, encode_value
 
@@ -22,6 +31,7 @@ set_model_writer(save)
 __all__ = [
     "FORMAT_VERSION",
     "FormatError",
+    "FormatVersionError",
     "decode_params",
     "decode_value",
     "dumps",

@@ -28,10 +28,16 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["FORMAT_VERSION", "FormatError", "dumps", "loads", "read", "write_atomic"]
+__all__ = [
+    "FORMAT_VERSION", "FormatError", "FormatVersionError", "dumps", "loads", "read",
+    "write_atomic",
+]
 
 MAGIC = b"AIOFMDL\x00"
-FORMAT_VERSION = 1
+#: 2: trees from aioforest 0.3 on (per-row Poisson bootstrap, sampled binning). The
+#: container layout is the same as version 1's, whose trees were grown from a global
+#: bootstrap draw: old model files still load and predict; checkpoints refuse them.
+FORMAT_VERSION = 2
 _HEAD = struct.Struct(">8sIQ")
 _DIGEST = 32
 ALLOWED_DTYPES = frozenset(
@@ -41,6 +47,14 @@ ALLOWED_DTYPES = frozenset(
 
 class FormatError(ValueError):
     """The bytes are not a valid aioforest file of a version this code reads."""
+
+
+class FormatVersionError(FormatError):
+    """A well-formed file of a format version the caller does not read (``version``)."""
+
+    def __init__(self, message: str, version: int) -> None:
+        super().__init__(message)
+        self.version = version
 
 
 def dumps(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any]]) -> bytes:
@@ -67,19 +81,26 @@ def dumps(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any
 
 
 def loads(
-    data: bytes | memoryview, *, source: str = "<bytes>", kind: str | None = None
+    data: bytes | memoryview, *, source: str = "<bytes>", kind: str | None = None,
+    oldest: int = FORMAT_VERSION,
 ) -> tuple[str, dict[str, Any], dict[str, np.ndarray[Any, Any]]]:
-    """Parse a container; returns (kind, meta, arrays). Arrays are read-only views."""
+    """Parse a container; returns (kind, meta, arrays). Arrays are read-only views.
+
+    Versions from ``oldest`` to ``FORMAT_VERSION`` are read; others raise
+    :class:`FormatVersionError`.
+    """
     buf = memoryview(data)
     if len(buf) < _HEAD.size + _DIGEST:
         raise FormatError(f"{source}: too short to be an aioforest file ({len(buf)} bytes)")
     magic, version, meta_len = _HEAD.unpack_from(buf, 0)
     if magic != MAGIC:
         raise FormatError(f"{source}: not an aioforest file (bad magic {bytes(magic)!r})")
-    if version != FORMAT_VERSION:
-        raise FormatError(
-            f"{source}: file format version {version}, but this aioforest reads version "
-            f"{FORMAT_VERSION}; re-save it with a matching aioforest"
+    if not oldest <= version <= FORMAT_VERSION:
+        reads = (f"version {FORMAT_VERSION}" if oldest == FORMAT_VERSION
+                 else f"versions {oldest} to {FORMAT_VERSION}")
+        raise FormatVersionError(
+            f"{source}: file format version {version}, but this aioforest reads {reads}; "
+            "re-save it with a matching aioforest", version,
         )
     body, digest = buf[:-_DIGEST], bytes(buf[-_DIGEST:])
     if hashlib.sha256(body).digest() != digest:
@@ -157,11 +178,11 @@ Arrays = dict[str, np.ndarray[Any, Any]]
 
 
 def read(
-    path: str | os.PathLike[str], *, kind: str | None = None
+    path: str | os.PathLike[str], *, kind: str | None = None, oldest: int = FORMAT_VERSION
 ) -> tuple[str, dict[str, Any], Arrays]:
     p = Path(path)
     try:
         data = p.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"no such model file: {p}") from None
-    return loads(data, source=str(p), kind=kind)
+    return loads(data, source=str(p), kind=kind, oldest=oldest)

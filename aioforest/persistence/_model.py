@@ -14,13 +14,15 @@ import numpy as np
 
 from .._version import __version__
 from ..data import Bins, Feature
-from ..tree import ForestPlan, TreeArrays, model_classes
+from ..tree import GROWTH_VERSION, ForestPlan, TreeArrays, model_classes
 from ._container import FormatError, dumps, loads, read, write_atomic
 from ._params import decode_params, encode_params
 
 __all__ = ["load", "load_bytes", "save", "save_bytes", "trees_from_arrays", "trees_to_arrays"]
 
 KIND = "aioforest.model"
+#: Model files of format 1 (aioforest 0.2) still load and predict.
+OLDEST_MODEL_VERSION = 1
 _TREE_FIELDS = ("feature", "threshold", "threshold_bin", "missing_left", "left", "right",
                 "value", "impurity", "n_node_samples", "weighted_n_node_samples",
                 "improvement", "cat_index")
@@ -146,6 +148,7 @@ def save_bytes(estimator: Any) -> bytes:
         "classes": _enc_labels(estimator.classes_) if hasattr(estimator, "classes_") else None,
         "plan": estimator.plan_.to_json() if hasattr(estimator, "plan_") else None,
         "oob_score": getattr(estimator, "oob_score_", None),
+        "growth": getattr(estimator, "_growth_version_", GROWTH_VERSION),
     }
     _, bin_arrays = _bins_meta(estimator.bins_)
     arrays = {**bin_arrays, **trees_to_arrays(estimator.trees_)}
@@ -158,13 +161,13 @@ def save(estimator: Any, path: str | os.PathLike[str]) -> None:
 
 
 def load_bytes(data: bytes, *, source: str = "<bytes>") -> Any:
-    _, meta, arrays = loads(data, source=source, kind=KIND)
+    _, meta, arrays = loads(data, source=source, kind=KIND, oldest=OLDEST_MODEL_VERSION)
     return _rebuild(meta, arrays, source)
 
 
 def load(path: str | os.PathLike[str]) -> Any:
     """Read a model saved by ``save``; raises ``FormatError`` for damaged or foreign files."""
-    _, meta, arrays = read(path, kind=KIND)
+    _, meta, arrays = read(path, kind=KIND, oldest=OLDEST_MODEL_VERSION)
     return _rebuild(meta, arrays, str(path))
 
 
@@ -200,6 +203,9 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any]], sour
     if meta.get("plan") is not None:
         est.plan_ = ForestPlan.from_json(meta["plan"])
         est._seed_ = est.plan_.seed
+    # Files before format 2 hold trees of the old bootstrap: they predict as they did, but
+    # no new tree may join them (warm_start refuses).
+    est._growth_version_ = int(meta.get("growth", 1))
     if meta.get("oob_score") is not None:
         est.oob_score_ = float(meta["oob_score"])
     if hasattr(cls, "get_depth"):

@@ -19,6 +19,7 @@ fitted ``TreeArrays``; ``_predict`` the flattened forest; ``_classes`` the estim
 """
 
 from ._arrays import TreeArrays
+from ._bootstrap import row_keys
 from ._builder import FitCancelled
 from ._classes import DecisionTreeClassifier, DecisionTreeRegressor, plan_for
 from ._export import export_text
@@ -31,11 +32,12 @@ from ._model import (
     register_model,
     set_model_writer,
 )
-from ._plan import BATCH_INSTANCES, ForestPlan, fit_trees, in_bag_counts
+from ._plan import BATCH_INSTANCES, GROWTH_VERSION, ForestPlan, fit_trees, in_bag_counts
 from ._predict import FlatForest
 
 __all__ = [
     "BATCH_INSTANCES",
+    "GROWTH_VERSION",
     "ClassifierMixin",
     "DecisionTreeClassifier",
     "DecisionTreeRegressor",
@@ -51,6 +53,7 @@ __all__ = [
     "model_classes",
     "plan_for",
     "register_model",
+    "row_keys",
     "set_model_writer",
     "tree_key",
 ]

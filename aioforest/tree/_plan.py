@@ -18,12 +18,21 @@ import numpy.typing as npt
 
 from ..data import Bins
 from ._arrays import TreeArrays
-from ._builder import Arithmetic, GrowParams, TreeJob, grow_trees
+from ._bootstrap import poisson_counts, row_keys, total_weight_bound
+from ._builder import Arithmetic, GrowParams, TreeJob, TreeSpec, grow_trees
 from ._criterion import CRITERIA
 from ._hashing import tree_key
 from ._splitter import INCREMENTAL_MIN_CLASSES
 
-__all__ = ["ForestPlan", "arithmetic", "fit_trees", "in_bag_counts", "tree_job"]
+__all__ = [
+    "GROWTH_VERSION", "ForestPlan", "arithmetic", "fit_trees", "in_bag_counts",
+    "in_bag_weights", "tree_job", "tree_spec",
+]
+
+#: Which rules draw a seed's trees: 2 since aioforest 0.3 (per-row Poisson bootstrap keyed
+#: by global row id, sampled binning above ``BIN_SAMPLE_ROWS``); 1 before (one global
+#: bootstrap draw). Trees of different versions never join one forest.
+GROWTH_VERSION = 2
 
 #: Task sizing: a task (pool or cluster) holds trees of at most this many (tree, row) draws in
 #: all, enough to amortise its round trip on small data; also a cap on a pass's rows.
@@ -137,27 +146,22 @@ def _check(data: dict[str, Any], key: str, ok: bool, what: str) -> None:
         raise ValueError(f"plan.{key}: {what}, got {data[key]!r:.60}")
 
 
-def in_bag_counts(plan: ForestPlan, index: int, n_samples: int) -> npt.NDArray[np.int64]:
-    """How often each row is drawn into tree ``index``'s bootstrap sample."""
+def in_bag_counts(
+    plan: ForestPlan, index: int, keys: npt.NDArray[np.uint64], n_samples: int
+) -> npt.NDArray[np.int64]:
+    """How often each row is drawn into tree ``index``'s bootstrap sample.
+
+    ``keys`` are the rows' :func:`row_keys` (of their global row ids) and ``n_samples`` the
+    number of rows of the whole dataset: a row's count depends on nothing else.
+    """
     if not plan.bootstrap:
-        return np.ones(n_samples, dtype=np.int64)
-    rng = np.random.default_rng(tree_key(plan.seed, index))
-    return np.bincount(rng.integers(0, n_samples, plan.n_draws), minlength=n_samples)
+        return np.ones(keys.size, dtype=np.int64)
+    return poisson_counts(tree_key(plan.seed, index), keys, plan.n_draws / n_samples)
 
 
-def tree_job(
-    plan: ForestPlan,
-    index: int,
-    n_samples: int,
-    n_features: int,
-    sample_weight: npt.NDArray[np.float64] | None,
-) -> TreeJob:
+def tree_spec(plan: ForestPlan, index: int, n_features: int) -> TreeSpec:
+    """Tree ``index``'s key and feature subspace: what the driver needs of it."""
     key = tree_key(plan.seed, index)
-    counts = in_bag_counts(plan, index, n_samples)
-    weight = counts.astype(np.float64)
-    if sample_weight is not None:
-        weight *= sample_weight
-    rows = np.flatnonzero(weight > 0)
     allowed = None
     if plan.feature_subspace is not None and plan.feature_subspace < n_features:
         # A separate stream from the bootstrap's, so turning one option on never changes
@@ -165,7 +169,33 @@ def tree_job(
         rng = np.random.default_rng([key, 1])
         allowed = np.zeros(n_features, dtype=bool)
         allowed[rng.choice(n_features, size=plan.feature_subspace, replace=False)] = True
-    return TreeJob(key=key, rows=rows, weight=weight[rows], allowed_features=allowed)
+    return TreeSpec(key, allowed)
+
+
+def in_bag_weights(
+    plan: ForestPlan, index: int, keys: npt.NDArray[np.uint64], n_samples: int,
+    sample_weight: npt.NDArray[np.float64] | None,
+) -> npt.NDArray[np.float64]:
+    """Each row's weight in tree ``index``: its in-bag count times its sample weight."""
+    weight = in_bag_counts(plan, index, keys, n_samples).astype(np.float64)
+    if sample_weight is not None:
+        weight *= sample_weight
+    return weight
+
+
+def tree_job(
+    plan: ForestPlan,
+    index: int,
+    keys: npt.NDArray[np.uint64],
+    n_features: int,
+    sample_weight: npt.NDArray[np.float64] | None,
+) -> TreeJob:
+    """Tree ``index`` with its in-bag rows, all ``keys.size`` rows being in this process."""
+    spec = tree_spec(plan, index, n_features)
+    weight = in_bag_weights(plan, index, keys, keys.size, sample_weight)
+    rows = np.flatnonzero(weight > 0)
+    return TreeJob(key=spec.key, rows=rows, weight=weight[rows],
+                   allowed_features=spec.allowed_features)
 
 
 def _batch_cap(plan: ForestPlan, n_features: int) -> int:
@@ -195,7 +225,7 @@ def arithmetic(
     max_weight = 1.0 if sample_weight is None else float(np.max(sample_weight, initial=0.0))
     whole = sample_weight is None or bool(np.all(sample_weight == np.floor(sample_weight)))
     # a bound on any tree's total weight
-    bound = max_weight * (plan.n_draws if plan.bootstrap else n_samples)
+    bound = max_weight * (total_weight_bound(plan.n_draws) if plan.bootstrap else n_samples)
     integral = whole and bound < 2.0**53
     single = (
         integral
@@ -240,7 +270,8 @@ def fit_trees(
     """
     n_features, n_samples = codes.shape
     # drawn lazily: a batch's jobs exist only while it grows
-    jobs = (tree_job(plan, i, n_samples, n_features, sample_weight) for i in indices)
+    keys = row_keys(np.arange(n_samples))
+    jobs = (tree_job(plan, i, keys, n_features, sample_weight) for i in indices)
     exact = arithmetic(plan, n_samples, sample_weight)
     class_weight = (
         np.asarray(plan.class_weight, dtype=np.float64) if plan.class_weight is not None else None
