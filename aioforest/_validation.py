@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .data import Dataset, Feature, as_dataset, is_dataframe
+from .data import Dataset, Feature, Partitions, as_dataset, is_dataframe
 
 __all__ = ["Prepared", "prepare", "resolve_seed"]
 
@@ -123,7 +123,9 @@ def _check_labels(y: object, classification: bool) -> object:
 def prepare(
     X: object, y: object, sample_weight: object, *, classification: bool
 ) -> Prepared:
-    """Coerce ``fit``'s inputs (arrays, DataFrame or Dataset) and check them."""
+    """Coerce ``fit``'s inputs (arrays, DataFrame, Dataset or Partitions) and check them."""
+    if isinstance(X, Partitions):
+        X = X.read()  # every file in this process: the local fit of a partitioned dataset
     named = isinstance(X, Dataset) or is_dataframe(X)
     check_array_input(X)
     if y is None and not isinstance(X, Dataset):

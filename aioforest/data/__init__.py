@@ -11,6 +11,9 @@
   :meth:`Bins.transform` turns rows into ``uint8`` codes.
 * :func:`train_test_split`, :class:`KFold`, :class:`StratifiedKFold` and :func:`split_rows`
   split rows deterministically for a given ``random_state``.
+* :class:`Partitions` is a dataset cut into files that are read where they are
+  (:func:`read_partition`, :func:`merge_scans`, :func:`encode_partition`), with the schema
+  a single read of their concatenation would infer.
 * Every bad input raises :class:`DataError`, which names the file, line and column.
 """
 
@@ -29,6 +32,16 @@ from ._dataset import (
     is_dataframe,
 )
 from ._errors import DataError
+from ._partitions import (
+    CsvOptions,
+    Partitions,
+    PartitionScan,
+    PartitionTable,
+    Schema,
+    encode_partition,
+    merge_scans,
+    read_partition,
+)
 from ._split import (
     IndexArray,
     KFold,
@@ -45,22 +58,30 @@ __all__ = [
     "Binner",
     "Bins",
     "ColumnRef",
+    "CsvOptions",
     "DataError",
     "Dataset",
     "Feature",
     "FeatureKind",
     "IndexArray",
     "KFold",
+    "PartitionScan",
+    "PartitionTable",
+    "Partitions",
     "RandomState",
+    "Schema",
     "StratifiedKFold",
     "Task",
     "as_dataset",
     "encode_features",
+    "encode_partition",
     "in_bin_sample",
     "infer_features",
     "is_dataframe",
+    "merge_scans",
     "read_arff",
     "read_csv",
+    "read_partition",
     "split_rows",
     "train_test_split",
 ]

@@ -877,6 +877,13 @@ def as_dataset(
     Always returns a Dataset; estimators read ``ds.features``, ``ds.encoded()`` (the float64
     matrix), ``ds.y`` and ``ds.feature_names`` from it. ``y`` may be ``None``.
     """
+    from ._partitions import Partitions  # reads files; imported when used
+
+    if isinstance(X, Partitions):
+        if feature_names is not None or categorical is not None:
+            raise TypeError("feature_names/categorical cannot be given with Partitions (give "
+                            "them to Partitions)")
+        X = X.read()
     if isinstance(X, Dataset):
         if feature_names is not None or categorical is not None:
             raise TypeError("feature_names/categorical cannot be given with a Dataset")

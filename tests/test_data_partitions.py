@@ -1,0 +1,150 @@
+"""Partitioned CSV datasets: the schema and rows of a single read of the concatenation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import aioforest
+from aioforest.data import (
+    DataError,
+    Partitions,
+    PartitionScan,
+    Schema,
+    merge_scans,
+    read_csv,
+    read_partition,
+)
+
+HEADER = "f1,color,mixed,f4,label"
+
+
+def _lines(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        mixed = str(i % 5) if i < n * 2 // 3 else "x"  # numbers in early files only
+        f4 = "?" if i % 17 == 0 else f"{rng.normal():.2f}"
+        label = "a" if rng.random() < 0.5 else ("b" if i % 7 else "c")
+        out.append(f"{rng.normal():.4f},{'red' if i % 3 else 'blue'},{mixed},{f4},{label}")
+    return out
+
+
+def _write(directory: Path, lines: list[str], cuts: list[int]) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths, start = [], 0
+    for k, size in enumerate(cuts):
+        path = directory / f"part-{k:03d}.csv"
+        path.write_text(HEADER + "\n" + "".join(s + "\n" for s in lines[start:start + size]))
+        paths.append(path)
+        start += size
+    return paths
+
+
+CUTS = {"1 file": [300], "3 uneven": [5, 250, 45], "7 with a header-only one": [40] * 3 + [0]
+        + [60, 60, 60]}
+
+
+@pytest.mark.parametrize("cut", list(CUTS), ids=list(CUTS))
+def test_partitions_read_as_the_concatenated_file(tmp_path: Path, cut: str) -> None:
+    lines = _lines(300)
+    whole = tmp_path / "all.csv"
+    whole.write_text(HEADER + "\n" + "\n".join(lines) + "\n")
+    _write(tmp_path / "parts", lines, CUTS[cut])
+    a = read_csv(whole)
+    b = Partitions(str(tmp_path / "parts" / "part-*.csv")).read()
+    assert a.features == b.features
+    assert a.features[2].is_categorical  # numeric in some files, text in others
+    assert np.array_equal(a.encoded(), b.encoded(), equal_nan=True)
+    assert np.array_equal(a.y, b.y) and a.classes == b.classes
+
+
+def test_a_forest_fits_partitions_as_the_concatenation(tmp_path: Path) -> None:
+    lines = _lines(300)
+    whole = tmp_path / "all.csv"
+    whole.write_text(HEADER + "\n" + "\n".join(lines) + "\n")
+    paths = _write(tmp_path / "parts", lines, [100, 0, 200])
+    a = aioforest.RandomForestClassifier(n_estimators=4, random_state=1).fit(read_csv(whole))
+    b = aioforest.RandomForestClassifier(n_estimators=4, random_state=1).fit(Partitions(paths))
+    for s, t in zip(a.trees_, b.trees_, strict=True):
+        for name, value in s.arrays().items():
+            assert np.array_equal(value, t.arrays()[name], equal_nan=True), name
+
+
+def test_a_glob_is_sorted_and_a_list_keeps_its_order(tmp_path: Path) -> None:
+    paths = _write(tmp_path, _lines(30), [10, 10, 10])
+    assert Partitions(str(tmp_path / "*.csv")).paths == tuple(str(p) for p in paths)
+    given = [paths[2], paths[0]]
+    assert Partitions(given).paths == tuple(str(p) for p in given)
+    assert Partitions(given).root == str(tmp_path)
+    with pytest.raises(DataError, match="no file matches"):
+        Partitions(str(tmp_path / "nothing-*.csv"))
+
+
+def test_a_different_header_names_the_file_line_and_column(tmp_path: Path) -> None:
+    paths = _write(tmp_path, _lines(30), [10, 20])
+    text = paths[1].read_text().replace("mixed,", "other,", 1)
+    paths[1].write_text(text)
+    with pytest.raises(DataError) as info:
+        Partitions(paths).read()
+    assert info.value.path == str(paths[1]) and info.value.line == 1
+    assert info.value.column == 3 and "header differs" in str(info.value)
+
+
+def test_a_ragged_row_names_its_file_line_and_column(tmp_path: Path) -> None:
+    paths = _write(tmp_path, _lines(30), [10, 20])
+    rows = paths[1].read_text().splitlines()
+    rows[4] = rows[4].rsplit(",", 1)[0]
+    paths[1].write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="expected 5 fields, found 4") as info:
+        Partitions(paths).read()
+    assert (info.value.path, info.value.line, info.value.column) == (str(paths[1]), 5, 5)
+
+
+def test_a_missing_or_empty_file_is_named(tmp_path: Path) -> None:
+    paths = _write(tmp_path, _lines(30), [10, 20])
+    options = Partitions(paths).options()
+    with pytest.raises(DataError, match="no such file") as info:
+        read_partition(str(tmp_path / "gone.csv"), options)
+    assert info.value.path == str(tmp_path / "gone.csv")
+    paths[0].write_text("")
+    with pytest.raises(DataError, match="no header"):
+        Partitions(paths).read()
+
+
+def test_a_single_class_file_is_fine_but_a_single_class_dataset_is_not(tmp_path: Path) -> None:
+    a = tmp_path / "a.csv"
+    b = tmp_path / "b.csv"
+    a.write_text("x,label\n1,yes\n2,yes\n")
+    b.write_text("x,label\n3,no\n")
+    assert Partitions([a, b]).read().classes == ("no", "yes")
+    with pytest.raises(DataError, match="single class 'yes' in all files"):
+        Partitions([a]).read()
+
+
+def test_regression_targets_and_bad_targets(tmp_path: Path) -> None:
+    a = tmp_path / "a.csv"
+    a.write_text("x,y\n1,0.5\n2,1.5\n")
+    ds = Partitions([a], task="regression").read()
+    assert ds.y.tolist() == [0.5, 1.5]
+    a.write_text("x,y\n1,0.5\n2,lots\n")
+    with pytest.raises(DataError, match="'lots' is not a number") as info:
+        Partitions([a], task="regression").read()
+    assert (info.value.line, info.value.column) == (3, 2)
+
+
+def test_scans_and_schemas_round_trip_through_json_and_refuse_damage(tmp_path: Path) -> None:
+    paths = _write(tmp_path, _lines(60), [20, 40])
+    options = Partitions(paths).options()
+    scans = [read_partition(str(p), options).scan for p in paths]
+    assert [PartitionScan.from_json(s.to_json()) for s in scans] == scans
+    schema = merge_scans(scans, options)
+    assert Schema.from_json(schema.to_json()) == schema
+    bad = scans[0].to_json()
+    bad["n_rows"] = -1
+    with pytest.raises(ValueError, match="malformed"):
+        PartitionScan.from_json(bad)
+    with pytest.raises(ValueError, match="expected keys"):
+        Schema.from_json({"features": []})
