@@ -32,6 +32,31 @@ class Prepared:
     features: tuple[Feature, ...]
     feature_names: list[str] | None  # only when the input carried names
     classes: npt.NDArray[Any] | None
+    #: rows per class when the rows live elsewhere (``X`` and ``y`` are then empty views)
+    class_counts: npt.NDArray[np.int64] | None = None
+
+    @classmethod
+    def described(
+        cls, features: tuple[Feature, ...], n_rows: int, classes: npt.NDArray[Any] | None,
+        class_counts: npt.NDArray[np.int64] | None,
+    ) -> Prepared:
+        """Data that lives elsewhere (a cluster's workers), described by its schema: ``X``
+        and ``y`` have the right shapes but hold no memory and must not be read."""
+        X = np.broadcast_to(np.zeros((1, len(features))), (n_rows, len(features)))
+        y: npt.NDArray[np.int64] | npt.NDArray[np.float64] = (
+            np.broadcast_to(np.zeros(1, dtype=np.int64), (n_rows,)) if classes is not None
+            else np.broadcast_to(np.zeros(1), (n_rows,))
+        )
+        return cls(X=X, y=y, sample_weight=None, features=features,
+                   feature_names=[f.name for f in features], classes=classes,
+                   class_counts=class_counts)
+
+    def counts_per_class(self) -> npt.NDArray[np.int64]:
+        """Rows per class (classification)."""
+        if self.class_counts is not None:
+            return self.class_counts
+        k = 0 if self.classes is None else self.classes.size
+        return np.bincount(np.asarray(self.y, dtype=np.int64), minlength=k).astype(np.int64)
 
     @property
     def is_categorical(self) -> npt.NDArray[np.bool_]:
@@ -237,14 +262,15 @@ def check_criterion(criterion: object, classification: bool) -> str:
 
 
 def resolve_class_weight(
-    class_weight: object, classes: npt.NDArray[Any], y: npt.NDArray[np.int64]
+    class_weight: object, classes: npt.NDArray[Any], counts: npt.NDArray[np.int64]
 ) -> tuple[float, ...] | None:
+    """Per-class weights from ``class_weight`` given the rows per class (``counts``)."""
     if class_weight is None:
         return None
     k = classes.size
     if class_weight == "balanced":
-        counts = np.bincount(y, minlength=k).astype(np.float64)
-        return tuple(float(v) for v in y.size / (k * counts))
+        per_class = np.asarray(counts, dtype=np.float64)
+        return tuple(float(v) for v in per_class.sum() / (k * per_class))
     if isinstance(class_weight, Mapping):
         unknown = [c for c in class_weight if c not in set(classes.tolist())]
         if unknown:

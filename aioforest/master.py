@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import math
 import re
 import secrets
@@ -36,7 +37,7 @@ from .cluster import (
     checkpoint_spec,
     is_loopback,
 )
-from .data import DataError, Dataset, read_csv
+from .data import DataError, Dataset, Partitions, read_csv
 from .datasets import path as dataset_path
 from .ensemble import FitProgress, RandomForestClassifier
 from .evaluation import accuracy, cross_validated_metric
@@ -54,8 +55,11 @@ examples:
   python -m aioforest.master --trees 50 --seed 1
   # a CSV file, target column by name, model saved for later
   aioforest-master --data train.csv --target label --trees 200 --out model.aiof
-  # data-parallel: each tree sees one of 4 row shards, each shard held by 2 workers
-  aioforest-master --data big.csv --mode data --shards 4 --replicas 2 --local-workers 4
+  # data-parallel: the workers read the partitions, every worker helps grow every tree
+  aioforest-master --data 'big/part-*.csv' --mode data --workers 4 --token-file token
+  aioforest-worker --connect master:7341 --token-file token --data-root /mnt/big  # each
+  # an approximation: each tree sees one of 4 row shards, each held by 2 workers
+  aioforest-master --data big.csv --mode shards --shards 4 --replicas 2 --local-workers 4
   # every tree checkpointed at once; after a crash, continue where it stopped
   aioforest-master --data train.csv --trees 500 --checkpoint-dir ckpt/ --out model.aiof
   aioforest-master --data train.csv --trees 500 --checkpoint-dir ckpt/ --out model.aiof --resume
@@ -96,16 +100,11 @@ def _target(text: str) -> int | str:
         return text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aioforest-master",
-        description="Train a random forest on a cluster of aioforest workers.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    data = parser.add_argument_group("data and forest")
+def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
     data.add_argument("--data", metavar="FILE",
-                      help="CSV file with a header row (default: the bundled iris data)")
+                      help="CSV file with a header row, or a glob of partition files "
+                           "('dir/part-*.csv', sorted; quote it) with the same header "
+                           "(default: the bundled iris data)")
     data.add_argument("--target", type=_target, metavar="COL",
                       help="label column: name or 0-based index (default: the last column)")
     data.add_argument("--trees", type=int_argument(1), metavar="N",
@@ -116,18 +115,32 @@ def build_parser() -> argparse.ArgumentParser:
                       help="features tried per split: sqrt (default), log2, all, N or a fraction")
     data.add_argument("--oob", action="store_true",
                       help="also report the out-of-bag accuracy (model mode only)")
-    data.add_argument("--mode", choices=("model", "data"), default="model",
-                      help="model: whole trees on all rows (default); data: tree i on shard i%%K")
+    data.add_argument("--mode", choices=("model", "data", "shards"), default="model",
+                      help="model: whole trees on all rows, data sent to every worker "
+                           "(default); data: the workers read the partitions of --data "
+                           "themselves and all grow every tree (histogram aggregation; the "
+                           "same forest as model mode, rows never reach the master); "
+                           "shards: an approximation, tree i on row shard i%%K only")
     data.add_argument("--shards", type=int_argument(1), metavar="K",
-                      help="row shards for --mode data (default: the number of workers)")
+                      help="row shards for --mode shards (default: the number of workers)")
     data.add_argument("--replicas", type=int_argument(1), default=1, metavar="R",
-                      help="workers holding each shard for --mode data (default 1)")
+                      help="workers holding each shard for --mode shards (default 1)")
     data.add_argument("--cv", type=int_argument(2), metavar="K",
                       help="K-fold cross-validation instead of one fit: per-fold accuracy, "
                            "mean and variance (folds seeded by --seed)")
     data.add_argument("--out", metavar="MODEL", help="save the fitted model to this file")
     data.add_argument("--task-size", type=int_argument(1), metavar="N",
                       help="trees per task (default: balanced between batching and spreading)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aioforest-master",
+        description="Train a random forest on a cluster of aioforest workers.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_data_arguments(parser.add_argument_group("data and forest"))
     ckpt = parser.add_argument_group("checkpoints and fault tolerance")
     ckpt.add_argument("--checkpoint-dir", metavar="DIR",
                       help="write every finished tree to DIR at once (atomically), so that a "
@@ -287,8 +300,10 @@ async def _cross_validate(args: argparse.Namespace, ds: Dataset, token: bytes | 
     return 0
 
 
-async def _train(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> int:
+async def _train(args: argparse.Namespace, ds: Dataset | Partitions, token: bytes | None
+                 ) -> int:
     if args.cv is not None:
+        assert isinstance(ds, Dataset)
         return await _cross_validate(args, ds, token)
     forest = _estimator(args)
     progress = _ProgressLine(sys.stderr, not args.quiet)
@@ -304,16 +319,12 @@ async def _train(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> 
             progress.end()
         elapsed = time.perf_counter() - t0
         status = master.status()
-    y = np.asarray(ds.y)
-    print(
-        f"trained {len(forest.trees_)} trees on {ds.n_samples} rows x "
-        f"{len(forest.features_)} features in {elapsed:.2f} s (mode {args.mode})"
-    )
-    print(f"training accuracy: {forest.score(ds, y):.4f}")
+    _report_fit(args, forest, ds, elapsed)
     if getattr(forest, "oob_score_", None) is not None:
         print(f"out-of-bag accuracy: {forest.oob_score_:.4f}")
     per_worker = ", ".join(f"{k}: {v}" for k, v in sorted(status["tasks_done_by_worker"].items()))
-    print(f"tasks per worker: {per_worker}")
+    if args.mode != "data":
+        print(f"tasks per worker: {per_worker}")
     if args.checkpoint_dir is not None:
         print(
             f"checkpoint {args.checkpoint_dir}: {status['trees_resumed']} trees resumed, "
@@ -337,6 +348,28 @@ async def _train(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> 
     return 0
 
 
+def _report_fit(args: argparse.Namespace, forest: Any, ds: Dataset | Partitions,
+                elapsed: float) -> None:
+    if isinstance(ds, Partitions):
+        stats = forest.data_parallel_stats_
+        print(
+            f"trained {len(forest.trees_)} trees on {stats['n_rows']} rows x "
+            f"{len(forest.features_)} features in {len(ds.paths)} partitions in "
+            f"{elapsed:.2f} s (mode data)"
+        )
+        print(
+            f"data-parallel: {stats['rounds']} histogram rounds, "
+            f"{_size(stats['hist_bytes'])} of histograms received, "
+            f"{stats['partitions_moved']} partitions moved after worker losses"
+        )
+        return
+    print(
+        f"trained {len(forest.trees_)} trees on {ds.n_samples} rows x "
+        f"{len(forest.features_)} features in {elapsed:.2f} s (mode {args.mode})"
+    )
+    print(f"training accuracy: {forest.score(ds, np.asarray(ds.y)):.4f}")
+
+
 #: Parameter names in the classes' errors, and the options that set them.
 _OPTION_OF = {
     "heartbeat_interval": "--heartbeat-interval",
@@ -344,7 +377,7 @@ _OPTION_OF = {
     "n_shards": "--shards",
     "replicas": "--replicas",
     "oob_score=True": "--oob",
-    "mode='data'": "--mode data",
+    "mode='shards'": "--mode shards",
     "worker_cert": "--tls-worker-cert",
     "worker_key": "--tls-worker-key",
     "ca": "--tls-ca",
@@ -383,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(_in_option_terms(str(exc)))
     if args.cv is not None and (args.mode != "model" or args.out or args.oob):
-        parser.error("--cv cannot be combined with --mode data, --out or --oob")
+        parser.error("--cv cannot be combined with --mode shards, --out or --oob")
     if args.resume and args.checkpoint_dir is None:
         parser.error("--resume needs --checkpoint-dir (the directory of the killed job)")
     if args.cv is not None and args.checkpoint_dir is not None:
@@ -419,8 +452,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "anyone who can reach the port could join"
         )
     source = args.data if args.data is not None else str(dataset_path("iris_headers.csv"))
+    target = args.target if args.target is not None else -1
     try:
-        ds = read_csv(source, target=args.target if args.target is not None else -1)
+        ds: Dataset | Partitions
+        if args.mode == "data":  # the master only lists the files: workers read them
+            ds = Partitions(source, target=target)
+        elif glob.has_magic(source):
+            ds = Partitions(source, target=target).read()
+        else:
+            ds = read_csv(source, target=target)
     except (OSError, DataError) as exc:
         print(f"{prog}: error: cannot read {source}: {exc}", file=sys.stderr)
         return EXIT_USAGE

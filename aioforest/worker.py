@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--processes", type=int_argument(1), metavar="N",
                         help="pool processes, i.e. trees fitted at once (default: all cores)")
     parser.add_argument("--name", help="worker name shown by the master (default: host-pid)")
+    parser.add_argument("--data-root", metavar="DIR",
+                        help="where this machine mounts the partition files of --mode data "
+                             "fits (the master names them relative to the dataset's root; "
+                             "default: that same root)")
     parser.add_argument("--max-retries", type=int_argument(1), metavar="N",
                         help="give up after N failed connection attempts (default: never)")
     tls = parser.add_argument_group("TLS (when the master serves TLS)")
@@ -124,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker = Worker(
         host, port, token, processes=args.processes, name=args.name,
         backoff=Backoff(max_attempts=args.max_retries), ssl=context, faults=faults,
+        data_root=args.data_root,
     )
 
     async def serve() -> None:

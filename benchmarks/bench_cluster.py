@@ -9,7 +9,7 @@ random_state=0)``, trained on 75% of the rows; 50 trees. Rows:
   each, talking TCP over loopback (model-parallel; bit-identical to the local fit).
 * ``cluster 1x2``        -- ``LocalCluster(1, processes_per_worker=2)``: one worker, two pool
   processes (the network part without a second connection).
-* ``cluster 2x1 data``   -- ``LocalCluster(2)``, ``mode="data"`` with 2 shards.
+* ``cluster 2x1 data``   -- ``LocalCluster(2)``, ``mode="shards"`` with 2 shards.
 
 For each: fit time (best of ``--repeat``), the ratio to the local ``n_jobs=2`` fit, the bytes
 the master sent (before compression, on the wire, and the ratio), and the lag of the master's
@@ -150,7 +150,7 @@ async def _main(args: argparse.Namespace) -> None:
         ("cluster 2x1", 2, lambda: _timed_cluster(X, y, args.trees, args.repeat, 2, 1)),
         ("cluster 1x2", 1, lambda: _timed_cluster(X, y, args.trees, args.repeat, 1, 2)),
         ("cluster 2x1 data", 2, lambda: _timed_cluster(
-            X, y, args.trees, args.repeat, 2, 1, mode="data", n_shards=2)),
+            X, y, args.trees, args.repeat, 2, 1, mode="shards", n_shards=2)),
     ]
     results: dict[str, dict[str, Any]] = {}
     for name, _, run in runs:

@@ -155,7 +155,7 @@ async def test_data_parallel_on_three_shards() -> None:
     for n_workers in (1, 2):
         async with cluster(n_workers) as (master, _):
             forest = RandomForestClassifier(**params)
-            await master.fit(forest, X, y, mode="data", n_shards=3)
+            await master.fit(forest, X, y, mode="shards", n_shards=3)
             forests.append(forest)
     for forest in forests:
         assert len(forest.trees_) == 9
@@ -176,7 +176,7 @@ async def test_data_parallel_workers_only_receive_their_shards() -> None:
     ):
         forest = RandomForestClassifier(n_estimators=6, random_state=3)
         fit = asyncio.ensure_future(
-            master.fit(forest, X, y, mode="data", n_shards=3, task_size=1)
+            master.fit(forest, X, y, mode="shards", n_shards=3, task_size=1)
         )
         datasets: dict[str, DatasetPayload] = {}
         for _ in range(6):
@@ -192,7 +192,7 @@ async def test_data_parallel_places_one_shard_per_worker_by_default() -> None:
     X, y = small_data(n=400, d=5, seed=21)
     async with cluster(2) as (master, _):
         forest = RandomForestClassifier(n_estimators=8, random_state=2)
-        await master.fit(forest, X, y, mode="data", task_size=1)  # n_shards = 2 workers
+        await master.fit(forest, X, y, mode="shards", task_size=1)  # n_shards = 2 workers
         status = master.status()
     assert [w["datasets_received"] for w in status["workers"].values()] == [1, 1]
     assert status["tasks_done_by_worker"] == {"w0": 4, "w1": 4}
@@ -211,9 +211,9 @@ async def test_data_mode_refuses_what_it_does_not_support() -> None:
     X, y = small_data(n=50, d=3, seed=8)
     async with asyncio.timeout(TEST_TIMEOUT), Master() as master:
         with pytest.raises(ValueError, match="oob_score"):
-            await master.fit(RandomForestClassifier(oob_score=True), X, y, mode="data")
+            await master.fit(RandomForestClassifier(oob_score=True), X, y, mode="shards")
         with pytest.raises(ValueError, match="shards"):
-            await master.fit(RandomForestClassifier(), X, y, mode="data", n_shards=51)
+            await master.fit(RandomForestClassifier(), X, y, mode="shards", n_shards=51)
         with pytest.raises(ValueError, match="mode"):
             await master.fit(RandomForestClassifier(), X, y, mode="rows")  # type: ignore[arg-type]
 

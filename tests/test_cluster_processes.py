@@ -76,13 +76,13 @@ async def test_cli_embedded_default_starts_local_workers(tmp_path: Path) -> None
     model = tmp_path / "m.aiof"
     async with asyncio.timeout(TEST_TIMEOUT), processes() as procs:
         master = await procs.spawn(
-            "-m", "aioforest.master", "--trees", "12", "--seed", "3", "--mode", "data",
+            "-m", "aioforest.master", "--trees", "12", "--seed", "3", "--mode", "shards",
             "--shards", "3", "--out", str(model),
         )
         code, out, err = await finish(master)
     assert code == 0, err
     assert "started 2 local workers" in out
-    assert "mode data" in out
+    assert "mode shards" in out
     assert re.search(r"tasks per worker: local-1: \d+, local-2: \d+", out), out
     assert re.search(r"trees 12/12 +[\d.]+ trees/s +ETA", err), err  # the progress line
     forest = load(model)
@@ -172,7 +172,7 @@ def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "cannot read" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         master_main(["--shards", "3"])
-    assert "--shards needs --mode data" in capsys.readouterr().err
+    assert "--shards needs --mode shards" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         master_main(["--workers", "2", "--local-workers", "2"])
     assert "not allowed with" in capsys.readouterr().err

@@ -18,7 +18,7 @@ async def test_with_two_replicas_a_shards_tasks_run_on_either_holder() -> None:
     for replicas in (1, 2):
         async with in_process_cluster(2) as (master, _):
             forest = RandomForestClassifier(n_estimators=6, random_state=5)
-            await master.fit(forest, X, y, mode="data", n_shards=1, replicas=replicas,
+            await master.fit(forest, X, y, mode="shards", n_shards=1, replicas=replicas,
                              task_size=1)
             statuses[replicas] = master.status()
         forests[replicas] = forest
@@ -44,16 +44,16 @@ async def test_replicas_must_be_a_positive_integer() -> None:
     async with in_process_cluster(1) as (master, _):
         for bad in (0, -1, 1.5, True):
             with pytest.raises(ValueError, match="replicas must be an integer >= 1"):
-                await master.fit(RandomForestClassifier(n_estimators=2), X, y, mode="data",
+                await master.fit(RandomForestClassifier(n_estimators=2), X, y, mode="shards",
                                  replicas=bad)
-        with pytest.raises(ValueError, match="replicas needs mode='data'"):
+        with pytest.raises(ValueError, match="replicas needs mode='shards'"):
             await master.fit(RandomForestClassifier(n_estimators=2), X, y, replicas=2)
 
 
 def test_cli_shards_and_replicas(capsys: pytest.CaptureFixture[str]) -> None:
     from aioforest.master import main
 
-    argv = ["--mode", "data", "--shards", "1", "--replicas", "2", "--local-workers", "2",
+    argv = ["--mode", "shards", "--shards", "1", "--replicas", "2", "--local-workers", "2",
             "--trees", "4", "--seed", "1", "-q"]
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -67,10 +67,10 @@ def test_cli_rejects_replicas_and_cv_where_they_do_not_apply(
     from aioforest.master import main
 
     for argv, message in [
-        (["--replicas", "2"], "--replicas needs --mode data"),
-        (["--replicas", "0", "--mode", "data"], "expected an integer >= 1"),
+        (["--replicas", "2"], "--replicas needs --mode shards"),
+        (["--replicas", "0", "--mode", "shards"], "expected an integer >= 1"),
         (["--cv", "1"], "expected an integer >= 2"),
-        (["--cv", "3", "--mode", "data"], "--cv cannot be combined"),
+        (["--cv", "3", "--mode", "shards"], "--cv cannot be combined"),
         (["--cv", "3", "--oob"], "--cv cannot be combined"),
     ]:
         with pytest.raises(SystemExit) as info:

@@ -50,15 +50,15 @@ def test_the_master_checks_fit_options_before_any_work() -> None:
     from aioforest.cluster import Master
 
     forest = RandomForestRegressor(oob_score=True)
-    with pytest.raises(ValueError, match="oob_score=True is not supported with mode='data'"):
-        Master.check_fit_options(forest, "data")
-    with pytest.raises(ValueError, match="n_shards needs mode='data'"):
+    with pytest.raises(ValueError, match="oob_score=True is not supported with mode='shards'"):
+        Master.check_fit_options(forest, "shards")
+    with pytest.raises(ValueError, match="n_shards needs mode='shards'"):
         Master.check_fit_options(forest, "model", n_shards=2)
     with pytest.raises(ValueError, match="replicas must be an integer >= 1, got 0"):
-        Master.check_fit_options(forest, "data", replicas=0)
+        Master.check_fit_options(forest, "shards", replicas=0)
     with pytest.raises(ValueError, match="mode must be"):
         Master.check_fit_options(forest, "rows")
-    Master.check_fit_options(RandomForestRegressor(), "data", n_shards=2, replicas=2)
+    Master.check_fit_options(RandomForestRegressor(), "shards", n_shards=2, replicas=2)
     with pytest.raises(ValueError, match="heartbeat_interval < heartbeat_timeout"):
         Master.check_heartbeats(1.0, 0.5)
 
@@ -82,8 +82,8 @@ def test_tls_pairs_are_checked_once_for_the_classes_and_the_clis() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--oob", "--mode", "data"], "--oob is not supported with --mode data"),
-        (["--shards", "2"], "--shards needs --mode data"),
+        (["--oob", "--mode", "shards"], "--oob is not supported with --mode shards"),
+        (["--shards", "2"], "--shards needs --mode shards"),
         (["--heartbeat-interval", "0"], "need 0 < --heartbeat-interval < --heartbeat-timeout"),
         (["--tls-cert", "c", "--tls-key", "k", "--tls-ca", "ca", "--tls-worker-cert", "w"],
          "--tls-worker-cert and --tls-worker-key go together"),

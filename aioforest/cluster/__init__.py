@@ -3,7 +3,7 @@
 * :class:`Master` -- ``async with Master(...) as master: await master.fit(forest, X, y)``:
   bins the data once, ships each binned dataset once per worker (by content hash),
   schedules tree tasks and collects the trees. Model-parallel fits are bit-identical to a
-  local ``fit`` with the same ``random_state``; ``mode="data"`` trains each tree on one row
+  local ``fit`` with the same ``random_state``; ``mode="shards"`` trains each tree on one row
   shard (held by ``replicas`` workers). ``await master.cross_validate(forest, data)`` gives
   the same per-fold confusion matrices as :func:`aioforest.cross_validate`, sending the data
   once for all folds. Lost workers' tasks are retried elsewhere, stragglers get backup

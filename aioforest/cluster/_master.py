@@ -31,7 +31,7 @@ import numpy as np
 
 from .._validation import check_int
 from ..csp import Chan, go
-from ..data import Bins, split_rows
+from ..data import Bins, Partitions, split_rows
 from ..ensemble import FitJob, FitProgress, SupportsFitJob, trees_per_task
 from ..evaluation import ConfusionMatrix, clone, confusion_matrix, cv_inputs, sort_labels
 from ..tree import ForestPlan, TreeArrays
@@ -47,6 +47,7 @@ from ..wire import (
     format_peer,
 )
 from ._checkpoint import Checkpoint, CheckpointError, job_spec, tree_ranges
+from ._data_parallel import PartSession, WorkerGone, fit_partitions
 from ._errors import ClusterError
 from ._protocol import (
     CLUSTER_PROTOCOL_VERSION,
@@ -55,6 +56,8 @@ from ._protocol import (
     DatasetPayload,
     Heartbeat,
     MessageError,
+    PartReply,
+    PartRequest,
     Register,
     Result,
     RowSelector,
@@ -71,7 +74,7 @@ logger = logging.getLogger("aioforest.cluster")
 
 Forest = TypeVar("Forest", bound=SupportsFitJob)
 
-_MASTER_RECEIVES = ("heartbeat", "result", "failed", "bye")
+_MASTER_RECEIVES = ("heartbeat", "result", "failed", "partreply", "bye")
 
 
 class JobFailedError(ClusterError):
@@ -252,6 +255,19 @@ class Master:
         self._trees_received = 0  # accepted from workers (each tree fitted once per fit)
         self._trees_resumed = 0  # loaded from checkpoints instead of fitted
         self._trees_refitted = 0  # in copies started again (retries, backups)
+        self._part_sessions: dict[int, PartSession] = {}  # data-parallel fits
+
+    # ------------------------------------------------------------------ data-parallel link
+
+    def part_workers(self) -> list[str]:
+        """Workers a data-parallel fit may use: the connected, admitted ones."""
+        return [n for n in self._peers if self._scheduler.has_worker(n)]
+
+    def send_part(self, worker: str, request: PartRequest) -> None:
+        peer = self._peers.get(worker)
+        if peer is None or peer.outbox.closed:
+            raise WorkerGone(worker)
+        peer.outbox.send_nowait(request.to_message())
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -268,16 +284,28 @@ class Master:
         estimator: Any, mode: str, n_shards: int | None = None, replicas: int = 1
     ) -> None:
         """Raise ``ValueError`` for options :meth:`fit` refuses, before any work is done."""
-        if mode not in ("model", "data"):
-            raise ValueError(f"mode must be 'model' or 'data', got {mode!r}")
+        if mode not in ("model", "data", "shards"):
+            raise ValueError(f"mode must be 'model', 'data' or 'shards', got {mode!r}")
         check_int("replicas", replicas, 1)
-        if mode != "data":
+        if mode == "data":
+            if n_shards is not None or replicas != 1:
+                raise ValueError("n_shards and replicas are for mode='shards'; mode='data' "
+                                 "uses every worker on every tree")
+            if getattr(estimator, "_estimator_type", "") == "regressor":
+                raise ValueError(
+                    "mode='data' grows classification forests only for now: regression sums "
+                    "are not exact yet, so the partitioning could change a split; use "
+                    "mode='model'"
+                )
+            if getattr(estimator, "oob_score", False):
+                raise ValueError("oob_score=True is not supported with mode='data' yet")
+        elif mode != "shards":
             if n_shards is not None:
-                raise ValueError("n_shards needs mode='data' (model mode does not shard)")
+                raise ValueError("n_shards needs mode='shards' (model mode does not shard)")
             if replicas != 1:
-                raise ValueError("replicas needs mode='data' (model mode sends data to all)")
+                raise ValueError("replicas needs mode='shards' (model mode sends data to all)")
         elif getattr(estimator, "oob_score", False):
-            raise ValueError("oob_score=True is not supported with mode='data' yet")
+            raise ValueError("oob_score=True is not supported with mode='shards' yet")
 
     async def start(self) -> Master:
         """Start listening (``async with`` does this)."""
@@ -542,6 +570,8 @@ class Master:
         )
         peer.conn.abort()
         peer.outbox.close()  # nothing more goes to it; the send loop ends
+        for session in list(self._part_sessions.values()):
+            session.on_worker_lost(peer.name)
         stats = peer.conn.stats
         self._closed_bytes["sent_raw"] += stats.sent.raw_bytes
         self._closed_bytes["sent_wire"] += stats.sent.wire_bytes
@@ -562,6 +592,11 @@ class Master:
             )
         elif isinstance(msg, Result):
             self._on_result(peer, msg)
+        elif isinstance(msg, PartReply):
+            session = self._part_sessions.get(msg.session)
+            if session is not None:
+                session.on_reply(peer.name, msg)
+            return  # not the scheduler's business
         elif isinstance(msg, TaskFailed):
             failure = self._scheduler.on_failed(
                 peer.name, msg.job_id, msg.task_id, msg.attempt, msg.reason, msg.detail
@@ -727,7 +762,7 @@ class Master:
         y: object = None,
         sample_weight: object = None,
         *,
-        mode: Literal["model", "data"] = "model",
+        mode: Literal["model", "data", "shards"] = "model",
         n_shards: int | None = None,
         replicas: int = 1,
         on_progress: Callable[[FitProgress], object] | None = None,
@@ -739,14 +774,18 @@ class Master:
         """Fit ``estimator`` (a random forest) on the cluster and return it.
 
         ``mode="model"``: every worker trains whole trees on the full binned dataset; the
-        forest is bit-identical to ``estimator.fit(X, y)``. ``mode="data"``: rows are split
-        into ``n_shards`` shards (default: the number of connected workers; the forest
-        depends on it) and tree ``i`` trains on shard ``i % n_shards`` only, with a
-        bootstrap sample scaled to the shard; a worker receives only the shards it works
-        on. Each shard is placed on at most ``replicas`` workers (default 1), whose free
-        slots then share that shard's trees: more replicas cost more transfers but keep a
-        shard's trees flowing when one holder is slow or lost. Bins are learned once, here,
-        on all rows, in both modes.
+        forest is bit-identical to ``estimator.fit(X, y)``.
+
+        ``mode="data"``: ``X`` is a :class:`~aioforest.data.Partitions` whose files the
+        workers read; rows never reach the master, every worker helps grow every tree
+        (histogram aggregation, :mod:`~aioforest.cluster._data_parallel`), and the forest
+        is bit-identical to ``estimator.fit(X)`` for any partitioning, any number of
+        workers, and after workers die mid-fit.
+
+        ``mode="shards"`` (an approximation): tree ``i`` trains on row shard
+        ``i % n_shards`` only (default: one shard per worker; the forest depends on it).
+        Each shard goes to at most ``replicas`` workers (default 1), whose free slots then
+        share its trees. Bins are learned once, here, on all rows.
 
         ``on_progress`` is called with a :class:`~aioforest.ensemble.FitProgress` per tree
         received. ``priority``: higher runs first when several fits share the cluster.
@@ -769,11 +808,28 @@ class Master:
         _check_forest(estimator, "fit")
         self.check_fit_options(estimator, mode, n_shards, replicas)
         _check_task_size(task_size)
+        if mode == "data":
+            await self._fit_data(estimator, X, y, sample_weight, checkpoint_dir, on_progress)
+            return estimator
+        await self._fit_tasks(estimator, X, y, sample_weight, mode=mode, n_shards=n_shards,
+                              replicas=replicas, on_progress=on_progress, priority=priority,
+                              task_size=task_size, checkpoint_dir=checkpoint_dir,
+                              resume=resume)
+        return estimator
+
+    async def _fit_tasks(
+        self, estimator: Forest, X: object, y: object, sample_weight: object, *, mode: str,
+        n_shards: int | None, replicas: int,
+        on_progress: Callable[[FitProgress], object] | None, priority: int,
+        task_size: int | None, checkpoint_dir: str | os.PathLike[str] | None,
+        resume: Literal["auto", "new", "require"],
+    ) -> None:
+        """Model and shard mode: whole trees as tasks, on data the master sends."""
         job = await asyncio.to_thread(estimator.fit_job, X, y, sample_weight)
         if not job.indices:
-            return estimator  # the job warned
+            return  # the job warned
         k: int | None = None
-        if mode == "data":
+        if mode == "shards":
             _check_data_mode(job)
             k = n_shards if n_shards is not None else max(1, len(self._peers))
         bins, codes = await asyncio.to_thread(job.bin)
@@ -790,13 +846,27 @@ class Master:
             trees = await self._run_job(
                 groups, n_outputs=job.n_outputs, n_features=bins.n_features,
                 on_progress=on_progress, priority=priority, task_size=task_size,
-                replicas=replicas if mode == "data" else None, checkpoint=checkpoint,
+                replicas=replicas if mode == "shards" else None, checkpoint=checkpoint,
             ) if groups else {}
         finally:
             if checkpoint is not None:
                 await asyncio.to_thread(checkpoint.close)  # waits for writes in flight
         await asyncio.to_thread(job.install, {**saved, **trees})
-        return estimator
+
+    async def _fit_data(
+        self, estimator: Forest, X: object, y: object, sample_weight: object,
+        checkpoint_dir: object, on_progress: Callable[[FitProgress], object] | None,
+    ) -> None:
+        if not isinstance(X, Partitions) or y is not None or sample_weight is not None:
+            raise ValueError(
+                "mode='data' grows every tree on rows the workers read themselves: pass "
+                "X=aioforest.Partitions([...]) (no y or sample_weight); for data in "
+                "memory use mode='model', or mode='shards'"
+            )
+        if checkpoint_dir is not None:
+            raise ValueError("checkpoint_dir is not supported with mode='data' yet")
+        await fit_partitions(self, estimator, X, on_progress=on_progress,
+                             sessions=self._part_sessions)
 
     async def _resume(
         self,
@@ -940,7 +1010,7 @@ class Master:
             if g.payload.nbytes > self.config.max_message_size:
                 raise ValueError(
                     f"the dataset is {g.payload.nbytes} bytes, over the wire limit "
-                    f"max_message_size={self.config.max_message_size}; use mode='data' with "
+                    f"max_message_size={self.config.max_message_size}; use mode='shards' with "
                     "more shards, or raise the limit in the WireConfig of master and workers"
                 )
         self._check_open()
@@ -1108,7 +1178,7 @@ def _check_forest(estimator: object, method: str) -> None:
 def _check_data_mode(job: FitJob) -> None:
     # oob_score is refused earlier, by check_fit_options
     if job.warm:
-        raise ValueError("warm_start fits are not supported with mode='data' yet")
+        raise ValueError("warm_start fits are not supported with mode='shards' yet")
 
 
 def _fit_groups(

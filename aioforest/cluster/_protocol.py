@@ -18,6 +18,9 @@ Conversation (worker ``W``, master ``M``)::
     W -> M  failed     (job, task, attempt) + why (error, missing dataset, cancelled, ...)
     W -> M  heartbeat  load: running, queued, free slots
     M -> W  cancel     a job (or some of its tasks) is no longer wanted
+    M -> W  part       data-parallel growth: one operation on the partitions the worker
+                       reads itself (session, seq, op, JSON args, arrays)
+    W -> M  partreply  its answer (session, seq, error or JSON info and arrays)
     both    bye        the sender is leaving; the connection closes after it
 
 Every ``task`` a worker receives is answered exactly once, by ``result`` or ``failed``,
@@ -42,18 +45,23 @@ from ..wire import Message, ProtocolError, json_type
 
 __all__ = [
     "CLUSTER_PROTOCOL_VERSION",
+    "PART_OPS",
     "Bye",
     "Cancel",
     "ClusterMessage",
     "DatasetPayload",
     "Heartbeat",
     "MessageError",
+    "PartReply",
+    "PartRequest",
     "Register",
     "Result",
     "RowSelector",
     "Task",
     "TaskFailed",
     "Welcome",
+    "bins_from_arrays",
+    "bins_to_arrays",
     "dataset_hash",
     "decode",
 ]
@@ -541,17 +549,7 @@ class Task:
         if isinstance(self.rows, np.ndarray):
             arrays["rows"] = np.asarray(self.rows, dtype=np.int64)
         if self.bins is not None:
-            arrays["bin_n_bins"] = np.ascontiguousarray(self.bins.n_bins, dtype=np.int32)
-            arrays["bin_is_categorical"] = np.ascontiguousarray(
-                self.bins.is_categorical, dtype=bool
-            )
-            arrays["bin_edge_counts"] = np.array(
-                [e.size for e in self.bins.edges], dtype=np.int64
-            )
-            arrays["bin_edges"] = (
-                np.concatenate(self.bins.edges).astype(np.float64, copy=False)
-                if self.bins.edges else np.zeros(0, dtype=np.float64)
-            )
+            arrays.update(bins_to_arrays(self.bins))
         return arrays
 
     def to_message(self) -> Message:
@@ -620,6 +618,30 @@ class Task:
 
 
 _BIN_ARRAYS: Final = ("bin_n_bins", "bin_is_categorical", "bin_edge_counts", "bin_edges")
+
+
+def bins_to_arrays(bins: Bins) -> dict[str, np.ndarray[Any, Any]]:
+    """The ``bin_*`` arrays that carry a :class:`Bins` in a message."""
+    return {
+        "bin_n_bins": np.ascontiguousarray(bins.n_bins, dtype=np.int32),
+        "bin_is_categorical": np.ascontiguousarray(bins.is_categorical, dtype=bool),
+        "bin_edge_counts": np.array([e.size for e in bins.edges], dtype=np.int64),
+        "bin_edges": (
+            np.concatenate(bins.edges).astype(np.float64, copy=False)
+            if bins.edges else np.zeros(0, dtype=np.float64)
+        ),
+    }
+
+
+def bins_from_arrays(msg_type: str, arrays: Mapping[str, np.ndarray[Any, Any]]) -> Bins:
+    """The :class:`Bins` in the ``bin_*`` arrays of a ``msg_type`` message;
+    :class:`MessageError` names a bad one."""
+    r = _Reader.__new__(_Reader)
+    r.msg, r.type, r.arrays = Message(msg_type, {}), msg_type, dict(arrays)
+    for name in _BIN_ARRAYS:
+        if name not in r.arrays:
+            raise r.error(f"arrays[{name!r}]", "missing")
+    return _read_bins(r)
 
 
 def _read_bins(r: _Reader) -> Bins:
@@ -785,13 +807,85 @@ class Bye:
         return cls(r.get_str("reason"))
 
 
+#: The operations of data-parallel growth (see ``aioforest.cluster._part_host``).
+PART_OPS: Final = frozenset(
+    {"scan", "load", "bins", "begin", "missing", "totals", "keep", "hist", "route", "end",
+     "close"}
+)
+_MAX_ARRAYS: Final = 4096
+
+
+def _json_object(r: _Reader, name: str) -> dict[str, Any]:
+    value = r.msg.fields[name]
+    if not isinstance(value, dict):
+        raise r.error(name, f"must be an object, got {json_type(value)}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PartRequest:
+    """Master -> worker: one operation of a data-parallel session on the worker's own
+    partitions. ``args`` and ``arrays`` are checked by the operation's handler, which
+    answers a bad one with an error naming the field."""
+
+    TYPE: ClassVar[str] = "part"
+    session: int
+    seq: int
+    op: str
+    args: dict[str, Any]
+    arrays: dict[str, np.ndarray[Any, Any]]
+
+    def to_message(self) -> Message:
+        fields = {"session": self.session, "seq": self.seq, "op": self.op, "args": self.args}
+        return _message(self.TYPE, fields, self.arrays)
+
+    @classmethod
+    def from_message(cls, msg: Message) -> PartRequest:
+        r = _Reader(msg, ("session", "seq", "op", "args"))
+        op = r.get_str("op", 20)
+        if op not in PART_OPS:
+            raise r.error("op", f"unknown operation {op!r} (known: {sorted(PART_OPS)})")
+        if len(r.arrays) > _MAX_ARRAYS:
+            raise r.error("arrays", f"{len(r.arrays)} arrays, more than {_MAX_ARRAYS}")
+        return cls(r.get_int("session", 1), r.get_int("seq", 0), op, _json_object(r, "args"),
+                   dict(r.arrays))
+
+
+@dataclass(frozen=True, slots=True)
+class PartReply:
+    """Worker -> master: the answer to the ``part`` request ``(session, seq)``: an
+    ``error`` (empty when it worked), JSON ``info`` and arrays."""
+
+    TYPE: ClassVar[str] = "partreply"
+    session: int
+    seq: int
+    error: str
+    info: dict[str, Any]
+    arrays: dict[str, np.ndarray[Any, Any]]
+
+    def to_message(self) -> Message:
+        fields = {"session": self.session, "seq": self.seq, "error": self.error,
+                  "info": self.info}
+        return _message(self.TYPE, fields, self.arrays)
+
+    @classmethod
+    def from_message(cls, msg: Message) -> PartReply:
+        r = _Reader(msg, ("session", "seq", "error", "info"))
+        if len(r.arrays) > _MAX_ARRAYS:
+            raise r.error("arrays", f"{len(r.arrays)} arrays, more than {_MAX_ARRAYS}")
+        return cls(r.get_int("session", 1), r.get_int("seq", 0), r.get_str("error"),
+                   _json_object(r, "info"), dict(r.arrays))
+
+
 ClusterMessage: TypeAlias = (
     Register | Welcome | DatasetPayload | Task | Result | TaskFailed | Heartbeat | Cancel | Bye
+    | PartRequest | PartReply
 )
 
 _DECODERS: Final[dict[str, Callable[[Message], ClusterMessage]]] = {
     cls.TYPE: cls.from_message
-    for cls in (Register, Welcome, DatasetPayload, Task, Result, TaskFailed, Heartbeat, Cancel, Bye)
+    for cls in (Register, Welcome, DatasetPayload, Task, Result, TaskFailed, Heartbeat, Cancel,
+                Bye, PartRequest, PartReply)
 }
 
 

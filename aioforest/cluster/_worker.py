@@ -55,12 +55,14 @@ from ..wire import (
     open_connection,
 )
 from ._faults import Faults, FitRunner
+from ._part_host import PartHost
 from ._protocol import (
     Bye,
     Cancel,
     DatasetPayload,
     Heartbeat,
     MessageError,
+    PartRequest,
     Register,
     Result,
     Task,
@@ -93,7 +95,9 @@ __all__ = ["Backoff", "DatasetCache", "Worker", "WorkerStopped"]
 logger = logging.getLogger("aioforest.cluster")
 
 _names = itertools.count(1)
-_WORKER_RECEIVES: Final = ("welcome", "dataset", "task", "cancel", "bye", "heartbeat")
+_WORKER_RECEIVES: Final = (
+    "welcome", "dataset", "task", "cancel", "bye", "heartbeat", "part",
+)
 
 
 class WorkerStopped(Exception):
@@ -258,6 +262,9 @@ class Worker:
         ssl: a client TLS context (see :func:`aioforest.wire.client_ssl_context`) for a
             master that serves TLS; ``server_hostname`` overrides the name checked
             against its certificate (default: ``host``).
+        data_root: where this worker finds the files of a partitioned dataset when its
+            mount point differs from the master's (``--data-root``); default: the
+            dataset's own root directory.
         sleep: the coroutine used to wait between connection attempts (tests).
         faults: deliberate misbehaviour for fault-injection tests (see :class:`Faults`).
     """
@@ -281,6 +288,7 @@ class Worker:
         config: WireConfig = DEFAULT_CONFIG,
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
+        data_root: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         faults: Faults | None = None,
     ) -> None:
@@ -307,6 +315,10 @@ class Worker:
         #: it that we did not crash (so our tasks are not suspected of killing workers).
         self.incarnation = secrets.token_hex(8)
         self.cache = DatasetCache(max_datasets)
+        #: The partitions this worker reads for data-parallel fits.
+        self.parts = PartHost(data_root)
+        self._part_lock = asyncio.Lock()  # one operation at a time, in arrival order
+        self._part_jobs: set[asyncio.Task[None]] = set()
         #: Connection attempts that failed (and were retried).
         self.connect_failures = 0
         #: Which tasks are queued and running, and who gets their answers.
@@ -555,6 +567,7 @@ class Worker:
                 t.cancel()
             await asyncio.wait([reader, beats, sender])
             self._apply(self.state.handle(SessionEnded(lost=outcome == "lost")))
+            self.parts.drop_all()  # the master moves a lost worker's partitions on
             if not outbox.closed:  # a graceful leave closed it already
                 outbox.close()
             self._outbox = None
@@ -614,8 +627,21 @@ class Worker:
             self._apply(self.state.handle(CancelArrived(msg)))
         elif isinstance(msg, Heartbeat):
             pass  # the master is alive: receiving it reset the read timeout
+        elif isinstance(msg, PartRequest):
+            outbox = self._outbox
+            job = go(self._part(msg, outbox), name=f"aioforest-worker-part-{msg.seq}")
+            self._part_jobs.add(job)
+            job.add_done_callback(self._part_jobs.discard)
         else:
             raise MessageError(type(msg).__name__.lower(), None, "not expected after welcome")
+
+    async def _part(self, req: PartRequest, outbox: Chan[Message] | None) -> None:
+        """One data-parallel operation, off the loop; its reply goes to the session that
+        asked (operations run one at a time, in the order they came)."""
+        async with self._part_lock:
+            reply = await asyncio.to_thread(self.parts.handle, req)
+        if outbox is not None and not outbox.closed:
+            outbox.send_nowait(reply.to_message())
 
     async def _store(self, payload: DatasetPayload) -> None:
         if payload.hash in self.cache:

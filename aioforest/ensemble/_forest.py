@@ -99,10 +99,18 @@ class _BaseForest(BaseEstimator, TreeModel):
         forest's bins; when there is no new tree to fit it warns (here, once) and its
         :attr:`~aioforest.ensemble.FitJob.indices` are empty.
         """
-        n_estimators = check_int("n_estimators", self.n_estimators, 1)
+        self._check_oob()
+        return self.job_for(prepare(X, y, sample_weight, classification=self._classification))
+
+    def _check_oob(self) -> None:
         if self.oob_score and not self.bootstrap:
             raise ValueError("oob_score=True needs bootstrap=True")
-        prep = prepare(X, y, sample_weight, classification=self._classification)
+
+    def job_for(self, prep: Prepared) -> FitJob:
+        """The fit of already prepared data (see :meth:`fit_job`); a cluster whose rows
+        stay on its workers passes :meth:`Prepared.described` data."""
+        self._check_oob()
+        n_estimators = check_int("n_estimators", self.n_estimators, 1)
         warm = self.warm_start and hasattr(self, "trees_")
         if warm:
             self._check_warm_start(prep, n_estimators)
@@ -117,7 +125,7 @@ class _BaseForest(BaseEstimator, TreeModel):
         if first == n_estimators:
             warnings.warn(
                 "warm_start fit without a larger n_estimators fits no new tree",
-                UserWarning, stacklevel=3,
+                UserWarning, stacklevel=4,
             )
         return FitJob(
             prep, plan, range(first, n_estimators), binner=Binner(self.max_bins),

@@ -20,10 +20,11 @@ fitted ``TreeArrays``; ``_predict`` the flattened forest; ``_classes`` the estim
 
 from ._arrays import TreeArrays
 from ._bootstrap import row_keys
-from ._builder import FitCancelled
+from ._builder import FitCancelled, GrowParams, TreeSpec, code_table, grow
 from ._classes import DecisionTreeClassifier, DecisionTreeRegressor, plan_for
 from ._export import export_text
 from ._hashing import tree_key
+from ._histogram import CodeTable, DrawnFeatures, Histograms, LevelRows, sum_histograms
 from ._model import (
     ClassifierMixin,
     RegressorMixin,
@@ -32,28 +33,56 @@ from ._model import (
     register_model,
     set_model_writer,
 )
-from ._plan import BATCH_INSTANCES, GROWTH_VERSION, ForestPlan, fit_trees, in_bag_counts
+from ._plan import (
+    BATCH_INSTANCES,
+    GROWTH_VERSION,
+    ForestPlan,
+    arithmetic,
+    fit_trees,
+    in_bag_counts,
+    in_bag_weights,
+    tree_spec,
+)
 from ._predict import FlatForest
+from ._routing import NodeSplits
+from ._rows import HistogramRequest, LocalRows, RowSource, SummedRows
 
 __all__ = [
     "BATCH_INSTANCES",
     "GROWTH_VERSION",
     "ClassifierMixin",
+    "CodeTable",
     "DecisionTreeClassifier",
     "DecisionTreeRegressor",
+    "DrawnFeatures",
     "FitCancelled",
     "FlatForest",
     "ForestPlan",
+    "GrowParams",
+    "HistogramRequest",
+    "Histograms",
+    "LevelRows",
+    "LocalRows",
+    "NodeSplits",
     "RegressorMixin",
+    "RowSource",
+    "SummedRows",
     "TreeArrays",
     "TreeModel",
+    "TreeSpec",
+    "arithmetic",
+    "code_table",
     "export_text",
     "fit_trees",
+    "grow",
     "in_bag_counts",
+    "in_bag_weights",
     "model_classes",
     "plan_for",
     "register_model",
     "row_keys",
     "set_model_writer",
+    "sum_histograms",
     "tree_key",
+    "tree_spec",
 ]

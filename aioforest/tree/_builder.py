@@ -34,8 +34,8 @@ from ._splitter import Arithmetic, OpenNodes, SearchSpace, search_splits
 from ._splitting import SplitRules
 
 __all__ = [
-    "Arithmetic", "FitCancelled", "GrowParams", "TreeJob", "TreeSpec", "grow", "grow_level",
-    "grow_trees",
+    "Arithmetic", "FitCancelled", "GrowParams", "TreeJob", "TreeSpec", "code_table", "grow",
+    "grow_level", "grow_trees",
 ]
 
 
@@ -140,14 +140,19 @@ def grow_trees(
 ) -> list[TreeArrays]:
     """Grow one tree per job on ``codes`` (feature-major, binned by ``bins``), all rows in
     this process; ``y`` holds class codes (classification) or targets. See :func:`grow`."""
-    if codes.shape[0] != bins.n_features:
-        raise ValueError(f"codes have {codes.shape[0]} features, the bins {bins.n_features}")
-    # Row-major copy: the k drawn features of one row then share a cache line.
-    table = CodeTable(np.ascontiguousarray(codes.T).reshape(-1), codes.shape[0],
-                      bins.n_bins, bins.is_categorical)
+    table = code_table(bins, codes)
     rows = LocalRows.of_trees(table, [(j.rows, j.weight) for j in jobs], y,
                               criterion_for(params.criterion).classification)
     return grow(bins, [j.spec for j in jobs], rows, params, exact, class_weight, should_stop)
+
+
+def code_table(bins: Bins, codes: npt.NDArray[np.uint8]) -> CodeTable:
+    """The codes (feature-major, binned by ``bins``) as tree growth reads them."""
+    if codes.shape[0] != bins.n_features:
+        raise ValueError(f"codes have {codes.shape[0]} features, the bins {bins.n_features}")
+    # Row-major copy: the k drawn features of one row then share a cache line.
+    return CodeTable(np.ascontiguousarray(codes.T).reshape(-1), codes.shape[0],
+                     bins.n_bins, bins.is_categorical)
 
 
 def grow(

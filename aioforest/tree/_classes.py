@@ -61,7 +61,8 @@ def plan_for(
         else resolve_max_features(feature_subspace, d, name="feature_subspace")
     )
     class_weight = (
-        resolve_class_weight(est.class_weight, prep.classes, prep.y)  # type: ignore[arg-type]
+        resolve_class_weight(est.class_weight, prep.classes,  # type: ignore[arg-type]
+                             prep.counts_per_class())
         if classification
         else None
     )

@@ -1,0 +1,537 @@
+"""The master's half of data-parallel growth: rows stay on the workers that read them.
+
+One :class:`PartSession` per fit of a :class:`~aioforest.data.Partitions` dataset with
+``mode="data"``:
+
+1. **scan**: each worker reads the partitions assigned to it and reports their scans; the
+   master merges them into the schema (it never opens a data file);
+2. **load**: workers encode their rows in that schema and send per-partition bin
+   summaries; the master merges them into the bins and broadcasts them (**bins**);
+3. **growth**: the one growth driver (:func:`aioforest.tree.grow`) runs in a thread, on a
+   :class:`RemoteRows` whose parts are the workers: every histogram is the exact sum of
+   the workers' integer histograms, the split choice runs once, here, and the splits go
+   back for the workers to route their rows.
+
+A worker lost at any point hands its partitions to the survivors: they read them again
+from storage, and are brought to the current level by replaying the batch's log (its
+``keep`` and ``route`` operations, which are part of the model anyway). Sums are exact,
+so the forest does not change. A worker that answers nothing within ``timeout`` fails the
+fit with an error naming it and the operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from .._validation import Prepared
+from ..data import Binner, Bins, BinSummary, Partitions, PartitionScan, Schema, merge_scans
+from ..ensemble import FitProgress
+from ..tree import (
+    ForestPlan,
+    HistogramRequest,
+    Histograms,
+    NodeSplits,
+    TreeArrays,
+    arithmetic,
+    grow,
+    sum_histograms,
+    tree_spec,
+)
+from ._errors import ClusterError
+from ._protocol import PartReply, PartRequest, bins_to_arrays
+
+__all__ = ["PartFailed", "PartLink", "PartSession", "RemoteRows", "WorkerGone", "fit_partitions"]
+
+logger = logging.getLogger("aioforest.cluster")
+Arrays = dict[str, npt.NDArray[Any]]
+
+
+class WorkerGone(Exception):
+    """The worker left (or was dropped) before it answered."""
+
+    def __init__(self, worker: str) -> None:
+        super().__init__(worker)
+        self.worker = worker
+
+
+class PartFailed(ClusterError):
+    """A data-parallel operation failed on a worker (the message names it and why)."""
+
+
+class PartLink(Protocol):
+    """What a session needs of the master: its workers, and a way to reach them."""
+
+    def part_workers(self) -> list[str]: ...
+
+    def send_part(self, worker: str, request: PartRequest) -> None:
+        """Queue ``request`` for ``worker``; raise :class:`WorkerGone` if it is not here."""
+        ...
+
+
+@dataclass
+class _Pending:
+    worker: str
+    future: asyncio.Future[PartReply]
+
+
+@dataclass
+class _Stats:
+    rounds: int = 0
+    hist_bytes: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    partitions_moved: int = 0
+    per_level: list[int] = field(default_factory=list)
+
+
+class PartSession:
+    """One data-parallel fit's conversation with the workers (see the module docstring)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, link: PartLink, partitions: Partitions, *, max_bins: int,
+                 timeout: float = 600.0) -> None:
+        self.id = next(self._ids)
+        self.link = link
+        self.partitions = partitions
+        self.relative = partitions.relative_paths()
+        self.max_bins = max_bins
+        self.timeout = timeout
+        self.members: list[str] = []
+        self.holder: dict[int, str] = {}
+        self.lost: set[str] = set()
+        self.scans: dict[int, PartitionScan] = {}
+        self.schema: Schema | None = None
+        self.offsets: dict[int, int] = {}
+        self.n_total = 0
+        self.bins: Bins | None = None
+        self.class_counts: npt.NDArray[np.int64] | None = None
+        self.batch: tuple[dict[str, Any], list[int]] | None = None
+        self.log: list[tuple[str, dict[str, Any], Arrays]] = []
+        self.applied: dict[int, int] = {}
+        self.stats = _Stats()
+        self._seq = itertools.count()
+        self._pending: dict[int, _Pending] = {}
+
+    # --- messages --------------------------------------------------------------------------
+    def on_reply(self, worker: str, reply: PartReply) -> None:
+        pending = self._pending.get(reply.seq)
+        if pending is None or pending.worker != worker:
+            logger.warning("master: worker %s answered part request %d it was not asked",
+                           worker, reply.seq)
+            return
+        del self._pending[reply.seq]
+        if not pending.future.done():
+            pending.future.set_result(reply)
+
+    def on_worker_lost(self, worker: str) -> None:
+        for seq, pending in list(self._pending.items()):
+            if pending.worker == worker:
+                del self._pending[seq]
+                if not pending.future.done():
+                    pending.future.set_exception(WorkerGone(worker))
+
+    async def call(self, worker: str, op: str, args: dict[str, Any],
+                   arrays: Arrays | None = None) -> PartReply:
+        """One operation on one worker; raises :class:`WorkerGone` or :class:`PartFailed`."""
+        if worker in self.lost:
+            raise WorkerGone(worker)
+        seq = next(self._seq)
+        future: asyncio.Future[PartReply] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = _Pending(worker, future)
+        request = PartRequest(self.id, seq, op, args, arrays or {})
+        self.stats.bytes_out += sum(a.nbytes for a in request.arrays.values())
+        try:
+            self.link.send_part(worker, request)
+            async with asyncio.timeout(self.timeout):
+                reply = await future
+        except TimeoutError:
+            raise PartFailed(
+                f"worker {worker} did not answer the data-parallel {op!r} within "
+                f"{self.timeout:g} s; the cluster cannot make progress"
+            ) from None
+        finally:
+            self._pending.pop(seq, None)
+        self.stats.bytes_in += sum(a.nbytes for a in reply.arrays.values())
+        if reply.error:
+            raise PartFailed(f"worker {worker}: {op}: {reply.error}")
+        return reply
+
+    # --- placement -------------------------------------------------------------------------
+    def _alive(self) -> list[str]:
+        here = set(self.link.part_workers())
+        return [w for w in self.members if w in here and w not in self.lost]
+
+    def _parts_of(self, worker: str) -> list[int]:
+        return sorted(p for p, w in self.holder.items() if w == worker)
+
+    def _pairs(self, parts: Sequence[int]) -> list[list[Any]]:
+        return [[p, self.relative[p]] for p in parts]
+
+    def _move_from(self, worker: str) -> dict[str, list[int]]:
+        """Hand ``worker``'s partitions to the survivors with the fewest: {new holder: parts}."""
+        self.lost.add(worker)
+        moved = self._parts_of(worker)
+        alive = self._alive()
+        if not alive:
+            raise PartFailed(
+                f"every worker holding the data was lost (last: {worker}); "
+                f"{len(self.holder)} partitions have no reader left"
+            )
+        out: dict[str, list[int]] = {}
+        for p in moved:
+            target = min(alive, key=lambda w: (len(self._parts_of(w)), alive.index(w)))
+            self.holder[p] = target
+            out.setdefault(target, []).append(p)
+        self.stats.partitions_moved += len(moved)
+        if moved:
+            logger.warning("master: worker %s lost; partitions %s move to %s",
+                           worker, moved, sorted(out))
+        return out
+
+    # --- the phases ------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Scan every partition on its assigned worker; merge the schema."""
+        self.members = list(self.link.part_workers())
+        if not self.members:
+            raise PartFailed("no worker is connected to read the partitions")
+        for p in range(len(self.relative)):
+            self.holder[p] = self.members[p % len(self.members)]
+        options = self.partitions.options().to_json()
+        base = {"options": options, "root": self.partitions.root}
+        # every member joins the session (a partition may move to any of them)
+        await self._each_member("scan", lambda w: {**base, "partitions": []})
+        todo = set(range(len(self.relative)))
+        while todo:
+            by_worker = self._group(todo)
+            results = await self._gather({
+                w: self.call(w, "scan", {**base, "partitions": self._pairs(ps)})
+                for w, ps in by_worker.items()
+            })
+            for w, outcome in results.items():
+                if isinstance(outcome, WorkerGone):
+                    self._move_from(w)
+                    continue
+                for p, data in zip(by_worker[w], outcome.info.get("scans", []), strict=True):
+                    try:
+                        self.scans[p] = PartitionScan.from_json(data)
+                    except ValueError as exc:
+                        raise PartFailed(f"worker {w}: scan of {self.relative[p]}: {exc}"
+                                         ) from None
+                    todo.discard(p)
+        ordered = [self.scans[p] for p in range(len(self.relative))]
+        self.schema = merge_scans(ordered, self.partitions.options())
+        start = 0
+        for p, scan in enumerate(ordered):
+            self.offsets[p] = start
+            start += scan.n_rows
+        self.n_total = start
+
+    def _load_args(self, parts: Sequence[int], summary: bool) -> dict[str, Any]:
+        assert self.schema is not None
+        return {"schema": self.schema.to_json(), "n_total": self.n_total,
+                "max_bins": self.max_bins, "summary": summary,
+                "offsets": [[p, self.offsets[p]] for p in parts],
+                "partitions": self._pairs(parts)}
+
+    async def learn_bins(self, is_categorical: npt.NDArray[np.bool_],
+                         n_categories: npt.NDArray[np.int64]) -> Bins:
+        """Load every partition, merge the bin summaries, send the bins to every worker."""
+        summaries: list[BinSummary] = []
+        counts: list[npt.NDArray[np.int64]] = []
+        todo = set(range(len(self.relative)))
+        while todo:
+            by_worker = self._group(todo)
+            results = await self._gather({
+                w: self.call(w, "load", self._load_args(ps, True)) for w, ps in by_worker.items()
+            })
+            for w, outcome in results.items():
+                if isinstance(outcome, WorkerGone):
+                    # What it summarised is counted; the rows it held must be loaded again.
+                    done = [p for p in self._parts_of(w) if p not in todo]
+                    moved = self._move_from(w)
+                    again = {t: [p for p in ps if p in done] for t, ps in moved.items()}
+                    await self._restore({t: ps for t, ps in again.items() if ps})
+                    continue
+                summaries.append(_summary_of(w, outcome))
+                counts.append(np.asarray(outcome.arrays.get("class_counts", np.zeros(1)),
+                                         dtype=np.int64))
+                todo.difference_update(by_worker[w])
+        self.class_counts = np.sum(counts, axis=0).astype(np.int64)
+        bins = Binner(self.max_bins).fit_summaries(summaries, is_categorical, n_categories)
+        self.bins = bins
+        await self._each_member("bins", lambda w: {}, bins_to_arrays(bins))
+        return bins
+
+    async def _each_member(self, op: str, args: Callable[[str], dict[str, Any]],
+                           arrays: Arrays | None = None) -> None:
+        """``op`` on every live member; a member lost meanwhile hands its partitions on."""
+        results = await self._gather({w: self.call(w, op, args(w), arrays)
+                                      for w in self._alive()})
+        for w, outcome in results.items():
+            if isinstance(outcome, WorkerGone):
+                await self._restore(self._move_from(w))
+
+    def _group(self, parts: set[int] | Sequence[int]) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for p in sorted(parts):
+            out.setdefault(self.holder[p], []).append(p)
+        return out
+
+    async def _gather(self, calls: dict[str, Any]) -> dict[str, PartReply | WorkerGone]:
+        keys = list(calls)
+        outcomes = await asyncio.gather(*calls.values(), return_exceptions=True)
+        out: dict[str, PartReply | WorkerGone] = {}
+        for key, outcome in zip(keys, outcomes, strict=True):
+            if isinstance(outcome, WorkerGone):
+                out[key] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                out[key] = outcome
+        return out
+
+    async def _restore(self, moved: dict[str, list[int]]) -> None:
+        """Bring moved partitions, on their new holders, to where the others are."""
+        queue = list(moved.items())
+        while queue:
+            worker, parts = queue.pop()
+            try:
+                if self.schema is not None:
+                    await self.call(worker, "load", self._load_args(parts, False))
+                if self.batch is not None:
+                    plan, trees = self.batch
+                    await self.call(worker, "begin", {"plan": plan, "trees": trees,
+                                                      "only": parts})
+                    for op, args, arrays in self.log:
+                        await self.call(worker, op, {**args, "only": parts}, arrays)
+                for p in parts:
+                    self.applied[p] = len(self.log)
+            except WorkerGone:
+                queue.extend(self._move_from(worker).items())
+
+    # --- growth ----------------------------------------------------------------------------
+    async def begin(self, plan: ForestPlan, trees: Sequence[int]) -> None:
+        """Start a batch of trees on every partition."""
+        self.batch = (plan.to_json(), list(trees))
+        self.log = []
+        self.applied = dict.fromkeys(self.holder, 0)
+        await self._each_member("begin", lambda w: {"plan": self.batch[0] if self.batch
+                                                    else {}, "trees": list(trees),
+                                                    "only": self._parts_of(w)})
+
+    async def end(self) -> None:
+        self.batch = None
+        self.log = []
+        await self._each_member("end", lambda w: {})
+
+    async def broadcast(self, op: str, args: dict[str, Any], arrays: Arrays,
+                        mutate: bool) -> list[PartReply]:
+        """``op`` on every partition, each once, whoever holds it now; the replies."""
+        if mutate:
+            self.log.append((op, args, arrays))
+        target = len(self.log)
+        answered: set[int] = set()
+        replies: list[PartReply] = []
+        while True:
+            need = [p for p in self.holder if (self.applied[p] < target if mutate
+                                               else p not in answered)]
+            if not need:
+                return replies
+            by_worker = self._group(need)
+            results = await self._gather({
+                w: self.call(w, op, {**args, "only": ps}, arrays) for w, ps in by_worker.items()
+            })
+            for w, outcome in results.items():
+                if isinstance(outcome, WorkerGone):
+                    await self._restore(self._move_from(w))
+                    continue
+                replies.append(outcome)
+                for p in by_worker[w]:
+                    answered.add(p)
+                    if mutate:
+                        self.applied[p] = target
+
+    async def close(self) -> None:
+        """Let every live worker drop the session (a lost one has dropped it already)."""
+        self.timeout = min(self.timeout, 10.0)
+        with contextlib.suppress(WorkerGone, PartFailed):
+            await self._gather({w: self.call(w, "close", {}) for w in self._alive()})
+
+
+def _summary_of(worker: str, reply: PartReply) -> BinSummary:
+    arrays = {k[4:]: v for k, v in reply.arrays.items() if k.startswith("sum_")}
+    try:
+        return BinSummary.from_arrays(arrays)
+    except ValueError as exc:
+        raise PartFailed(f"worker {worker}: load: {exc}") from None
+
+
+class RemoteRows:
+    """A :class:`~aioforest.tree.RowSource` whose parts are a session's workers.
+
+    The growth driver runs in a thread and calls these methods; each one runs an
+    operation on the event loop and waits for the exact sum of the workers' answers.
+    """
+
+    def __init__(self, session: PartSession, loop: asyncio.AbstractEventLoop) -> None:
+        self.session = session
+        self.loop = loop
+        self.level_rounds = 0
+
+    def _run(self, op: str, args: dict[str, Any], arrays: Arrays, mutate: bool
+             ) -> list[PartReply]:
+        future = asyncio.run_coroutine_threadsafe(
+            self.session.broadcast(op, args, arrays, mutate), self.loop)
+        return future.result()
+
+    def missing_in(self, features: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        replies = self._run("missing", {}, {"features": features.astype(np.int64)}, False)
+        out = np.zeros(features.size, dtype=bool)
+        for r in replies:
+            out |= _checked(r, "missing", np.bool_, (features.size,))
+        return out
+
+    def node_totals(self, n_nodes: int, n_channels: int, classification: bool
+                    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
+        replies = self._run("totals", {"n_nodes": n_nodes, "n_channels": n_channels,
+                                       "classification": classification}, {}, False)
+        counts = np.zeros(n_nodes, dtype=np.int64)
+        total = np.zeros((n_nodes, n_channels), dtype=np.float64)
+        for r in replies:
+            counts += _checked(r, "counts", np.int64, (n_nodes,))
+            total += _checked(r, "total", np.float64, (n_nodes, n_channels))
+        self.session.stats.per_level.append(self.level_rounds)
+        self.level_rounds = 0
+        return counts, total
+
+    def keep_nodes(self, keep: npt.NDArray[np.bool_]) -> None:
+        self._run("keep", {}, {"keep": keep.astype(bool)}, True)
+
+    def histograms(self, request: HistogramRequest) -> Histograms:
+        args = {"n_nodes": request.n_nodes, "all_splittable": request.all_splittable,
+                "n_channels": request.n_channels, "classification": request.classification,
+                "integral": request.integral, "with_counts": request.with_counts}
+        arrays = {"candidates": request.candidates.astype(np.int64),
+                  "features": request.drawn.features.astype(np.int64),
+                  "valid": request.drawn.valid.astype(bool)}
+        replies = self._run("hist", args, arrays, False)
+        parts = []
+        for r in replies:
+            try:
+                parts.append(Histograms.from_arrays(r.arrays))
+            except (KeyError, ValueError) as exc:
+                raise PartFailed(f"a worker's histograms are malformed: {exc}") from None
+            self.session.stats.hist_bytes += sum(a.nbytes for a in r.arrays.values())
+        self.session.stats.rounds += 1
+        self.level_rounds += 1
+        return sum_histograms(parts)
+
+    def route(self, splits: NodeSplits) -> None:
+        self._run("route", {}, {
+            "feature": splits.feature.astype(np.int64),
+            "threshold_bin": splits.threshold_bin.astype(np.int64),
+            "missing_left": splits.missing_left.astype(bool),
+            "improvement": splits.improvement.astype(np.float64),
+            "lut": np.ascontiguousarray(splits.lut, dtype=bool),
+        }, True)
+
+
+def _checked(reply: PartReply, name: str, dtype: Any, shape: tuple[int, ...]
+             ) -> npt.NDArray[Any]:
+    arr = reply.arrays.get(name)
+    if arr is None or arr.dtype != np.dtype(dtype) or arr.shape != shape:
+        got = None if arr is None else (arr.dtype, arr.shape)
+        raise PartFailed(f"a worker's {name!r} answer is malformed: expected {np.dtype(dtype)} "
+                         f"{shape}, got {got}")
+    return arr
+
+
+
+#: Instances (tree, in-bag row) a worker holds for one batch of trees: about 32 bytes each.
+BATCH_INSTANCES_PER_WORKER = 1 << 23
+
+
+def trees_per_batch(n_total: int, n_workers: int, n_trees: int) -> int:
+    """Trees grown together (one round serves them all) under the workers' memory budget."""
+    per_tree = max(1.0, 0.64 * n_total / max(n_workers, 1))  # in-bag rows per worker
+    return max(1, min(n_trees, int(BATCH_INSTANCES_PER_WORKER // per_tree)))
+
+
+async def fit_partitions(
+    link: PartLink, estimator: Any, partitions: Partitions, *,
+    on_progress: Callable[[FitProgress], object] | None,
+    sessions: dict[int, PartSession], op_timeout: float = 600.0,
+) -> None:
+    """Fit ``estimator`` on ``partitions`` in data-parallel mode (see the module doc)."""
+    if estimator._classification != (partitions.task == "classification"):
+        raise ValueError(f"a {type(estimator).__name__} needs Partitions(task="
+                         f"{'classification' if estimator._classification else 'regression'!r})")
+    session = PartSession(link, partitions, max_bins=estimator.max_bins,
+                          timeout=op_timeout)
+    sessions[session.id] = session
+    t0 = time.perf_counter()
+    try:
+        await session.open()
+        schema = session.schema
+        assert schema is not None
+        is_cat = np.array([f.is_categorical for f in schema.features], dtype=bool)
+        n_cat = np.array([len(f.categories) for f in schema.features], dtype=np.int64)
+        bins = await session.learn_bins(is_cat, n_cat)
+        classes = np.array(schema.classes, dtype=object) if schema.classes else None
+        prep = Prepared.described(schema.features, session.n_total, classes,
+                                  session.class_counts)
+        job = estimator.job_for(prep)
+        job.use_bins(bins)
+        trees = await _grow_batches(session, job, bins, on_progress, t0)
+        await asyncio.to_thread(job.install, trees)
+        logger.info(
+            "master: data-parallel fit of %d trees on %d rows in %d partitions: %d rounds, "
+            "%.1f MiB of histograms, %d partitions moved", len(trees), session.n_total,
+            len(partitions.paths), session.stats.rounds, session.stats.hist_bytes / 2**20,
+            session.stats.partitions_moved,
+        )
+        estimator.data_parallel_stats_ = {**vars(session.stats), "n_rows": session.n_total}
+    finally:
+        try:
+            await session.close()
+        finally:
+            del sessions[session.id]
+
+
+async def _grow_batches(
+    session: PartSession, job: Any, bins: Bins,
+    on_progress: Callable[[FitProgress], object] | None, t0: float,
+) -> dict[int, TreeArrays]:
+    plan: ForestPlan = job.plan
+    exact = arithmetic(plan, session.n_total, None)
+    class_weight = (np.asarray(plan.class_weight, dtype=np.float64)
+                    if plan.class_weight is not None else None)
+    indices = list(job.indices)
+    per_batch = trees_per_batch(session.n_total, len(session.members), len(indices))
+    loop = asyncio.get_running_loop()
+    trees: dict[int, TreeArrays] = {}
+    for lo in range(0, len(indices), per_batch):
+        batch = indices[lo : lo + per_batch]
+        await session.begin(plan, batch)
+        specs = [tree_spec(plan, i, bins.n_features) for i in batch]
+        rows = RemoteRows(session, loop)
+        grown = await asyncio.to_thread(grow, bins, specs, rows, plan.grow_params(), exact,
+                                        class_weight)
+        await session.end()
+        for i, tree in zip(batch, grown, strict=True):
+            trees[i] = tree
+            if on_progress is not None:
+                on_progress(FitProgress(i, len(trees), len(indices),
+                                        time.perf_counter() - t0, tree))
+    return trees

@@ -1,0 +1,380 @@
+"""The worker's half of data-parallel growth: the partitions it reads, and their rows.
+
+A :class:`PartHost` turns each ``part`` request into its reply, synchronously (the worker
+runs it in a thread, so the event loop keeps its heartbeats). Per session (one fit) it
+holds the partitions the master assigned to it, each read from storage by this worker:
+
+* ``scan``: read the files, answer their :class:`~aioforest.data.PartitionScan`;
+* ``load``: encode them in the merged schema, answer their merged
+  :class:`~aioforest.data.BinSummary` (``summary``) or, when the bins are known (a
+  partition moved here after its worker died), bin them at once;
+* ``bins``: bin every partition with the master's bins (the float rows are dropped);
+* ``begin``: start a batch of trees: every row's in-bag weights (keyed by its global row
+  id, see :func:`~aioforest.tree.row_keys`), at its tree's root;
+* ``missing``, ``totals``, ``keep``, ``hist``, ``route``: the
+  :class:`~aioforest.tree.RowSource` calls of the growth driver, answered with the sum
+  over this worker's partitions (or only the ones the request names);
+* ``end``: drop the batch; ``close``: drop the session.
+
+Every argument is checked: a bad one is answered with an error naming the operation and
+the field, and the session stays as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..data import (
+    Binner,
+    Bins,
+    CsvOptions,
+    DataError,
+    PartitionTable,
+    Schema,
+    encode_partition,
+    read_partition,
+)
+from ..tree import (
+    CodeTable,
+    DrawnFeatures,
+    ForestPlan,
+    HistogramRequest,
+    LevelRows,
+    LocalRows,
+    NodeSplits,
+    SummedRows,
+    code_table,
+    in_bag_weights,
+    row_keys,
+)
+from ._protocol import MessageError, PartReply, PartRequest, bins_from_arrays
+
+__all__ = ["PartHost", "PartOpError"]
+
+Arrays = dict[str, npt.NDArray[Any]]
+logger = logging.getLogger("aioforest.cluster")
+
+
+class PartOpError(Exception):
+    """A request this host cannot carry out; its text goes back to the master."""
+
+
+@dataclass
+class _Partition:
+    index: int
+    path: str
+    table: PartitionTable | None = None
+    offset: int = -1
+    X: npt.NDArray[np.float64] | None = None
+    y: npt.NDArray[Any] | None = None
+    codes: CodeTable | None = None  # binned
+    batch: LocalRows | None = None
+
+
+@dataclass
+class _Session:
+    options: CsvOptions
+    root: str
+    parts: dict[int, _Partition] = field(default_factory=dict)
+    schema: Schema | None = None
+    n_total: int = 0
+    bins: Bins | None = None
+    plan: ForestPlan | None = None
+
+
+class PartHost:
+    """The partitions this worker holds, per data-parallel session (see the module doc).
+
+    ``data_root``: where this worker finds the files, when its mount point differs from
+    the master's (the master sends paths relative to the dataset's root).
+    """
+
+    def __init__(self, data_root: str | None = None) -> None:
+        self.data_root = data_root
+        self._sessions: dict[int, _Session] = {}
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)
+
+    def handle(self, req: PartRequest) -> PartReply:
+        """The reply to ``req`` (an error reply when it cannot be carried out)."""
+        try:
+            info, arrays = self._dispatch(req)
+        except (PartOpError, DataError, MessageError) as exc:
+            return PartReply(req.session, req.seq, str(exc) or type(exc).__name__, {}, {})
+        except Exception as exc:  # a bug of ours: say so rather than leave the master waiting
+            logger.exception("worker: data-parallel %s failed", req.op)
+            return PartReply(req.session, req.seq,
+                             f"internal error in {req.op}: {type(exc).__name__}: {exc}", {}, {})
+        return PartReply(req.session, req.seq, "", info, arrays)
+
+    def drop_all(self) -> None:
+        """Forget every session (the connection to their master ended)."""
+        self._sessions.clear()
+
+    def _dispatch(self, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        if req.op == "scan":
+            return self._scan(req), {}
+        session = self._sessions.get(req.session)
+        if session is None:
+            raise PartOpError(f"part {req.op}: no session {req.session} on this worker")
+        if req.op == "close":
+            del self._sessions[req.session]
+            return {}, {}
+        handler = getattr(self, f"_op_{req.op}")
+        out: tuple[dict[str, Any], Arrays] = handler(session, req)
+        return out
+
+    # --- reading -------------------------------------------------------------------------
+    def _path(self, session: _Session, relative: str) -> str:
+        if os.path.isabs(relative) or ".." in relative.replace("\\", "/").split("/"):
+            raise PartOpError(f"part: path {relative!r:.200} must be relative, inside the root")
+        return os.path.join(self.data_root or session.root, relative)
+
+    def _scan(self, req: PartRequest) -> dict[str, Any]:
+        args = req.args
+        try:
+            options = CsvOptions.from_json(args.get("options"))
+        except ValueError as exc:
+            raise PartOpError(f"part scan: {exc}") from None
+        root = args.get("root")
+        if not isinstance(root, str):
+            raise PartOpError("part scan: args.root must be a string")
+        session = self._sessions.setdefault(req.session, _Session(options, root))
+        scans = []
+        for index, relative in _partition_list(args, "scan"):
+            part = self._read(session, index, relative)
+            assert part.table is not None
+            scans.append(part.table.scan.to_json())
+        return {"scans": scans}
+
+    def _read(self, session: _Session, index: int, relative: str) -> _Partition:
+        part = _Partition(index, self._path(session, relative))
+        part.table = read_partition(part.path, session.options)
+        session.parts[index] = part
+        return part
+
+    def _op_load(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        args = req.args
+        try:
+            schema = Schema.from_json(args.get("schema"))
+        except ValueError as exc:
+            raise PartOpError(f"part load: {exc}") from None
+        n_total, max_bins = _int(args, "n_total", 1), _int(args, "max_bins", 2)
+        offsets = {i: o for i, o in _pairs(args, "offsets")}
+        listed = _partition_list(args, "load")
+        for index, relative in listed:
+            if index not in session.parts:  # moved here from a lost worker
+                self._read(session, index, relative)
+        session.schema, session.n_total = schema, n_total
+        binner = Binner(max_bins)
+        summaries = []
+        cat = np.array([f.is_categorical for f in schema.features], dtype=bool)
+        counts = np.zeros(max(len(schema.classes), 1), dtype=np.int64)
+        for index, _ in listed:
+            part = session.parts[index]
+            if index not in offsets:
+                raise PartOpError(f"part load: no offset for partition {index}")
+            assert part.table is not None
+            part.X, part.y = encode_partition(part.table, schema, session.options)
+            part.table, part.offset = None, offsets[index]
+            ids = part.offset + np.arange(part.X.shape[0])
+            if ids.size and ids[-1] >= n_total:
+                raise PartOpError(f"part load: partition {index} runs past row {n_total}")
+            if args.get("summary", False):
+                summaries.append(binner.summarize(part.X, cat, row_ids=ids, n_total=n_total))
+            if schema.classes and part.y is not None:
+                counts += np.bincount(part.y, minlength=counts.size)
+            if session.bins is not None:
+                self._bin(session, part)
+        arrays: Arrays = {"class_counts": counts}
+        if summaries:
+            merged = summaries[0]
+            for other in summaries[1:]:
+                merged = merged.merge(other, max_bins)
+            arrays.update({f"sum_{k}": v for k, v in merged.arrays().items()})
+        return {}, arrays
+
+    def _op_bins(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        session.bins = bins_from_arrays("part", req.arrays)
+        if session.schema is not None and session.bins.n_features != len(session.schema.features):
+            raise PartOpError("part bins: the bins do not match the schema's features")
+        for part in session.parts.values():
+            self._bin(session, part)
+        return {}, {}
+
+    @staticmethod
+    def _bin(session: _Session, part: _Partition) -> None:
+        assert session.bins is not None and part.X is not None
+        part.codes = code_table(session.bins, session.bins.transform(part.X))
+        part.X = None  # trees only need the codes
+
+    # --- growth --------------------------------------------------------------------------
+    def _selected(self, session: _Session, req: PartRequest) -> list[_Partition]:
+        only = req.args.get("only")
+        if only is None:
+            return [session.parts[i] for i in sorted(session.parts)]
+        if not isinstance(only, list) or not all(isinstance(i, int) for i in only):
+            raise PartOpError(f"part {req.op}: args.only must be a list of partition indices")
+        missing = [i for i in only if i not in session.parts]
+        if missing:
+            raise PartOpError(f"part {req.op}: partitions {missing[:5]} are not on this worker")
+        return [session.parts[i] for i in only]
+
+    def _batch_rows(self, session: _Session, req: PartRequest) -> SummedRows:
+        parts = self._selected(session, req)
+        batches = [p.batch for p in parts]
+        if not parts or any(b is None for b in batches):
+            raise PartOpError(f"part {req.op}: no batch begun on these partitions")
+        return SummedRows([b for b in batches if b is not None])
+
+    def _op_begin(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        try:
+            plan = ForestPlan.from_json(req.args.get("plan"))
+        except ValueError as exc:
+            raise PartOpError(f"part begin: {exc}") from None
+        indices = req.args.get("trees")
+        if not isinstance(indices, list) or not indices or not all(
+            isinstance(i, int) and i >= 0 for i in indices
+        ):
+            raise PartOpError("part begin: args.trees must be a non-empty list of tree indices")
+        session.plan = plan
+        for part in self._selected(session, req):
+            if part.codes is None or part.y is None:
+                raise PartOpError(f"part begin: partition {part.index} is not binned yet")
+            keys = row_keys(part.offset + np.arange(part.y.shape[0]))
+            row_sets = []
+            for i in indices:
+                w = in_bag_weights(plan, i, keys, session.n_total, None)
+                rows = np.flatnonzero(w > 0)
+                row_sets.append((rows, w[rows]))
+            part.batch = LocalRows.of_trees(part.codes, row_sets, part.y, plan.n_classes > 0)
+        return {}, {}
+
+    def _op_end(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        for part in session.parts.values():
+            part.batch = None
+        return {}, {}
+
+    def _op_missing(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        features = _array(req, "features", np.int64, 1)
+        out = np.zeros(features.size, dtype=bool)
+        for part in self._selected(session, req):
+            if part.codes is None:
+                raise PartOpError(f"part missing: partition {part.index} is not binned yet")
+            if features.size and (features.min() < 0
+                                  or features.max() >= part.codes.n_features):
+                raise PartOpError("part missing: a feature index is out of range")
+            out |= LocalRows(part.codes, _no_rows()).missing_in(features)
+        return {}, {"missing": out}
+
+    def _op_totals(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        n_nodes = _int(req.args, "n_nodes", 0)
+        n_channels = _int(req.args, "n_channels", 1)
+        counts, total = self._batch_rows(session, req).node_totals(
+            n_nodes, n_channels, bool(req.args.get("classification")))
+        return {}, {"counts": counts, "total": np.ascontiguousarray(total)}
+
+    def _op_keep(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        keep = _array(req, "keep", np.bool_, 1)
+        rows = self._batch_rows(session, req)
+        _check_nodes(rows, keep.size, "keep")
+        rows.keep_nodes(keep)
+        return {}, {}
+
+    def _op_hist(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        a = req.args
+        cand = _array(req, "candidates", np.int64, 1)
+        features = _array(req, "features", np.int64, 2)
+        valid = _array(req, "valid", np.bool_, 2)
+        n_nodes = _int(a, "n_nodes", 1)
+        if features.shape != valid.shape or features.shape[0] != cand.size:
+            raise PartOpError("part hist: candidates, features and valid do not match")
+        if cand.size and (cand.min() < 0 or cand.max() >= n_nodes):
+            raise PartOpError("part hist: a candidate is not among the level's nodes")
+        rows = self._batch_rows(session, req)
+        n_features = session.bins.n_features if session.bins is not None else 0
+        if features.size and (features.min() < 0 or features.max() >= n_features):
+            raise PartOpError("part hist: a drawn feature index is out of range")
+        _check_nodes(rows, n_nodes, "hist")
+        hist = rows.histograms(HistogramRequest(
+            cand, n_nodes, bool(a.get("all_splittable")), DrawnFeatures(features, valid),
+            n_channels=_int(a, "n_channels", 1), classification=bool(a.get("classification")),
+            integral=bool(a.get("integral")), with_counts=bool(a.get("with_counts")),
+        ))
+        return {}, dict(hist.arrays())
+
+    def _op_route(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        splits = NodeSplits(
+            _array(req, "feature", np.int64, 1), _array(req, "threshold_bin", np.int64, 1),
+            _array(req, "missing_left", np.bool_, 1), _array(req, "improvement", np.float64, 1),
+            _array(req, "lut", np.bool_, 2),
+        )
+        m = splits.feature.size
+        if any(a.shape[0] != m for a in (splits.threshold_bin, splits.missing_left,
+                                          splits.improvement, splits.lut)):
+            raise PartOpError("part route: the split arrays differ in length")
+        rows = self._batch_rows(session, req)
+        _check_nodes(rows, m, "route")
+        n_features = session.bins.n_features if session.bins is not None else 0
+        if m and splits.feature.max() >= n_features:
+            raise PartOpError("part route: a split feature is out of range")
+        rows.route(splits)
+        return {}, {}
+
+
+def _no_rows() -> LevelRows:
+    empty = np.zeros(0, dtype=np.int64)
+    return LevelRows(empty, np.zeros(0), empty, empty)
+
+
+def _check_nodes(rows: SummedRows, n_nodes: int, op: str) -> None:
+    for part in rows.parts:
+        assert isinstance(part, LocalRows)
+        if part.rows.size and int(part.rows.node.max()) >= n_nodes:
+            raise PartOpError(f"part {op}: {n_nodes} nodes, but rows sit in node "
+                              f"{int(part.rows.node.max())}")
+
+
+def _int(args: dict[str, Any], name: str, low: int) -> int:
+    value = args.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise PartOpError(f"part: args.{name} must be an integer >= {low}, got {value!r:.40}")
+    return value
+
+
+def _pairs(args: dict[str, Any], name: str) -> list[tuple[int, int]]:
+    value = args.get(name)
+    if not isinstance(value, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(v, int) and v >= 0 for v in p)
+        for p in value
+    ):
+        raise PartOpError(f"part: args.{name} must be a list of [index, number] pairs")
+    return [(p[0], p[1]) for p in value]
+
+
+def _partition_list(args: dict[str, Any], op: str) -> list[tuple[int, str]]:
+    value = args.get("partitions")
+    if not isinstance(value, list) or not all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and p[0] >= 0
+        and isinstance(p[1], str) for p in value
+    ):
+        raise PartOpError(f"part {op}: args.partitions must be a list of [index, path] pairs")
+    return [(p[0], p[1]) for p in value]
+
+
+def _array(req: PartRequest, name: str, dtype: Any, ndim: int) -> npt.NDArray[Any]:
+    arr = req.arrays.get(name)
+    if arr is None:
+        raise PartOpError(f"part {req.op}: array {name!r} is missing")
+    if arr.dtype != np.dtype(dtype) or arr.ndim != ndim:
+        raise PartOpError(f"part {req.op}: array {name!r} must be {ndim}-D {np.dtype(dtype)}, "
+                          f"got {arr.ndim}-D {arr.dtype}")
+    return arr
