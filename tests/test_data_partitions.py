@@ -13,6 +13,7 @@ from aioforest.data import (
     Partitions,
     PartitionScan,
     Schema,
+    columns_to_reread,
     merge_scans,
     read_csv,
     read_partition,
@@ -140,7 +141,11 @@ def test_scans_and_schemas_round_trip_through_json_and_refuse_damage(tmp_path: P
     options = Partitions(paths).options()
     scans = [read_partition(str(p), options).scan for p in paths]
     assert [PartitionScan.from_json(s.to_json()) for s in scans] == scans
-    schema = merge_scans(scans, options)
+    with pytest.raises(ValueError, match="needs the texts"):
+        merge_scans(scans, options)  # file 0 read 'mixed' as numbers; file 1 has text
+    assert columns_to_reread(scans) == {0: [2]}
+    texts = {0: {2: read_partition(str(paths[0]), options, as_text=[2]).texts_of[2]}}
+    schema = merge_scans(scans, options, texts)
     assert Schema.from_json(schema.to_json()) == schema
     bad = scans[0].to_json()
     bad["n_rows"] = -1
@@ -148,3 +153,17 @@ def test_scans_and_schemas_round_trip_through_json_and_refuse_damage(tmp_path: P
         PartitionScan.from_json(bad)
     with pytest.raises(ValueError, match="expected keys"):
         Schema.from_json({"features": []})
+
+
+def test_numbers_of_a_column_that_is_text_elsewhere_become_categories(tmp_path: Path) -> None:
+    # The numbers appear only in the file where every cell is a number: they are
+    # categories of the merged column all the same, as in a single read.
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("x,label\n1.5,p\n2,q\n")
+    b.write_text("x,label\nred,p\n")
+    whole = tmp_path / "all.csv"
+    whole.write_text("x,label\n1.5,p\n2,q\nred,p\n")
+    ds = Partitions([a, b]).read()
+    assert ds.features == read_csv(whole).features
+    assert ds.features[0].categories == ("1.5", "2", "red")
+    assert np.array_equal(ds.encoded(), read_csv(whole).encoded())

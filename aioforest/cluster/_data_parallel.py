@@ -34,7 +34,16 @@ import numpy as np
 import numpy.typing as npt
 
 from .._validation import Prepared
-from ..data import Binner, Bins, BinSummary, Partitions, PartitionScan, Schema, merge_scans
+from ..data import (
+    Binner,
+    Bins,
+    BinSummary,
+    Partitions,
+    PartitionScan,
+    Schema,
+    columns_to_reread,
+    merge_scans,
+)
 from ..ensemble import FitProgress
 from ..tree import (
     ForestPlan,
@@ -230,12 +239,41 @@ class PartSession:
                                          ) from None
                     todo.discard(p)
         ordered = [self.scans[p] for p in range(len(self.relative))]
-        self.schema = merge_scans(ordered, self.partitions.options())
+        texts = await self._texts(base, columns_to_reread(ordered))
+        self.schema = merge_scans(ordered, self.partitions.options(), texts)
         start = 0
         for p, scan in enumerate(ordered):
             self.offsets[p] = start
             start += scan.n_rows
         self.n_total = start
+
+    async def _texts(self, base: dict[str, Any], columns: dict[int, list[int]]
+                     ) -> dict[int, dict[int, tuple[str, ...]]]:
+        """The texts of columns some files read as numbers while others hold text there."""
+        out: dict[int, dict[int, tuple[str, ...]]] = {}
+        todo = set(columns)
+        while todo:
+            by_worker = self._group(todo)
+            results = await self._gather({
+                w: self.call(w, "texts", {**base, "partitions": self._pairs(ps),
+                                          "columns": {str(p): columns[p] for p in ps}})
+                for w, ps in by_worker.items()
+            })
+            for w, outcome in results.items():
+                if isinstance(outcome, WorkerGone):
+                    self._move_from(w)
+                    continue
+                got = outcome.info.get("texts")
+                for p in by_worker[w]:
+                    try:
+                        entry = got[str(p)] if isinstance(got, dict) else None
+                        out[p] = {k: tuple(str(t) for t in entry[str(k)])
+                                  for k in columns[p]} if isinstance(entry, dict) else {}
+                    except (KeyError, TypeError):
+                        raise PartFailed(f"worker {w}: texts of {self.relative[p]}: malformed"
+                                         ) from None
+                    todo.discard(p)
+        return out
 
     def _load_args(self, parts: Sequence[int], summary: bool) -> dict[str, Any]:
         assert self.schema is not None

@@ -42,25 +42,33 @@ class Faults:
             killer would) when it starts a task that includes this tree index.
         slowdown: every task keeps its slot this many times as long as its fit took (the
             result is held back), as on an overloaded or throttled machine.
+        crash_on_part_op: the worker process kills itself (SIGKILL) when the N-th
+            data-parallel operation (counting from 1) reaches it, mid-fit.
     """
 
     crash_on_tree: int | None = None
     slowdown: float = 1.0
+    crash_on_part_op: int | None = None
 
     def __post_init__(self) -> None:
         if self.crash_on_tree is not None and self.crash_on_tree < 0:
             raise ValueError(f"crash-on-tree must be a tree index >= 0, got {self.crash_on_tree}")
         if not self.slowdown >= 1.0:
             raise ValueError(f"slowdown must be a factor >= 1, got {self.slowdown}")
+        if self.crash_on_part_op is not None and self.crash_on_part_op < 1:
+            raise ValueError(f"crash-on-part-op counts from 1, got {self.crash_on_part_op}")
 
     @property
     def any(self) -> bool:
-        return self.crash_on_tree is not None or self.slowdown != 1.0
+        return (self.crash_on_tree is not None or self.slowdown != 1.0
+                or self.crash_on_part_op is not None)
 
     @classmethod
     def parse(cls, specs: Iterable[str]) -> Faults:
-        """Parse ``name=value`` specs: ``crash-on-tree=N``, ``slowdown=F``."""
+        """Parse ``name=value`` specs: ``crash-on-tree=N``, ``slowdown=F``,
+        ``crash-on-part-op=N``."""
         crash: int | None = None
+        part_op: int | None = None
         slowdown = 1.0
         for spec in specs:
             name, sep, value = spec.partition("=")
@@ -72,11 +80,14 @@ class Faults:
                     crash = int(value)
                 elif name == "slowdown":
                     slowdown = float(value)
+                elif name == "crash-on-part-op":
+                    part_op = int(value)
                 else:
-                    raise ValueError("known faults: crash-on-tree=N, slowdown=F")
+                    raise ValueError(
+                        "known faults: crash-on-tree=N, slowdown=F, crash-on-part-op=N")
             except ValueError as exc:
                 raise ValueError(f"bad fault {spec!r}: {exc}") from None
-        return cls(crash, slowdown)
+        return cls(crash, slowdown, part_op)
 
     def wrap(self, fit: FitRunner, answers_written: Callable[[], Awaitable[object]]) -> FitRunner:
         """``fit`` with these faults injected around it.

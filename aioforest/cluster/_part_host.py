@@ -5,6 +5,8 @@ runs it in a thread, so the event loop keeps its heartbeats). Per session (one f
 holds the partitions the master assigned to it, each read from storage by this worker:
 
 * ``scan``: read the files, answer their :class:`~aioforest.data.PartitionScan`;
+* ``texts``: the distinct texts of columns a file read as numbers while another file
+  holds text there (the column is categorical, and these are categories too);
 * ``load``: encode them in the merged schema, answer their merged
   :class:`~aioforest.data.BinSummary` (``summary``) or, when the bins are known (a
   partition moved here after its worker died), bin them at once;
@@ -160,6 +162,22 @@ class PartHost:
         part.table = read_partition(part.path, session.options)
         session.parts[index] = part
         return part
+
+    def _op_texts(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        columns = req.args.get("columns")
+        if not isinstance(columns, dict):
+            raise PartOpError("part texts: args.columns must map partitions to column lists")
+        out: dict[str, dict[str, list[str]]] = {}
+        for index, relative in _partition_list(req.args, "texts"):
+            wanted = columns.get(str(index))
+            if not isinstance(wanted, list) or not all(isinstance(k, int) for k in wanted):
+                raise PartOpError(f"part texts: no column list for partition {index}")
+            table = read_partition(self._path(session, relative), session.options,
+                                   as_text=wanted)
+            part = session.parts.setdefault(index, _Partition(index, table.scan.path))
+            part.table = table
+            out[str(index)] = {str(k): list(table.texts_of.get(k, ())) for k in wanted}
+        return {"texts": out}, {}
 
     def _op_load(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
         args = req.args

@@ -809,7 +809,7 @@ class Bye:
 
 #: The operations of data-parallel growth (see ``aioforest.cluster._part_host``).
 PART_OPS: Final = frozenset(
-    {"scan", "load", "bins", "begin", "missing", "totals", "keep", "hist", "route", "end",
+    {"scan", "texts", "load", "bins", "begin", "missing", "totals", "keep", "hist", "route", "end",
      "close"}
 )
 _MAX_ARRAYS: Final = 4096

@@ -319,6 +319,9 @@ class Worker:
         self.parts = PartHost(data_root)
         self._part_lock = asyncio.Lock()  # one operation at a time, in arrival order
         self._part_jobs: set[asyncio.Task[None]] = set()
+        self._part_ops = 0
+        #: The connection to the master while registered (for diagnostics and tests).
+        self.connection: Connection | None = None
         #: Connection attempts that failed (and were retried).
         self.connect_failures = 0
         #: Which tasks are queued and running, and who gets their answers.
@@ -539,6 +542,7 @@ class Worker:
         if isinstance(welcome, str):
             return welcome
         self.name = welcome.name
+        self.connection = conn
         if self._executor is None and self._pool_start is None:
             # Start the pool now, not at the first task (which would wait for it), and not
             # before the master accepted us (a refused worker should exit at once).
@@ -628,12 +632,22 @@ class Worker:
         elif isinstance(msg, Heartbeat):
             pass  # the master is alive: receiving it reset the read timeout
         elif isinstance(msg, PartRequest):
+            self._part_ops += 1
+            if self.faults.crash_on_part_op == self._part_ops:
+                await self._written.wait()  # what was answered reaches the master
+                self.crash(f"data-parallel operation {self._part_ops} ({msg.op})")
             outbox = self._outbox
             job = go(self._part(msg, outbox), name=f"aioforest-worker-part-{msg.seq}")
             self._part_jobs.add(job)
             job.add_done_callback(self._part_jobs.discard)
         else:
             raise MessageError(type(msg).__name__.lower(), None, "not expected after welcome")
+
+    def crash(self, why: str) -> None:
+        """An injected crash: the process dies at once, as under ``kill -9``."""
+        logger.critical("worker pid %d: injected fault: crashing on %s", os.getpid(), why)
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)
 
     async def _part(self, req: PartRequest, outbox: Chan[Message] | None) -> None:
         """One data-parallel operation, off the loop; its reply goes to the session that

@@ -45,6 +45,7 @@ __all__ = [
     "PartitionTable",
     "Partitions",
     "Schema",
+    "columns_to_reread",
     "encode_partition",
     "merge_scans",
     "read_partition",
@@ -110,7 +111,12 @@ class Partitions:
         """Every file in this process, as one :class:`Dataset` (the concatenation)."""
         options = self.options()
         tables = [read_partition(p, options) for p in self.paths]
-        schema = merge_scans([t.scan for t in tables], options)
+        scans = [t.scan for t in tables]
+        extra: dict[int, dict[int, tuple[str, ...]]] = {}
+        for p, columns in columns_to_reread(scans).items():
+            tables[p] = read_partition(self.paths[p], options, as_text=columns)
+            extra[p] = {k: tables[p].texts_of[k] for k in columns}
+        schema = merge_scans(scans, options, extra)
         parts = [encode_partition(t, schema, options) for t in tables]
         encoded = np.concatenate([x for x, _ in parts]) if parts else np.zeros((0, 0))
         y: np.ndarray[Any, Any] | None = None
@@ -421,14 +427,58 @@ def _read_target(
     return labels, tuple(sorted(set(cells)))
 
 
-def merge_scans(scans: Sequence[PartitionScan], options: CsvOptions) -> Schema:
+def columns_to_reread(scans: Sequence[PartitionScan]) -> dict[int, list[int]]:
+    """Per file, the feature columns it read as numbers although another file holds text
+    there: their cells are categories too, so the file must report them as texts."""
+    _check_headers(scans)
+    n = len(scans[0].numeric)
+    text_somewhere = [not all(s.numeric[k] for s in scans) for k in range(n)]
+    out: dict[int, list[int]] = {}
+    for p, scan in enumerate(scans):
+        columns = [k for k in range(n) if text_somewhere[k] and scan.numeric[k]
+                   and scan.n_rows > 0]
+        if columns:
+            out[p] = columns
+    return out
+
+
+def merge_scans(
+    scans: Sequence[PartitionScan], options: CsvOptions,
+    texts: dict[int, dict[int, tuple[str, ...]]] | None = None,
+) -> Schema:
     """The schema of the concatenation of the scanned files (see the module docstring).
+
+    ``texts[p][k]``: the distinct texts of column ``k`` of file ``p``, for every column
+    :func:`columns_to_reread` names (read again with ``as_text``).
 
     Raises ``DataError`` naming the file and header column when headers differ, and when
     a classification target has fewer than two classes in all.
     """
     if not scans:
         raise ValueError("merge_scans needs at least one scan")
+    needed = columns_to_reread(scans)
+    texts = texts or {}
+    missing = [(p, k) for p, ks in needed.items() for k in ks if k not in texts.get(p, {})]
+    if missing:
+        raise ValueError(f"merge_scans needs the texts of (file, column) {missing[:5]}")
+    first = scans[0]
+    names = first.names
+    feature_cols = tuple(j for j in range(len(names)) if j != first.target)
+    if not feature_cols:
+        raise DataError("no feature columns (the files have only the target column)",
+                        path=first.path)
+    features = []
+    for k, j in enumerate(feature_cols):
+        if all(s.numeric[k] for s in scans):
+            features.append(Feature(names[j], "numeric"))
+            continue
+        cats = {text for s in scans for text in s.texts[k]}
+        cats.update(text for p in needed for text in texts[p].get(k, ()))
+        features.append(Feature(names[j], "categorical", tuple(sorted(cats))))
+    return _finish_schema(scans, options, tuple(features), feature_cols)
+
+
+def _check_headers(scans: Sequence[PartitionScan]) -> None:
     first = scans[0]
     for scan in scans[1:]:
         if scan.names != first.names:
@@ -440,18 +490,14 @@ def merge_scans(scans: Sequence[PartitionScan], options: CsvOptions) -> Schema:
                 f"{len(first.names)}; first difference in column {j + 1})",
                 path=scan.path, line=1, column=j + 1,
             )
+
+
+def _finish_schema(
+    scans: Sequence[PartitionScan], options: CsvOptions, features: tuple[Feature, ...],
+    feature_cols: tuple[int, ...],
+) -> Schema:
+    first = scans[0]
     names = first.names
-    feature_cols = tuple(j for j in range(len(names)) if j != first.target)
-    if not feature_cols:
-        raise DataError("no feature columns (the files have only the target column)",
-                        path=first.path)
-    features = []
-    for k, j in enumerate(feature_cols):
-        if all(s.numeric[k] for s in scans):
-            features.append(Feature(names[j], "numeric"))
-            continue
-        cats = sorted({text for s in scans for text in s.texts[k]})
-        features.append(Feature(names[j], "categorical", tuple(cats)))
     classes: tuple[str, ...] = ()
     if first.target is not None and options.task == "classification":
         classes = tuple(sorted({label for s in scans for label in s.labels}))
@@ -464,7 +510,7 @@ def merge_scans(scans: Sequence[PartitionScan], options: CsvOptions) -> Schema:
     if not any(s.n_rows > 0 for s in scans):
         raise DataError("no data rows in any file (only headers)", path=first.path)
     target_name = names[first.target] if first.target is not None else "target"
-    return Schema(tuple(features), classes, target_name, options.task,
+    return Schema(features, classes, target_name, options.task,
                   first.target is not None, feature_cols, first.target)
 
 

@@ -1,0 +1,150 @@
+"""Data-parallel fits: workers read their partitions; the forest equals the local fit."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from cluster_helpers import HOST, TEST_TIMEOUT, TOKEN, in_process_cluster
+from forest_helpers import assert_same_tree
+from test_data_partitions import _lines, _write
+
+from aioforest import Partitions, RandomForestClassifier
+from aioforest.cluster import Master, Worker
+from aioforest.cluster._data_parallel import PartFailed, trees_per_batch
+from aioforest.cluster._faults import Faults
+
+N_ROWS = 1200
+CUTS = {"1 file": [N_ROWS], "3 uneven": [100, 900, 200],
+        "7 with a header-only one": [300, 0, 150, 150, 200, 1, 399]}
+
+
+def _forest(**params: Any) -> RandomForestClassifier:
+    return RandomForestClassifier(n_estimators=5, random_state=4, **params)
+
+
+def _parts(tmp_path: Path, cut: list[int]) -> Partitions:
+    _write(tmp_path, _lines(N_ROWS), cut)
+    return Partitions(str(tmp_path / "part-*.csv"))
+
+
+def _assert_same_forest(a: Any, b: Any) -> None:
+    assert len(a.trees_) == len(b.trees_)
+    for i, (s, t) in enumerate(zip(a.trees_, b.trees_, strict=True)):
+        assert_same_tree(s, t, where=f"tree {i}: ")
+    assert a.bins_.equals(b.bins_)
+    assert list(a.classes_) == list(b.classes_) and a.features_ == b.features_
+
+
+@pytest.fixture(scope="module")
+def local_forest(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    parts = _parts(tmp_path_factory.mktemp("whole"), [N_ROWS])
+    return _forest(max_features=2).fit(parts)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("cut", list(CUTS), ids=list(CUTS))
+@pytest.mark.parametrize("n_workers", [1, 3])
+async def test_a_data_parallel_fit_is_bit_identical_to_the_local_fit(
+    tmp_path: Path, cut: str, n_workers: int, local_forest: Any
+) -> None:
+    # Categorical columns, a column numeric in some files only, missing values, three
+    # classes: any partitioning, any number of workers, the same forest.
+    parts = _parts(tmp_path, CUTS[cut])
+    async with in_process_cluster(n_workers) as (master, _):
+        forest = await master.fit(_forest(max_features=2), parts, mode="data")
+    _assert_same_forest(forest, local_forest)
+    stats = forest.data_parallel_stats_
+    assert stats["rounds"] > 0 and stats["hist_bytes"] > 0 and stats["n_rows"] == N_ROWS
+
+
+@pytest.mark.asyncio
+async def test_trees_grown_in_several_batches_are_the_same(
+    tmp_path: Path, local_forest: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aioforest.cluster._data_parallel as dp
+
+    monkeypatch.setattr(dp, "BATCH_INSTANCES_PER_WORKER", 400)  # two trees a batch
+    assert trees_per_batch(N_ROWS, 2, 5) == 1
+    parts = _parts(tmp_path, [600, 600])
+    async with in_process_cluster(2) as (master, _):
+        forest = await master.fit(_forest(max_features=2), parts, mode="data")
+    _assert_same_forest(forest, local_forest)
+
+
+class _CrashingWorker(Worker):
+    """Loses its connection (as if killed) at its N-th data-parallel operation."""
+
+    def crash(self, why: str) -> None:
+        assert self.connection is not None
+        self.crash_reason = why
+        self.reconnect = False
+        self.connection.abort()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("at_op", [1, 2, 3, 9, 40], ids=lambda n: f"op{n}")
+async def test_a_worker_lost_mid_fit_does_not_change_the_forest(
+    tmp_path: Path, local_forest: Any, at_op: int
+) -> None:
+    # Op 1 is its scan, 2 its load, 3 the bins, then begin and the level operations: its
+    # partitions move to the survivors, which read them again and replay the batch.
+    parts = _parts(tmp_path, [300, 300, 300, 300])
+    async with asyncio.timeout(TEST_TIMEOUT), Master(token=TOKEN) as master:
+        healthy = [Worker(HOST, master.port, TOKEN, processes=1, name=f"ok{i}")
+                   for i in range(2)]
+        doomed = _CrashingWorker(HOST, master.port, TOKEN, processes=1, name="doomed",
+                                 faults=Faults(crash_on_part_op=at_op))
+        runs = [asyncio.ensure_future(w.run()) for w in [*healthy, doomed]]
+        await master.wait_for_workers(3)
+        forest = await master.fit(_forest(max_features=2), parts, mode="data")
+        await master.close()
+        await asyncio.wait(runs)
+    assert doomed.crash_reason.startswith(f"data-parallel operation {at_op}")
+    _assert_same_forest(forest, local_forest)
+    assert forest.data_parallel_stats_["partitions_moved"] >= 1
+
+
+@pytest.mark.asyncio
+async def test_a_partition_missing_for_a_worker_is_a_clear_error_before_training(
+    tmp_path: Path,
+) -> None:
+    parts = _parts(tmp_path, [400, 400, 400])
+    (tmp_path / "part-001.csv").unlink()  # after the master listed it
+    async with in_process_cluster(2) as (master, _):
+        with pytest.raises(PartFailed, match=r"part-001\.csv: no such file"):
+            await master.fit(_forest(), parts, mode="data")
+        # the cluster is fine afterwards
+        ok = _parts(tmp_path / "again", [600, 600])
+        forest = await master.fit(_forest(), ok, mode="data")
+    assert len(forest.trees_) == 5
+
+
+@pytest.mark.asyncio
+async def test_a_worker_whose_data_root_differs_reads_its_own_copy(tmp_path: Path) -> None:
+    # The master's directory holds files of another dataset (it lists them only); the
+    # workers' root holds the real ones: the forest is the real data's.
+    real = _parts(tmp_path / "real", [500, 700])
+    _write(tmp_path / "decoy", _lines(N_ROWS, seed=9), [500, 700])
+    decoy = Partitions(str(tmp_path / "decoy" / "part-*.csv"))
+    options = {"data_root": str(tmp_path / "real")}
+    async with in_process_cluster(2, worker_options=options) as (master, _):
+        forest = await master.fit(_forest(), decoy, mode="data")
+    _assert_same_forest(forest, _forest().fit(real))
+
+
+@pytest.mark.asyncio
+async def test_data_mode_refuses_what_it_cannot_do_yet(tmp_path: Path) -> None:
+    from aioforest import RandomForestRegressor
+
+    parts = _parts(tmp_path, [600, 600])
+    async with in_process_cluster(1) as (master, _):
+        with pytest.raises(ValueError, match=r"pass X=aioforest\.Partitions"):
+            await master.fit(_forest(), np.zeros((4, 2)), np.arange(4) % 2, mode="data")
+        with pytest.raises(ValueError, match="regression sums are not exact yet"):
+            await master.fit(RandomForestRegressor(), parts, mode="data")
+        with pytest.raises(ValueError, match="oob_score=True is not supported"):
+            await master.fit(_forest(oob_score=True), parts, mode="data")
