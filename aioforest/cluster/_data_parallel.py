@@ -27,7 +27,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -100,7 +100,8 @@ class _Stats:
     bytes_out: int = 0
     bytes_in: int = 0
     partitions_moved: int = 0
-    per_level: list[int] = field(default_factory=list)
+    levels: int = 0  # levels grown, over all batches (rounds / levels: rounds per level)
+    batches: int = 0
 
 
 class PartSession:
@@ -425,7 +426,6 @@ class RemoteRows:
     def __init__(self, session: PartSession, loop: asyncio.AbstractEventLoop) -> None:
         self.session = session
         self.loop = loop
-        self.level_rounds = 0
 
     def _run(self, op: str, args: dict[str, Any], arrays: Arrays, mutate: bool
              ) -> list[PartReply]:
@@ -449,8 +449,7 @@ class RemoteRows:
         for r in replies:
             counts += _checked(r, "counts", np.int64, (n_nodes,))
             total += _checked(r, "total", np.float64, (n_nodes, n_channels))
-        self.session.stats.per_level.append(self.level_rounds)
-        self.level_rounds = 0
+        self.session.stats.levels += 1
         return counts, total
 
     def keep_nodes(self, keep: npt.NDArray[np.bool_]) -> None:
@@ -466,13 +465,14 @@ class RemoteRows:
         replies = self._run("hist", args, arrays, False)
         parts = []
         for r in replies:
+            wide = {k: (v.astype(np.int64) if v.dtype == np.int32 else v)
+                    for k, v in r.arrays.items()}
             try:
-                parts.append(Histograms.from_arrays(r.arrays))
+                parts.append(Histograms.from_arrays(wide))
             except (KeyError, ValueError) as exc:
                 raise PartFailed(f"a worker's histograms are malformed: {exc}") from None
             self.session.stats.hist_bytes += sum(a.nbytes for a in r.arrays.values())
         self.session.stats.rounds += 1
-        self.level_rounds += 1
         return sum_histograms(parts)
 
     def route(self, splits: NodeSplits) -> None:
@@ -562,6 +562,7 @@ async def _grow_batches(
     for lo in range(0, len(indices), per_batch):
         batch = indices[lo : lo + per_batch]
         await session.begin(plan, batch)
+        session.stats.batches += 1
         specs = [tree_spec(plan, i, bins.n_features) for i in batch]
         rows = RemoteRows(session, loop)
         grown = await asyncio.to_thread(grow, bins, specs, rows, plan.grow_params(), exact,

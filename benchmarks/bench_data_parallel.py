@@ -1,0 +1,185 @@
+"""Data-parallel mode: rows stay on the workers; every worker helps grow every tree.
+
+Data: ``make_classification(n_features=20, n_informative=10, n_classes=3, random_state=0)``
+written as CSV partition files (``--rows`` rows in ``--files`` files). It reports:
+
+1. **fit time** on ``LocalCluster(2)`` in ``mode="data"`` (the workers read the files)
+   against ``mode="model"`` (the master reads them and sends the binned rows) and a local
+   ``n_jobs=2`` fit of the same ``Partitions``, and whether the three forests are
+   identical; the test accuracy of each (on 20% of rows held out);
+2. **wire**: histogram rounds, bytes per round and in total, against the binned data;
+3. **the master's peak RSS** in data mode at several sizes (``--rss-rows``), from a CLI
+   master (``python -m aioforest.master --mode data``) with its local workers, measured
+   with ``getrusage`` in the master process itself;
+4. **CSV read throughput**: ``aioforest.data.read_partition`` against pandas' C parser
+   on the same file.
+
+Speed is reported, never asserted.
+
+    python benchmarks/bench_data_parallel.py [--rows 1000000] [--files 8] [--trees 20]
+        [--rss-rows 250000 1000000 4000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aioforest import Partitions, RandomForestClassifier
+from aioforest.cluster import LocalCluster
+from aioforest.data import read_partition
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_partitions(directory: Path, n_rows: int, n_files: int, seed: int = 0
+                     ) -> tuple[Partitions, np.ndarray, np.ndarray]:
+    """CSV files of ``n_rows`` rows of make_classification; also 20% held out (X, y)."""
+    from sklearn.datasets import make_classification
+
+    n_test = n_rows // 4
+    X, y = make_classification(n_samples=n_rows + n_test, n_features=20, n_informative=10,
+                               n_classes=3, random_state=seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    header = ",".join(f"f{j}" for j in range(20)) + ",label"
+    bounds = np.linspace(0, n_rows, n_files + 1).astype(int)
+    for k in range(n_files):
+        lo, hi = bounds[k], bounds[k + 1]
+        block = np.column_stack([X[lo:hi], y[lo:hi]])
+        np.savetxt(directory / f"part-{k:03d}.csv", block, delimiter=",", header=header,
+                   comments="", fmt=["%.6g"] * 20 + ["%d"])
+    Xt = np.round(X[n_rows:].astype(np.float64), 6)
+    return Partitions(str(directory / "part-*.csv")), Xt, y[n_rows:]
+
+
+def _same(a: Any, b: Any) -> bool:
+    return all(
+        np.array_equal(s.arrays()[k], t.arrays()[k], equal_nan=True)
+        for s, t in zip(a.trees_, b.trees_, strict=True) for k in s.arrays()
+    )
+
+
+def _accuracy(forest: Any, X: np.ndarray, y: np.ndarray) -> float:
+    pred = forest.predict(X)
+    return float(np.mean(np.asarray(pred).astype(float).astype(int) == y))
+
+
+async def fits(parts: Partitions, trees: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    params = {"n_estimators": trees, "random_state": 1}
+    t = time.perf_counter()
+    local = RandomForestClassifier(n_jobs=2, **params).fit(parts)
+    out["local n_jobs=2"] = (time.perf_counter() - t, local)
+    async with LocalCluster(2) as cluster:
+        for mode in ("model", "data"):
+            forest = RandomForestClassifier(**params)
+            before = cluster.master.status()["bytes"]
+            t = time.perf_counter()
+            await cluster.master.fit(forest, parts, mode=mode)
+            out[f"LocalCluster(2) {mode}"] = (time.perf_counter() - t, forest)
+            after = cluster.master.status()["bytes"]
+            out[f"wire {mode}"] = {k: after[k] - before[k] for k in after}
+    return out
+
+
+def master_rss(directory: Path, trees: int) -> tuple[float, float, str]:
+    """(seconds, peak RSS of the master in MiB, its report) of a CLI data-mode fit."""
+    code = (
+        "import resource, sys\n"
+        "from aioforest.master import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "sys.exit(rc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    t = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--data", str(directory / "part-*.csv"), "--mode", "data",
+         "--trees", str(trees), "--seed", "1", "--quiet"],
+        capture_output=True, text=True, env=env, check=True,
+    )
+    elapsed = time.perf_counter() - t
+    kib = next(int(line.split()[1]) for line in done.stdout.splitlines()
+               if line.startswith("PEAK_RSS_KIB"))
+    report = next((line for line in done.stdout.splitlines() if "data-parallel:" in line), "")
+    return elapsed, kib / 1024, report
+
+
+def csv_throughput(path: Path) -> tuple[float, float]:
+    """MiB/s of read_partition and of pandas.read_csv on ``path`` (best of 2)."""
+    import pandas as pd
+
+    size = path.stat().st_size / 2**20
+    options = Partitions([str(path)], target="label").options()
+    ours, theirs = [], []
+    for _ in range(2):
+        t = time.perf_counter()
+        read_partition(str(path), options)
+        ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        pd.read_csv(path)
+        theirs.append(time.perf_counter() - t)
+    return size / min(ours), size / min(theirs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--trees", type=int, default=20)
+    parser.add_argument("--rss-rows", type=int, nargs="*", default=[250_000, 1_000_000,
+                                                                     4_000_000])
+    parser.add_argument("--rss-trees", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        parts, Xt, yt = write_partitions(root / "main", args.rows, args.files)
+        results = asyncio.run(fits(parts, args.trees))
+        base = results["local n_jobs=2"]
+        print(f"\n## fit: {args.rows} rows x 20 in {args.files} files, {args.trees} trees\n")
+        print("| run | fit s | / local | / model mode | identical to local | accuracy |")
+        print("|---|---|---|---|---|---|")
+        model_s = results["LocalCluster(2) model"][0]
+        runs = {k: v for k, v in results.items() if not k.startswith("wire")}
+        for name, (seconds, forest) in runs.items():
+            print(f"| {name} | {seconds:.1f} | {seconds / base[0]:.2f} | "
+                  f"{seconds / model_s:.2f} | {_same(forest, base[1])} | "
+                  f"{_accuracy(forest, Xt, yt):.4f} |")
+        stats = results["LocalCluster(2) data"][1].data_parallel_stats_
+        binned = args.rows * 20
+        print("\n## wire (data mode)\n")
+        print("| rounds | histogram arrays in | per round | on the wire in / out (gzip) | "
+              "model mode on the wire out | binned data |")
+        print("|---|---|---|---|---|---|")
+        wire, model_wire = results["wire data"], results["wire model"]
+        print(f"| {stats['rounds']} | {stats['hist_bytes'] / 2**20:.1f} MiB | "
+              f"{stats['hist_bytes'] / max(stats['rounds'], 1) / 2**10:.1f} KiB | "
+              f"{wire['received_wire'] / 2**20:.1f} / {wire['sent_wire'] / 2**20:.1f} MiB | "
+              f"{model_wire['sent_wire'] / 2**20:.1f} MiB | {binned / 2**20:.1f} MiB |")
+        print("\n## CSV read throughput (one partition file)\n")
+        ours, pandas_rate = csv_throughput(root / "main" / "part-000.csv")
+        print("| reader | MiB/s | / pandas |")
+        print("|---|---|---|")
+        print(f"| aioforest read_partition | {ours:.1f} | {ours / pandas_rate:.3f} |")
+        print(f"| pandas.read_csv | {pandas_rate:.1f} | 1.000 |")
+        print(f"\n## master peak RSS, CLI --mode data, {args.rss_trees} trees\n")
+        print("| rows | fit s | master peak RSS MiB | report |")
+        print("|---|---|---|---|")
+        for n in args.rss_rows:
+            directory = root / f"rss-{n}"
+            write_partitions(directory, n, args.files)
+            seconds, mib, report = master_rss(directory, args.rss_trees)
+            print(f"| {n} | {seconds:.1f} | {mib:.0f} | {report.strip()} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
