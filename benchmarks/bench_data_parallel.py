@@ -10,7 +10,7 @@ written as CSV partition files (``--rows`` rows in ``--files`` files). It report
 2. **wire**: histogram rounds, bytes per round and in total, against the binned data;
 3. **the master's peak RSS** in data mode at several sizes (``--rss-rows``), from a CLI
    master (``python -m aioforest.master --mode data``) with its local workers, measured
-   with ``getrusage`` in the master process itself;
+   as ``VmHWM`` in the master process itself;
 4. **CSV read throughput**: ``aioforest.data.read_partition`` against pandas' C parser
    on the same file.
 
@@ -93,11 +93,14 @@ async def fits(parts: Partitions, trees: int) -> dict[str, Any]:
 
 def master_rss(directory: Path, trees: int) -> tuple[float, float, str]:
     """(seconds, peak RSS of the master in MiB, its report) of a CLI data-mode fit."""
+    # VmHWM, not getrusage: Linux carries ru_maxrss across exec, so a child would report
+    # this benchmark's own peak.
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from aioforest.master import main\n"
         "rc = main(sys.argv[1:])\n"
-        "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        "print('PEAK_RSS_KIB', hwm.split()[1])\n"
         "sys.exit(rc)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -139,38 +142,12 @@ def main() -> None:
     parser.add_argument("--rss-rows", type=int, nargs="*", default=[250_000, 1_000_000,
                                                                      4_000_000])
     parser.add_argument("--rss-trees", type=int, default=2)
+    parser.add_argument("--only-rss", action="store_true", help="skip the fit comparison")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        parts, Xt, yt = write_partitions(root / "main", args.rows, args.files)
-        results = asyncio.run(fits(parts, args.trees))
-        base = results["local n_jobs=2"]
-        print(f"\n## fit: {args.rows} rows x 20 in {args.files} files, {args.trees} trees\n")
-        print("| run | fit s | / local | / model mode | identical to local | accuracy |")
-        print("|---|---|---|---|---|---|")
-        model_s = results["LocalCluster(2) model"][0]
-        runs = {k: v for k, v in results.items() if not k.startswith("wire")}
-        for name, (seconds, forest) in runs.items():
-            print(f"| {name} | {seconds:.1f} | {seconds / base[0]:.2f} | "
-                  f"{seconds / model_s:.2f} | {_same(forest, base[1])} | "
-                  f"{_accuracy(forest, Xt, yt):.4f} |")
-        stats = results["LocalCluster(2) data"][1].data_parallel_stats_
-        binned = args.rows * 20
-        print("\n## wire (data mode)\n")
-        print("| rounds | histogram arrays in | per round | on the wire in / out (gzip) | "
-              "model mode on the wire out | binned data |")
-        print("|---|---|---|---|---|---|")
-        wire, model_wire = results["wire data"], results["wire model"]
-        print(f"| {stats['rounds']} | {stats['hist_bytes'] / 2**20:.1f} MiB | "
-              f"{stats['hist_bytes'] / max(stats['rounds'], 1) / 2**10:.1f} KiB | "
-              f"{wire['received_wire'] / 2**20:.1f} / {wire['sent_wire'] / 2**20:.1f} MiB | "
-              f"{model_wire['sent_wire'] / 2**20:.1f} MiB | {binned / 2**20:.1f} MiB |")
-        print("\n## CSV read throughput (one partition file)\n")
-        ours, pandas_rate = csv_throughput(root / "main" / "part-000.csv")
-        print("| reader | MiB/s | / pandas |")
-        print("|---|---|---|")
-        print(f"| aioforest read_partition | {ours:.1f} | {ours / pandas_rate:.3f} |")
-        print(f"| pandas.read_csv | {pandas_rate:.1f} | 1.000 |")
+        if not args.only_rss:
+            compare(root, args)
         print(f"\n## master peak RSS, CLI --mode data, {args.rss_trees} trees\n")
         print("| rows | fit s | master peak RSS MiB | report |")
         print("|---|---|---|---|")
@@ -179,6 +156,38 @@ def main() -> None:
             write_partitions(directory, n, args.files)
             seconds, mib, report = master_rss(directory, args.rss_trees)
             print(f"| {n} | {seconds:.1f} | {mib:.0f} | {report.strip()} |", flush=True)
+
+
+def compare(root: Path, args: argparse.Namespace) -> None:
+    parts, Xt, yt = write_partitions(root / "main", args.rows, args.files)
+    results = asyncio.run(fits(parts, args.trees))
+    base = results["local n_jobs=2"]
+    print(f"\n## fit: {args.rows} rows x 20 in {args.files} files, {args.trees} trees\n")
+    print("| run | fit s | / local | / model mode | identical to local | accuracy |")
+    print("|---|---|---|---|---|---|")
+    model_s = results["LocalCluster(2) model"][0]
+    runs = {k: v for k, v in results.items() if not k.startswith("wire")}
+    for name, (seconds, forest) in runs.items():
+        print(f"| {name} | {seconds:.1f} | {seconds / base[0]:.2f} | "
+              f"{seconds / model_s:.2f} | {_same(forest, base[1])} | "
+              f"{_accuracy(forest, Xt, yt):.4f} |")
+    stats = results["LocalCluster(2) data"][1].data_parallel_stats_
+    binned = args.rows * 20
+    print("\n## wire (data mode)\n")
+    print("| rounds | histogram arrays in | per round | on the wire in / out (gzip) | "
+          "model mode on the wire out | binned data |")
+    print("|---|---|---|---|---|---|")
+    wire, model_wire = results["wire data"], results["wire model"]
+    print(f"| {stats['rounds']} | {stats['hist_bytes'] / 2**20:.1f} MiB | "
+          f"{stats['hist_bytes'] / max(stats['rounds'], 1) / 2**10:.1f} KiB | "
+          f"{wire['received_wire'] / 2**20:.1f} / {wire['sent_wire'] / 2**20:.1f} MiB | "
+          f"{model_wire['sent_wire'] / 2**20:.1f} MiB | {binned / 2**20:.1f} MiB |")
+    print("\n## CSV read throughput (one partition file)\n")
+    ours, pandas_rate = csv_throughput(root / "main" / "part-000.csv")
+    print("| reader | MiB/s | / pandas |")
+    print("|---|---|---|")
+    print(f"| aioforest read_partition | {ours:.1f} | {ours / pandas_rate:.3f} |")
+    print(f"| pandas.read_csv | {pandas_rate:.1f} | 1.000 |")
 
 
 if __name__ == "__main__":

@@ -148,3 +148,30 @@ async def test_data_mode_refuses_what_it_cannot_do_yet(tmp_path: Path) -> None:
             await master.fit(RandomForestRegressor(), parts, mode="data")
         with pytest.raises(ValueError, match="oob_score=True is not supported"):
             await master.fit(_forest(oob_score=True), parts, mode="data")
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_data_parallel_fit_stops_and_the_cluster_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aioforest.cluster._data_parallel as dp
+
+    first_round = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    original = dp.RemoteRows.histograms
+
+    def histograms(self: Any, request: Any) -> Any:
+        loop.call_soon_threadsafe(first_round.set)
+        return original(self, request)
+
+    monkeypatch.setattr(dp.RemoteRows, "histograms", histograms)
+    parts = _parts(tmp_path, [600, 600])
+    async with in_process_cluster(2) as (master, _):
+        fit = asyncio.ensure_future(master.fit(_forest(), parts, mode="data"))
+        await first_round.wait()
+        fit.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fit
+        assert master._part_sessions == {}
+        forest = await master.fit(_forest(), _parts(tmp_path / "b", [1200]), mode="data")
+    assert len(forest.trees_) == 5

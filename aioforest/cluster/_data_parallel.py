@@ -46,6 +46,7 @@ from ..data import (
 )
 from ..ensemble import FitProgress
 from ..tree import (
+    FitCancelled,
     ForestPlan,
     HistogramRequest,
     Histograms,
@@ -102,6 +103,8 @@ class _Stats:
     partitions_moved: int = 0
     levels: int = 0  # levels grown, over all batches (rounds / levels: rounds per level)
     batches: int = 0
+    wait_seconds: float = 0.0  # the driver waiting for the workers' answers
+    grow_seconds: float = 0.0  # the driver's threads in all (waiting included)
 
 
 class PartSession:
@@ -130,6 +133,9 @@ class PartSession:
         self.log: list[tuple[str, dict[str, Any], Arrays]] = []
         self.applied: dict[int, int] = {}
         self.stats = _Stats()
+        #: Set when the fit ends (done, failed or cancelled): a driver thread still
+        #: running stops at its next operation.
+        self.stopping = False
         self._seq = itertools.count()
         self._pending: dict[int, _Pending] = {}
 
@@ -429,9 +435,15 @@ class RemoteRows:
 
     def _run(self, op: str, args: dict[str, Any], arrays: Arrays, mutate: bool
              ) -> list[PartReply]:
+        if self.session.stopping:
+            raise FitCancelled("the data-parallel fit ended")
+        t0 = time.perf_counter()
         future = asyncio.run_coroutine_threadsafe(
             self.session.broadcast(op, args, arrays, mutate), self.loop)
-        return future.result()
+        try:
+            return future.result()
+        finally:
+            self.session.stats.wait_seconds += time.perf_counter() - t0
 
     def missing_in(self, features: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         replies = self._run("missing", {}, {"features": features.astype(np.int64)}, False)
@@ -541,6 +553,7 @@ async def fit_partitions(
         )
         estimator.data_parallel_stats_ = {**vars(session.stats), "n_rows": session.n_total}
     finally:
+        session.stopping = True
         try:
             await session.close()
         finally:
@@ -565,8 +578,10 @@ async def _grow_batches(
         session.stats.batches += 1
         specs = [tree_spec(plan, i, bins.n_features) for i in batch]
         rows = RemoteRows(session, loop)
+        t0 = time.perf_counter()
         grown = await asyncio.to_thread(grow, bins, specs, rows, plan.grow_params(), exact,
                                         class_weight)
+        session.stats.grow_seconds += time.perf_counter() - t0
         await session.end()
         for i, tree in zip(batch, grown, strict=True):
             trees[i] = tree
