@@ -81,7 +81,7 @@ def test_the_host_bins_its_rows_and_answers_their_sums(tmp_path: Path) -> None:
     schema = Schema(whole.features, whole.classes, "label", "classification", True,
                     (0, 1, 2, 3), 4)
     load = h("load", {"schema": schema.to_json(), "n_total": 600, "max_bins": 255,
-                      "summary": True, "offsets": [[0, 0], [1, 250]],
+                      "summary": True, "offsets": [[0, 0], [1, 250]], "rows": [[0, 250], [1, 350]],
                       "partitions": [[0, rel[0]], [1, rel[1]]]})
     assert not load.error, load.error
     counts = np.bincount(np.searchsorted(np.array(whole.classes, dtype=object),

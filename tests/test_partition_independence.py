@@ -86,12 +86,19 @@ def test_sampled_bins_differ_from_exact_ones_only_above_the_sample_size(
 
 def test_a_malformed_bin_summary_is_refused_by_entry() -> None:
     arrays = Binner().summarize(_data(50)).arrays()
-    arrays["s2"] = arrays["s2"][::-1].copy()
-    with pytest.raises(ValueError, match="s2: values must be sorted"):
+    good = dict(arrays)
+    arrays["sample"] = arrays["sample"][::-1].copy()
+    with pytest.raises(ValueError, match=r"sample\[0\]: values must be sorted"):
         BinSummary.from_arrays(arrays)
-    del arrays["s1"]
-    with pytest.raises(ValueError, match="missing entry 's1'"):
+    arrays["sample_counts"] = good["sample_counts"] + 1
+    with pytest.raises(ValueError, match="do not add up"):
         BinSummary.from_arrays(arrays)
+    del arrays["sample_counts"]
+    with pytest.raises(ValueError, match="missing entry 'sample_counts'"):
+        BinSummary.from_arrays(arrays)
+    wide = Binner().summarize(np.zeros((3, 5000)))  # one array per kind, any width
+    assert len(wide.arrays()) == 4
+    assert len(BinSummary.from_arrays(wide.arrays()).sample) == 5000
 
 
 def _plan(**changes: object) -> ForestPlan:

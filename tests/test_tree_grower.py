@@ -143,3 +143,24 @@ def test_trees_grown_on_cut_rows_with_summed_answers_equal_one_machine(
         for t, (a, b) in enumerate(zip(one, cut, strict=True)):
             for name, value in a.arrays().items():
                 assert np.array_equal(value, b.arrays()[name], equal_nan=True), (t, name)
+
+
+def test_rounds_cut_into_node_groups_grow_the_same_trees(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    # Spark's memory budget per round: a level's candidates are scored in groups; each
+    # node's split reads only its own cells, so the groups never change a tree.
+    import aioforest.tree._splitter as splitter
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 6))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(np.int64)
+    bins, codes = Binner().fit_transform(X)
+    jobs = [TreeJob(key=k, rows=np.arange(400), weight=rng.integers(0, 3, 400).astype(float))
+            for k in range(3)]
+    whole = grow_trees(bins, codes, y, jobs, PARAMS, Arithmetic(True, True))
+    monkeypatch.setattr(splitter, "ROUND_CELLS", 64)
+    assert len(splitter.node_groups(np.full(10, 50.0), np.full(10, 2), 255, 64)) > 1
+    grouped = grow_trees(bins, codes, y, jobs, PARAMS, Arithmetic(True, True))
+    for a, b in zip(whole, grouped, strict=True):
+        for name, value in a.arrays().items():
+            assert np.array_equal(value, b.arrays()[name], equal_nan=True), name

@@ -128,6 +128,7 @@ class PartSession:
         self.offsets: dict[int, int] = {}
         self.n_total = 0
         self.bins: Bins | None = None
+        self._schema_json: dict[str, Any] = {}
         self.class_counts: npt.NDArray[np.int64] | None = None
         self.batch: tuple[dict[str, Any], list[int]] | None = None
         self.log: list[tuple[str, dict[str, Any], Arrays]] = []
@@ -151,6 +152,10 @@ class PartSession:
             pending.future.set_result(reply)
 
     def on_worker_lost(self, worker: str) -> None:
+        # A member that left is lost for good, even when nothing was pending: a newcomer
+        # may register under the same name, and it holds none of this session.
+        if worker in self.members:
+            self.lost.add(worker)
         for seq, pending in list(self._pending.items()):
             if pending.worker == worker:
                 del self._pending[seq]
@@ -180,7 +185,7 @@ class PartSession:
             self._pending.pop(seq, None)
         self.stats.bytes_in += sum(a.nbytes for a in reply.arrays.values())
         if reply.error:
-            raise PartFailed(f"worker {worker}: {op}: {reply.error}")
+            raise PartFailed(f"worker {worker}: {op}: {reply.error:.500}")
         return reply
 
     # --- placement -------------------------------------------------------------------------
@@ -238,16 +243,15 @@ class PartSession:
                 if isinstance(outcome, WorkerGone):
                     self._move_from(w)
                     continue
-                for p, data in zip(by_worker[w], outcome.info.get("scans", []), strict=True):
-                    try:
-                        self.scans[p] = PartitionScan.from_json(data)
-                    except ValueError as exc:
-                        raise PartFailed(f"worker {w}: scan of {self.relative[p]}: {exc}"
-                                         ) from None
-                    todo.discard(p)
+                scans = await asyncio.to_thread(_parse_scans, w, outcome, by_worker[w],
+                                                self.relative)
+                self.scans.update(scans)
+                todo.difference_update(scans)
         ordered = [self.scans[p] for p in range(len(self.relative))]
         texts = await self._texts(base, columns_to_reread(ordered))
-        self.schema = merge_scans(ordered, self.partitions.options(), texts)
+        self.schema = await asyncio.to_thread(merge_scans, ordered, self.partitions.options(),
+                                              texts)
+        self._schema_json = self.schema.to_json()
         start = 0
         for p, scan in enumerate(ordered):
             self.offsets[p] = start
@@ -284,9 +288,10 @@ class PartSession:
 
     def _load_args(self, parts: Sequence[int], summary: bool) -> dict[str, Any]:
         assert self.schema is not None
-        return {"schema": self.schema.to_json(), "n_total": self.n_total,
+        return {"schema": self._schema_json, "n_total": self.n_total,
                 "max_bins": self.max_bins, "summary": summary,
                 "offsets": [[p, self.offsets[p]] for p in parts],
+                "rows": [[p, self.scans[p].n_rows] for p in parts],
                 "partitions": self._pairs(parts)}
 
     async def learn_bins(self, is_categorical: npt.NDArray[np.bool_],
@@ -308,15 +313,28 @@ class PartSession:
                     again = {t: [p for p in ps if p in done] for t, ps in moved.items()}
                     await self._restore({t: ps for t, ps in again.items() if ps})
                     continue
-                summaries.append(_summary_of(w, outcome))
-                counts.append(np.asarray(outcome.arrays.get("class_counts", np.zeros(1)),
-                                         dtype=np.int64))
+                summaries.append(await asyncio.to_thread(_summary_of, w, outcome))
+                counts.append(self._class_counts(w, outcome, by_worker[w]))
                 todo.difference_update(by_worker[w])
         self.class_counts = np.sum(counts, axis=0).astype(np.int64)
-        bins = Binner(self.max_bins).fit_summaries(summaries, is_categorical, n_categories)
+        bins = await asyncio.to_thread(Binner(self.max_bins).fit_summaries, summaries,
+                                       is_categorical, n_categories)
         self.bins = bins
         await self._each_member("bins", lambda w: {}, bins_to_arrays(bins))
         return bins
+
+    def _class_counts(self, worker: str, reply: PartReply, parts: Sequence[int]
+                      ) -> npt.NDArray[np.int64]:
+        """A load reply's rows per class, checked against what the scans said."""
+        assert self.schema is not None
+        counts = reply.arrays.get("class_counts")
+        k = max(len(self.schema.classes), 1)
+        if (counts is None or counts.dtype != np.int64 or counts.shape != (k,)
+                or (counts < 0).any()):
+            raise PartFailed(f"worker {worker}: load: class_counts must be {k} counts")
+        if self.schema.classes and int(counts.sum()) != sum(self.scans[p].n_rows for p in parts):
+            raise PartFailed(f"worker {worker}: load: class counts do not add up to its rows")
+        return counts
 
     async def _each_member(self, op: str, args: Callable[[str], dict[str, Any]],
                            arrays: Arrays | None = None) -> None:
@@ -412,6 +430,24 @@ class PartSession:
         self.timeout = min(self.timeout, 10.0)
         with contextlib.suppress(WorkerGone, PartFailed):
             await self._gather({w: self.call(w, "close", {}) for w in self._alive()})
+        for pending in self._pending.values():  # a driver thread's call still in flight
+            if not pending.future.done():
+                pending.future.set_exception(PartFailed("the data-parallel fit ended"))
+        self._pending.clear()
+
+
+def _parse_scans(worker: str, reply: PartReply, parts: Sequence[int],
+                 relative: Sequence[str]) -> dict[int, PartitionScan]:
+    data = reply.info.get("scans")
+    if not isinstance(data, list) or len(data) != len(parts):
+        raise PartFailed(f"worker {worker}: scan: expected {len(parts)} scans")
+    out = {}
+    for p, scan in zip(parts, data, strict=True):
+        try:
+            out[p] = PartitionScan.from_json(scan)
+        except ValueError as exc:
+            raise PartFailed(f"worker {worker}: scan of {relative[p]}: {exc}") from None
+    return out
 
 
 def _summary_of(worker: str, reply: PartReply) -> BinSummary:
@@ -477,12 +513,7 @@ class RemoteRows:
         replies = self._run("hist", args, arrays, False)
         parts = []
         for r in replies:
-            wide = {k: (v.astype(np.int64) if v.dtype == np.int32 else v)
-                    for k, v in r.arrays.items()}
-            try:
-                parts.append(Histograms.from_arrays(wide))
-            except (KeyError, ValueError) as exc:
-                raise PartFailed(f"a worker's histograms are malformed: {exc}") from None
+            parts.append(_checked_histograms(r, request))
             self.session.stats.hist_bytes += sum(a.nbytes for a in r.arrays.values())
         self.session.stats.rounds += 1
         return sum_histograms(parts)
@@ -495,6 +526,35 @@ class RemoteRows:
             "improvement": splits.improvement.astype(np.float64),
             "lut": np.ascontiguousarray(splits.lut, dtype=bool),
         }, True)
+
+
+def _checked_histograms(reply: PartReply, request: HistogramRequest) -> Histograms:
+    """A worker's histograms, widened to int64 and checked against the request: a
+    malformed answer fails the fit instead of changing a split."""
+    wide = {k: (v.astype(np.int64) if v.dtype == np.int32 else v)
+            for k, v in reply.arrays.items()}
+    try:
+        hist = Histograms.from_arrays(wide)
+    except (KeyError, ValueError, IndexError, TypeError) as exc:
+        raise PartFailed(f"a worker's histograms are malformed: {exc!r:.200}") from None
+    s, k = request.drawn.features.shape
+    bpg = hist.bins_per_group
+    problem = ""
+    if not 2 <= bpg <= 256:
+        problem = f"bins_per_group {bpg}"
+    elif hist.cells.size and (hist.cells[0] < 0 or hist.cells[-1] >= s * k * bpg):
+        problem = "cells outside the request"
+    elif hist.stats.shape[0] != request.n_channels:
+        problem = f"{hist.stats.shape[0]} channels, not {request.n_channels}"
+    elif request.integral and hist.stats.dtype != np.int64:
+        problem = f"stats of dtype {hist.stats.dtype}, not int64"
+    elif not request.integral and hist.stats.dtype != np.float64:
+        problem = f"stats of dtype {hist.stats.dtype}, not float64"
+    elif request.with_counts and hist.counts is None:
+        problem = "no row counts (min_samples_leaf needs them)"
+    if problem:
+        raise PartFailed(f"a worker's histograms are malformed: {problem}")
+    return hist
 
 
 def _checked(reply: PartReply, name: str, dtype: Any, shape: tuple[int, ...]

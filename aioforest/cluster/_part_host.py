@@ -121,6 +121,10 @@ class PartHost:
         """Forget every session (the connection to their master ended)."""
         self._sessions.clear()
 
+    def drop(self, session: int) -> None:
+        """Forget one session (its master is gone)."""
+        self._sessions.pop(session, None)
+
     def _dispatch(self, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
         if req.op == "scan":
             return self._scan(req), {}
@@ -187,6 +191,7 @@ class PartHost:
             raise PartOpError(f"part load: {exc}") from None
         n_total, max_bins = _int(args, "n_total", 1), _int(args, "max_bins", 2)
         offsets = {i: o for i, o in _pairs(args, "offsets")}
+        expected = {i: r for i, r in _pairs(args, "rows")}
         listed = _partition_list(args, "load")
         for index, relative in listed:
             if index not in session.parts:  # moved here from a lost worker
@@ -201,6 +206,10 @@ class PartHost:
             if index not in offsets:
                 raise PartOpError(f"part load: no offset for partition {index}")
             assert part.table is not None
+            if part.table.scan.n_rows != expected.get(index, -1):
+                raise PartOpError(
+                    f"part load: {part.path} has {part.table.scan.n_rows} rows, but "
+                    f"{expected.get(index)} when it was first scanned: the file changed")
             part.X, part.y = encode_partition(part.table, schema, session.options)
             part.table, part.offset = None, offsets[index]
             ids = part.offset + np.arange(part.X.shape[0])

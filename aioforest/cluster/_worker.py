@@ -653,9 +653,13 @@ class Worker:
         """One data-parallel operation, off the loop; its reply goes to the session that
         asked (operations run one at a time, in the order they came)."""
         async with self._part_lock:
+            if outbox is None or outbox.closed:
+                return  # its connection ended while it waited: nobody wants the answer
             reply = await asyncio.to_thread(self.parts.handle, req)
-        if outbox is not None and not outbox.closed:
-            outbox.send_nowait(reply.to_message())
+        if self._outbox is not outbox:  # the session ended while it ran
+            self.parts.drop(req.session)  # e.g. a scan that re-created a dropped session
+            return
+        outbox.send_nowait(reply.to_message())
 
     async def _store(self, payload: DatasetPayload) -> None:
         if payload.hash in self.cache:

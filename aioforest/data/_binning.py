@@ -93,34 +93,56 @@ class BinSummary:
         return BinSummary(tuple(distinct), sample)
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
-        """Plain arrays, for a wire or a file (``d<f>`` absent: too many distinct)."""
-        out: dict[str, npt.NDArray[Any]] = {"n_features": np.array([len(self.sample)])}
-        for f, (d, v) in enumerate(zip(self.distinct, self.sample, strict=True)):
-            out[f"s{f}"] = v
-            if d is not None:
-                out[f"d{f}"] = d
-        return out
+        """Four plain arrays, whatever the feature count, for a wire or a file: the values
+        concatenated feature by feature, and each feature's count (-1 for a distinct set
+        that was too large)."""
+        empty = np.zeros(0, dtype=np.float64)
+        return {
+            "distinct": np.concatenate([empty, *(d for d in self.distinct if d is not None)]),
+            "distinct_counts": np.array(
+                [-1 if d is None else d.size for d in self.distinct], dtype=np.int64),
+            "sample": np.concatenate([empty, *self.sample]),
+            "sample_counts": np.array([v.size for v in self.sample], dtype=np.int64),
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, npt.NDArray[Any]]) -> BinSummary:
         """The summary :meth:`arrays` wrote; raises ``ValueError`` when it is malformed."""
         try:
-            n = int(np.asarray(arrays["n_features"]).reshape(-1)[0])
-            sample = tuple(_sorted_floats(arrays[f"s{f}"], f"s{f}") for f in range(n))
-        except (KeyError, IndexError) as exc:
+            parts = {name: np.asarray(arrays[name]) for name in
+                     ("distinct", "distinct_counts", "sample", "sample_counts")}
+        except KeyError as exc:
             raise ValueError(f"bin summary: missing entry {exc}") from None
+        d_counts, s_counts = parts["distinct_counts"], parts["sample_counts"]
+        if (d_counts.dtype != np.int64 or s_counts.dtype != np.int64 or d_counts.ndim != 1
+                or d_counts.shape != s_counts.shape):
+            raise ValueError("bin summary: the counts must be int64 vectors of one length")
+        if (s_counts < 0).any() or (d_counts < -1).any():
+            raise ValueError("bin summary: negative counts")
+        distinct_all = _sorted_floats(parts["distinct"], "distinct", check_order=False)
+        sample_all = _sorted_floats(parts["sample"], "sample", check_order=False)
+        if int(np.maximum(d_counts, 0).sum()) != distinct_all.size or int(
+                s_counts.sum()) != sample_all.size:
+            raise ValueError("bin summary: the counts do not add up to the values")
+        d_ends = np.cumsum(np.maximum(d_counts, 0))
+        s_ends = np.cumsum(s_counts)
         distinct = tuple(
-            _sorted_floats(arrays[f"d{f}"], f"d{f}") if f"d{f}" in arrays else None
-            for f in range(n)
+            None if c < 0 else _sorted_floats(distinct_all[e - c : e], f"distinct[{f}]")
+            for f, (c, e) in enumerate(zip(d_counts.tolist(), d_ends.tolist(), strict=True))
+        )
+        sample = tuple(
+            _sorted_floats(sample_all[e - c : e], f"sample[{f}]")
+            for f, (c, e) in enumerate(zip(s_counts.tolist(), s_ends.tolist(), strict=True))
         )
         return cls(distinct, sample)
 
 
-def _sorted_floats(value: object, name: str) -> FloatArray:
+def _sorted_floats(value: object, name: str, check_order: bool = True) -> FloatArray:
     arr = np.asarray(value)
     if arr.ndim != 1 or arr.dtype != np.float64:
         raise ValueError(f"bin summary {name}: expected a float64 vector, got {arr.dtype}")
-    if np.isnan(arr).any() or (arr.size > 1 and bool(np.any(arr[1:] < arr[:-1]))):
+    if np.isnan(arr).any() or (check_order and arr.size > 1
+                               and bool(np.any(arr[1:] < arr[:-1]))):
         raise ValueError(f"bin summary {name}: values must be sorted and not NaN")
     return arr
 

@@ -313,11 +313,21 @@ class PartitionTable:
         for j, feature in enumerate(schema.features):
             column = self.columns[j]
             if not feature.is_categorical:
+                if not self.scan.numeric[j]:
+                    raise DataError("the column holds text, but the merged schema says "
+                                    "numeric (the file changed)", path=self.scan.path,
+                                    column_name=feature.name)
                 out[:, j] = column
                 continue
             texts = self.scan.texts[j] if not self.scan.numeric[j] else self.texts_of[j]
-            position = np.searchsorted(np.array(feature.categories, dtype=object),
-                                       np.array(texts, dtype=object)).astype(np.float64)
+            categories = np.array(feature.categories, dtype=object)
+            found = np.searchsorted(categories, np.array(texts, dtype=object))
+            unknown = [t for t, i in zip(texts, found.tolist(), strict=True)
+                       if i >= len(categories) or categories[i] != t]
+            if unknown:  # the file changed since the schema was merged
+                raise DataError(f"value {unknown[0]!r} is not among the merged categories",
+                                path=self.scan.path, column_name=feature.name)
+            position = found.astype(np.float64)
             present = ~np.isnan(column)
             out[:, j] = _NAN
             out[present, j] = position[column[present].astype(np.int64)]

@@ -13,6 +13,7 @@ smaller feature. The policies below pick between equivalent paths and never chan
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +29,12 @@ from ._splitting import Candidates, RoundSplits, SplitRules, choose_splits
 
 __all__ = [
     "INCREMENTAL_MIN_CLASSES",
+    "ROUND_CELLS",
     "Arithmetic",
     "OpenNodes",
     "SearchSpace",
     "draw_features",
+    "node_groups",
     "search_splits",
 ]
 
@@ -214,11 +217,60 @@ def _draw_round(
     return DrawnFeatures(feats, valid)
 
 
+#: A round's histograms hold at most about this many cells; rounds over more nodes are cut
+#: into node groups (Spark's ``maxMemoryInMB``), each built, summed and scored in turn. The
+#: cut never changes a split (each node's choice reads its own cells only); it bounds the
+#: memory of a round, on the machine choosing splits and on those building histograms.
+ROUND_CELLS = 1 << 22
+
+
+def node_groups(weight: F64, n_slots: I64, max_bins: int, budget: int) -> list[slice]:
+    """Consecutive candidate ranges of at most ``budget`` cells each (at least one node).
+
+    A node has at most (its instances x its drawn slots) non-empty cells, and at most
+    (bins x slots); with weights of at least 1 its instances are at most its weight.
+    """
+    cells = np.minimum(np.ceil(weight), max_bins + 1) * n_slots
+    if cells.size == 0 or float(cells.sum()) <= budget:
+        return [slice(0, cells.size)]
+    # each node joins the group its first cell falls in: groups of about ``budget`` cells
+    group = ((np.cumsum(cells) - cells) // budget).astype(np.int64)
+    bounds = [*np.flatnonzero(np.diff(group, prepend=-1)).tolist(), cells.size]
+    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+
+def _concat(parts: list[RoundSplits]) -> RoundSplits:
+    if len(parts) == 1:
+        return parts[0]
+    return RoundSplits(**{
+        name: np.concatenate([getattr(p, name) for p in parts])
+        for name in RoundSplits.__dataclass_fields__
+    })
+
+
 def _search_round(
     space: SearchSpace, rows: RowSource, cand: I64, drawn: DrawnFeatures, need: I64,
     total: npt.NDArray[Any], min_weight_leaf: F64 | None, m: int, n_splittable: int,
 ) -> RoundSplits:
-    """Stages 1 and 2 for one round's candidates."""
+    """Stages 1 and 2 for one round's candidates, in node groups under ``ROUND_CELLS``."""
+    if not drawn.valid.any():
+        return RoundSplits.none(*drawn.shape)
+    rules = space.rules
+    weight = total[cand].sum(axis=1) if rules.criterion.classification else total[cand, 0]
+    groups = node_groups(np.asarray(weight, dtype=np.float64), drawn.valid.sum(axis=1),
+                         int(rules.n_bins.max(initial=1)), ROUND_CELLS)
+    return _concat([
+        _search_group(space, rows, cand[g], DrawnFeatures(drawn.features[g], drawn.valid[g]),
+                      need[g], total, min_weight_leaf, m,
+                      len(groups) == 1 and cand.size == n_splittable)
+        for g in groups
+    ])
+
+
+def _search_group(
+    space: SearchSpace, rows: RowSource, cand: I64, drawn: DrawnFeatures, need: I64,
+    total: npt.NDArray[Any], min_weight_leaf: F64 | None, m: int, all_splittable: bool,
+) -> RoundSplits:
     rules = space.rules
     candidates = Candidates(
         drawn, need, np.ascontiguousarray(total[cand].T),
@@ -233,7 +285,7 @@ def _search_round(
         and not rules.is_categorical[drawn.features[drawn.valid]].any()
     )
     hist = rows.histograms(HistogramRequest(
-        cand, m, cand.size == n_splittable, drawn, n_channels=space.n_channels,
+        cand, m, all_splittable, drawn, n_channels=space.n_channels,
         classification=rules.criterion.classification, integral=space.integral,
         with_counts=rules.min_samples_leaf > 1,
         gini_scan_totals=candidates.total if scan else None,
