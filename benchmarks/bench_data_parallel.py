@@ -182,6 +182,10 @@ def compare(root: Path, args: argparse.Namespace) -> None:
           f"{stats['hist_bytes'] / max(stats['rounds'], 1) / 2**10:.1f} KiB | "
           f"{wire['received_wire'] / 2**20:.1f} / {wire['sent_wire'] / 2**20:.1f} MiB | "
           f"{model_wire['sent_wire'] / 2**20:.1f} MiB | {binned / 2**20:.1f} MiB |")
+    grow_s, wait_s = stats["grow_seconds"], stats["wait_seconds"]
+    print(f"\ndriver: {grow_s:.1f} s growing ({stats['levels']} levels, {stats['batches']} "
+          f"batches), of which {wait_s:.1f} s waiting for the workers (histograms, routing, "
+          f"the wire) and {grow_s - wait_s:.1f} s choosing splits on the master")
     print("\n## CSV read throughput (one partition file)\n")
     ours, pandas_rate = csv_throughput(root / "main" / "part-000.csv")
     print("| reader | MiB/s | / pandas |")

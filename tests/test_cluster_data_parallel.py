@@ -57,6 +57,7 @@ async def test_a_data_parallel_fit_is_bit_identical_to_the_local_fit(
     async with in_process_cluster(n_workers) as (master, _):
         forest = await master.fit(_forest(max_features=2), parts, mode="data")
     _assert_same_forest(forest, local_forest)
+    assert np.array_equal(forest.feature_importances_, local_forest.feature_importances_)
     stats = forest.data_parallel_stats_
     assert stats["rounds"] > 0 and stats["hist_bytes"] > 0 and stats["n_rows"] == N_ROWS
 

@@ -167,3 +167,37 @@ def test_numbers_of_a_column_that_is_text_elsewhere_become_categories(tmp_path: 
     assert ds.features == read_csv(whole).features
     assert ds.features[0].categories == ("1.5", "2", "red")
     assert np.array_equal(ds.encoded(), read_csv(whole).encoded())
+
+
+@pytest.mark.parametrize("text", [
+    "a,b,label\n1.5,2,x\n-3e2,  4 ,y\n\n5,\"6\",x\n",      # spaces, a blank line, quotes
+    "a,b,label\n1_000,2,x\n3,4,y\n",                        # Python's float only: careful
+    "a,b,label\n1,,x\n3,4,y\n",                             # missing: careful
+    "a,b,label\n1,2,x\n3,4\n",                              # ragged: careful, with its error
+    "a,b,label\nnan,inf,x\n-inf,1e400,y\n",
+], ids=["spaces", "underscore", "missing", "ragged", "specials"])
+def test_the_fast_numeric_reader_reads_what_the_careful_one_reads(
+    tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aioforest.data._partitions as partitions
+
+    path = tmp_path / "p.csv"
+    path.write_text(text)
+    options = Partitions([path], target="label").options()
+
+    def read() -> object:
+        try:
+            return read_partition(str(path), options)
+        except DataError as exc:
+            return str(exc)
+
+    fast = read()
+    monkeypatch.setattr(partitions, "_read_numeric_fast", lambda *_: None)
+    careful = read()
+    if isinstance(careful, str):
+        assert fast == careful
+        return
+    assert fast.scan == careful.scan  # type: ignore[union-attr]
+    for a, b in zip(fast.columns, careful.columns, strict=True):  # type: ignore[union-attr]
+        assert a.tobytes() == b.tobytes()
+    assert fast.target.tolist() == careful.target.tolist()  # type: ignore[union-attr]

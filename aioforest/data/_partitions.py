@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
@@ -347,6 +348,9 @@ def read_partition(path: str, options: CsvOptions, as_text: Sequence[int] = ()
     ``as_text``: feature columns to keep as text even where every cell is a number (the
     merged schema made them categorical).
     """
+    fast = None if as_text or options.categorical else _read_numeric_fast(path, options)
+    if fast is not None:
+        return fast
     try:
         with open_text(path) as (f, shown, _):
             rows, starts = _read_records(f, shown, options.delimiter)
@@ -395,6 +399,66 @@ def read_partition(path: str, options: CsvOptions, as_text: Sequence[int] = ()
     scan = PartitionScan(path, len(lines), tuple(names), target, tuple(numeric),
                          tuple(texts), labels)
     return PartitionTable(scan, values, y, texts_of)
+
+
+def _read_numeric_fast(path: str, options: CsvOptions) -> PartitionTable | None:
+    """numpy's C parser for a file whose feature cells are all numbers and complete; None
+    (read it the careful way, with its precise errors) for anything else."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            header_line = f.readline()
+    except OSError:
+        return None
+    names = [c.strip() for c in header_line.rstrip("\r\n").split(options.delimiter)]
+    if (not header_line.strip() or '"' in header_line or len(set(names)) != len(names)
+            or not all(names)):
+        return None
+    d = len(names)
+    try:
+        target = (None if options.target is None
+                  else _column_index(options.target, names, d, "target", path, 1))
+    except DataError:
+        return None
+    feature_cols = [j for j in range(d) if j != target]
+    na = {v.strip() for v in options.na_values}
+    if any(_is_number_text(v) for v in na) or not feature_cols:
+        return None  # a number that means "missing": only the careful path knows
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "no data": the careful path says it better
+            values = np.loadtxt(path, usecols=feature_cols, dtype=np.float64,
+                                delimiter=options.delimiter, skiprows=1, comments=None,
+                                quotechar='"', encoding="utf-8-sig", ndmin=2)
+            labels = (np.loadtxt(path, usecols=[target], dtype=str,
+                                 delimiter=options.delimiter, skiprows=1, comments=None,
+                                 quotechar='"', encoding="utf-8-sig", ndmin=2)[:, 0]
+                      if target is not None else None)
+    except (ValueError, IndexError, OSError):
+        return None
+    if values.shape[0] == 0 or values.shape[1] != len(feature_cols):
+        return None
+    y: np.ndarray[Any, Any] | None = None
+    found: tuple[str, ...] = ()
+    if labels is not None:
+        if labels.size and any(t.strip() in na for t in np.unique(labels).tolist()):
+            return None
+        if options.task == "regression":
+            return None  # the careful path checks every target value
+        y = np.empty(labels.size, dtype=object)
+        y[:] = labels.tolist()
+        found = tuple(sorted(set(y.tolist())))
+    columns = [np.ascontiguousarray(values[:, k]) for k in range(values.shape[1])]
+    scan = PartitionScan(path, values.shape[0], tuple(names), target,
+                         (True,) * len(feature_cols), ((),) * len(feature_cols), found)
+    return PartitionTable(scan, columns, y, {})
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _text_codes(cells: Sequence[str], na: frozenset[str]) -> tuple[tuple[str, ...], FloatArray]:
