@@ -176,3 +176,33 @@ async def test_a_cancelled_data_parallel_fit_stops_and_the_cluster_goes_on(
         assert master._part_sessions == {}
         forest = await master.fit(_forest(), _parts(tmp_path / "b", [1200]), mode="data")
     assert len(forest.trees_) == 5
+
+
+@pytest.mark.asyncio
+async def test_a_worker_that_joins_mid_fit_takes_partitions(
+    tmp_path: Path, local_forest: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aioforest.cluster._data_parallel as dp
+
+    monkeypatch.setattr(dp, "BATCH_INSTANCES_PER_WORKER", 400)  # a batch per tree
+    parts = _parts(tmp_path, [200, 200, 200, 200, 200, 200])
+    original = dp.PartSession.admit_newcomers
+    joined: list[Worker] = []
+
+    async def admit(self: Any) -> None:
+        if not joined:  # before the second batch: a third worker arrives
+            worker = Worker(HOST, self.link.port, TOKEN, processes=1, name="late")
+            joined.append(worker)
+            runs.append(asyncio.ensure_future(worker.run()))
+            await self.link.wait_for_workers(3)
+        await original(self)
+
+    monkeypatch.setattr(dp.PartSession, "admit_newcomers", admit)
+    runs: list[asyncio.Future[None]] = []
+    async with in_process_cluster(2) as (master, _):
+        forest = await master.fit(_forest(max_features=2), parts, mode="data")
+        assert forest.data_parallel_stats_["workers_joined"] == 1
+        assert joined[0].parts.sessions == 0  # closed at the end
+        await master.close()
+        await asyncio.wait(runs)
+    _assert_same_forest(forest, local_forest)

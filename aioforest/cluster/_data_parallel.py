@@ -101,6 +101,7 @@ class _Stats:
     bytes_out: int = 0
     bytes_in: int = 0
     partitions_moved: int = 0
+    workers_joined: int = 0  # took partitions at a batch boundary
     levels: int = 0  # levels grown, over all batches (rounds / levels: rounds per level)
     batches: int = 0
     wait_seconds: float = 0.0  # the driver waiting for the workers' answers
@@ -384,6 +385,48 @@ class PartSession:
                 queue.extend(self._move_from(worker).items())
 
     # --- growth ----------------------------------------------------------------------------
+    async def admit_newcomers(self) -> None:
+        """Between batches: workers that joined the cluster since the fit began take a
+        share of the partitions (read from storage, binned with the session's bins)."""
+        assert self.bins is not None
+        here = self.link.part_workers()
+        new = [w for w in here if w not in self.members and w not in self.lost]
+        if not new:
+            return
+        base = {"options": self.partitions.options().to_json(), "root": self.partitions.root}
+        for worker in new:
+            try:
+                await self.call(worker, "scan", {**base, "partitions": []})
+                await self.call(worker, "bins", {}, bins_to_arrays(self.bins))
+            except (WorkerGone, PartFailed) as exc:
+                logger.warning("master: worker %s could not join the data-parallel fit: %s",
+                               worker, exc)
+                continue
+            self.members.append(worker)
+            share = len(self.holder) // len(self._alive())
+            donors = sorted(self._alive(), key=lambda w: -len(self._parts_of(w)))
+            given: dict[str, list[int]] = {}
+            for donor in donors:
+                while (sum(map(len, given.values())) < share
+                       and len(self._parts_of(donor)) > share):
+                    p = self._parts_of(donor)[-1]
+                    self.holder[p] = worker
+                    given.setdefault(donor, []).append(p)
+            taken = sorted(p for ps in given.values() for p in ps)
+            if not taken:
+                continue
+            try:
+                await self.call(worker, "load", self._load_args(taken, False))
+            except WorkerGone:
+                await self._restore(self._move_from(worker))
+                continue
+            for donor, parts in given.items():  # best effort: they only free memory
+                with contextlib.suppress(WorkerGone, PartFailed):
+                    await self.call(donor, "forget", {"only": parts})
+            self.stats.workers_joined += 1
+            logger.info("master: worker %s joined the data-parallel fit with partitions %s",
+                        worker, taken)
+
     async def begin(self, plan: ForestPlan, trees: Sequence[int]) -> None:
         """Start a batch of trees on every partition."""
         self.batch = (plan.to_json(), list(trees))
@@ -634,6 +677,8 @@ async def _grow_batches(
     trees: dict[int, TreeArrays] = {}
     for lo in range(0, len(indices), per_batch):
         batch = indices[lo : lo + per_batch]
+        if lo:
+            await session.admit_newcomers()
         await session.begin(plan, batch)
         session.stats.batches += 1
         specs = [tree_spec(plan, i, bins.n_features) for i in batch]

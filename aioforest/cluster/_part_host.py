@@ -16,7 +16,8 @@ holds the partitions the master assigned to it, each read from storage by this w
 * ``missing``, ``totals``, ``keep``, ``hist``, ``route``: the
   :class:`~aioforest.tree.RowSource` calls of the growth driver, answered with the sum
   over this worker's partitions (or only the ones the request names);
-* ``end``: drop the batch; ``close``: drop the session.
+* ``end``: drop the batch; ``forget``: drop partitions that moved to another worker;
+  ``close``: drop the session.
 
 Every argument is checked: a bad one is answered with an error naming the operation and
 the field, and the session stays as it was.
@@ -205,7 +206,8 @@ class PartHost:
             part = session.parts[index]
             if index not in offsets:
                 raise PartOpError(f"part load: no offset for partition {index}")
-            assert part.table is not None
+            if part.table is None:  # loaded here before (it came back after a loss)
+                continue
             if part.table.scan.n_rows != expected.get(index, -1):
                 raise PartOpError(
                     f"part load: {part.path} has {part.table.scan.n_rows} rows, but "
@@ -283,6 +285,11 @@ class PartHost:
                 rows = np.flatnonzero(w > 0)
                 row_sets.append((rows, w[rows]))
             part.batch = LocalRows.of_trees(part.codes, row_sets, part.y, plan.n_classes > 0)
+        return {}, {}
+
+    def _op_forget(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        for part in self._selected(session, req):
+            del session.parts[part.index]
         return {}, {}
 
     def _op_end(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
