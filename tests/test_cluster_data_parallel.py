@@ -23,7 +23,7 @@ CUTS = {"1 file": [N_ROWS], "3 uneven": [100, 900, 200],
 
 
 def _forest(**params: Any) -> RandomForestClassifier:
-    return RandomForestClassifier(n_estimators=5, random_state=4, **params)
+    return RandomForestClassifier(**{"n_estimators": 5, "random_state": 4, **params})
 
 
 def _parts(tmp_path: Path, cut: list[int]) -> Partitions:
@@ -147,8 +147,6 @@ async def test_data_mode_refuses_what_it_cannot_do_yet(tmp_path: Path) -> None:
             await master.fit(_forest(), np.zeros((4, 2)), np.arange(4) % 2, mode="data")
         with pytest.raises(ValueError, match="regression sums are not exact yet"):
             await master.fit(RandomForestRegressor(), parts, mode="data")
-        with pytest.raises(ValueError, match="oob_score=True is not supported"):
-            await master.fit(_forest(oob_score=True), parts, mode="data")
 
 
 @pytest.mark.asyncio
@@ -206,3 +204,17 @@ async def test_a_worker_that_joins_mid_fit_takes_partitions(
         await master.close()
         await asyncio.wait(runs)
     _assert_same_forest(forest, local_forest)
+
+
+@pytest.mark.asyncio
+async def test_the_out_of_bag_score_comes_from_the_workers_and_equals_the_local_one(
+    tmp_path: Path,
+) -> None:
+    parts = _parts(tmp_path, [500, 0, 700])
+    local = _forest(oob_score=True, n_estimators=30).fit(parts)
+    async with in_process_cluster(2) as (master, _):
+        forest = await master.fit(_forest(oob_score=True, n_estimators=30), parts,
+                                  mode="data")
+    _assert_same_forest(forest, local)
+    assert forest.oob_score_ == local.oob_score_  # the same float, bit for bit
+    assert 0.0 < forest.oob_score_ < 1.0

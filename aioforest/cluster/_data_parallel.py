@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -648,6 +649,8 @@ async def fit_partitions(
         job.use_bins(bins)
         trees = await _grow_batches(session, job, bins, on_progress, t0)
         await asyncio.to_thread(job.install, trees)
+        if estimator.oob_score:
+            await _oob_score(session, estimator)
         logger.info(
             "master: data-parallel fit of %d trees on %d rows in %d partitions: %d rounds, "
             "%.1f MiB of histograms, %d partitions moved", len(trees), session.n_total,
@@ -661,6 +664,26 @@ async def fit_partitions(
             await session.close()
         finally:
             del sessions[session.id]
+
+
+async def _oob_score(session: PartSession, estimator: Any) -> None:
+    """``oob_score_`` from the workers' out-of-bag votes on their own rows (the per-row
+    ``oob_decision_function_`` would be O(rows) here, so data mode leaves it out)."""
+    flat = estimator._flat_forest()
+    arrays = {f"ff_{k}": np.ascontiguousarray(v) for k, v in flat.parts().items()}
+    replies = await session.broadcast("oob", {"plan": estimator.plan_.to_json()}, arrays,
+                                      False)
+    rows = correct = 0
+    for r in replies:
+        rows += int(_checked(r, "rows", np.int64, (1,))[0])
+        correct += int(_checked(r, "correct", np.int64, (1,))[0])
+    if rows > session.n_total or correct > rows:
+        raise PartFailed("the workers' out-of-bag counts do not add up")
+    if rows < session.n_total:
+        warnings.warn(
+            f"{session.n_total - rows} samples were in-bag for every tree; their out-of-bag "
+            "estimate is left out of oob_score_", UserWarning, stacklevel=2)
+    estimator.oob_score_ = correct / rows if rows else 0.0
 
 
 async def _grow_batches(

@@ -297,8 +297,6 @@ class Master:
                     "are not exact yet, so the partitioning could change a split; use "
                     "mode='model'"
                 )
-            if getattr(estimator, "oob_score", False):
-                raise ValueError("oob_score=True is not supported with mode='data' yet")
         elif mode != "shards":
             if n_shards is not None:
                 raise ValueError("n_shards needs mode='shards' (model mode does not shard)")

@@ -16,6 +16,8 @@ holds the partitions the master assigned to it, each read from storage by this w
 * ``missing``, ``totals``, ``keep``, ``hist``, ``route``: the
   :class:`~aioforest.tree.RowSource` calls of the growth driver, answered with the sum
   over this worker's partitions (or only the ones the request names);
+* ``oob``: the out-of-bag votes of the fitted forest on these rows (rows with an
+  estimate, and how many of them it gets right);
 * ``end``: drop the batch; ``forget``: drop partitions that moved to another worker;
   ``close``: drop the session.
 
@@ -46,6 +48,7 @@ from ..data import (
 from ..tree import (
     CodeTable,
     DrawnFeatures,
+    FlatForest,
     ForestPlan,
     HistogramRequest,
     LevelRows,
@@ -53,6 +56,7 @@ from ..tree import (
     NodeSplits,
     SummedRows,
     code_table,
+    in_bag_counts,
     in_bag_weights,
     row_keys,
 )
@@ -291,6 +295,35 @@ class PartHost:
         for part in self._selected(session, req):
             del session.parts[part.index]
         return {}, {}
+
+    def _op_oob(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        try:
+            plan = ForestPlan.from_json(req.args.get("plan"))
+        except ValueError as exc:
+            raise PartOpError(f"part oob: {exc}") from None
+        if session.bins is None:
+            raise PartOpError("part oob: no bins yet")
+        flat = FlatForest.from_parts(session.bins, {k[3:]: v for k, v in req.arrays.items()
+                                                    if k.startswith("ff_")})
+        rows = correct = 0
+        for part in self._selected(session, req):
+            if part.codes is None or part.y is None:
+                raise PartOpError(f"part oob: partition {part.index} is not binned yet")
+            n = part.y.shape[0]
+            leaves = flat.leaves_of_codes(part.codes.codes.reshape(n, part.codes.n_features))
+            acc = np.zeros((n, flat.value.shape[1]))
+            seen = np.zeros(n, dtype=np.int64)
+            keys = row_keys(part.offset + np.arange(n))
+            for t in range(flat.n_trees):  # tree order: the sums of a local fit
+                oob = in_bag_counts(plan, t, keys, session.n_total) == 0
+                acc[oob] += flat.value[leaves[oob, t]]
+                seen[oob] += 1
+            has = seen > 0
+            pred = acc[has] / seen[has, None]
+            rows += int(has.sum())
+            correct += int(np.count_nonzero(np.argmax(pred, axis=1) == part.y[has]))
+        return {}, {"rows": np.array([rows], dtype=np.int64),
+                    "correct": np.array([correct], dtype=np.int64)}
 
     def _op_end(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
         for part in session.parts.values():

@@ -201,7 +201,7 @@ class _BaseForest(BaseEstimator, TreeModel):
     ) -> None:
         """What :meth:`FitJob.install` calls: the fitted state, then out-of-bag scores."""
         self.set_fitted_trees(prep, plan, bins, trees)
-        if self.oob_score:
+        if self.oob_score and prep.class_counts is None:  # else: where the rows live
             self._compute_oob(prep)
 
     def set_fitted_trees(

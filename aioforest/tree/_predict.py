@@ -319,14 +319,25 @@ class FlatForest:
     def _walk(self, X: F64, visit: _Visit) -> None:
         """Bin ``X`` block by block and call ``visit(lo, tree, leaves)`` for every tree."""
         X = self._binner.check(X)
-        n_rows = X.shape[0]
         d = self._d
+
+        def codes_of(lo: int, hi: int) -> U8:
+            codes = np.empty((hi - lo, d), dtype=np.uint8)
+            self._binner.codes(X[lo:hi], codes)
+            return codes
+
+        self._walk_codes(X.shape[0], codes_of, visit)
+
+    def _walk_codes(self, n_rows: int, codes_of: Callable[[int, int], U8], visit: _Visit
+                    ) -> None:
+        """Call ``visit(lo, tree, leaves)`` for every tree, block by block of the codes
+        (rows, features) that ``codes_of(lo, hi)`` gives."""
         block = self._block_rows()
+        d = self._d
         for lo in range(0, n_rows, block):
             hi = min(lo + block, n_rows)
             n = hi - lo
-            codes = np.empty((n, d), dtype=np.uint8)
-            self._binner.codes(X[lo:hi], codes)
+            codes = codes_of(lo, hi)
             is_missing = codes == self._binner.missing_code
             missing = bool(is_missing.any())
             packed = self.packed
@@ -371,6 +382,19 @@ class FlatForest:
             out[lo : lo + leaf.size, tree] = leaf
 
         self._walk(X, visit)
+        return out
+
+    def leaves_of_codes(self, codes: U8) -> npt.NDArray[np.int64]:
+        """:meth:`leaves` of rows already binned by this forest's bins: ``codes`` is
+        row-major ``(n_rows, n_features)`` (a training table's codes)."""
+        if codes.ndim != 2 or codes.shape[1] != self._d:
+            raise ValueError(f"codes have shape {codes.shape}, expected (n, {self._d})")
+        out = np.empty((codes.shape[0], self.n_trees), dtype=np.int64)
+
+        def visit(lo: int, tree: int, leaf: I64) -> None:
+            out[lo : lo + leaf.size, tree] = leaf
+
+        self._walk_codes(codes.shape[0], lambda lo, hi: codes[lo:hi], visit)
         return out
 
     def mean_value(self, X: F64) -> F64:
