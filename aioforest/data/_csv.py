@@ -273,7 +273,12 @@ def _target_column(
     starts: list[int],
     t: int,
     name: str,
+    *,
+    one_class_ok: bool = False,
 ) -> np.ndarray[Any, Any]:
+    """The target column, checked (``one_class_ok``: a file that is one part of a dataset
+    may hold a single class)."""
+
     def fail(i: int, reason: str) -> DataError:
         return DataError(reason, path=path, line=starts[i], column=t + 1, column_name=name)
 
@@ -292,7 +297,7 @@ def _target_column(
             out[i] = value
         return _freeze(out)
     distinct = set(cells)
-    if len(distinct) < 2:
+    if len(distinct) < 2 and not one_class_ok:
         raise DataError(f"the target has a single class {cells[0]!r}; classification needs at "
                         f"least two", path=path, column=t + 1, column_name=name)
     labels = np.empty(len(cells), dtype=object)

@@ -35,6 +35,7 @@ from ._csv import (
     _header_names,
     _numeric_column,
     _read_records,
+    _target_column,
 )
 from ._dataset import ColumnRef, Dataset, Feature, FloatArray, Task, _freeze
 from ._errors import DataError
@@ -477,29 +478,9 @@ def _read_target(
 ) -> tuple[np.ndarray[Any, Any] | None, tuple[str, ...]]:
     if target is None:
         return None, ()
-    cells = columns[target]
-
-    def fail(i: int, reason: str) -> DataError:
-        return DataError(reason, path=path, line=lines[i], column=target + 1,
-                         column_name=names[target])
-
-    for i, cell in enumerate(cells):
-        if cell.strip() in na:
-            raise fail(i, f"missing target value {cell!r}")
-    if task == "regression":
-        out = np.empty(len(cells), dtype=np.float64)
-        for i, cell in enumerate(cells):
-            try:
-                out[i] = float(cell)
-            except ValueError:
-                raise fail(i, f"target value {cell!r} is not a number") from None
-            if np.isnan(out[i]):
-                raise fail(i, f"missing target value {cell!r}")
-        return out, ()
-    labels = np.empty(len(cells), dtype=object)
-    labels[:] = cells
-    return labels, tuple(sorted(set(cells)))
-
+    y = _target_column(columns[target], na, task, path, lines, target, names[target],
+                       one_class_ok=True)
+    return y, (() if task == "regression" else tuple(sorted(set(y.tolist()))))
 
 def columns_to_reread(scans: Sequence[PartitionScan]) -> dict[int, list[int]]:
     """Per file, the feature columns it read as numbers although another file holds text
