@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import glob
 import os
-import warnings
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
@@ -408,6 +408,15 @@ def _read_numeric_fast(path: str, options: CsvOptions) -> PartitionTable | None:
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             header_line = f.readline()
+            first_row = f.readline()
+    except OSError:
+        return None
+    if not first_row.strip():
+        return None  # no data right after the header: loadtxt would only warn
+    try:
+        with open(path, "rb") as fb:
+            if _BLANK_LINE.search(fb.read()):
+                return None  # blank lines: loadtxt warns about them; the careful path skips
     except OSError:
         return None
     names = [c.strip() for c in header_line.rstrip("\r\n").split(options.delimiter)]
@@ -425,16 +434,14 @@ def _read_numeric_fast(path: str, options: CsvOptions) -> PartitionTable | None:
     if any(_is_number_text(v) for v in na) or not feature_cols:
         return None  # a number that means "missing": only the careful path knows
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "no data": the careful path says it better
-            values = np.loadtxt(path, usecols=feature_cols, dtype=np.float64,
-                                delimiter=options.delimiter, skiprows=1, comments=None,
-                                quotechar='"', encoding="utf-8-sig", ndmin=2)
-            labels = (np.loadtxt(path, usecols=[target], dtype=str,
-                                 delimiter=options.delimiter, skiprows=1, comments=None,
-                                 quotechar='"', encoding="utf-8-sig", ndmin=2)[:, 0]
-                      if target is not None else None)
-    except (ValueError, IndexError, OSError):
+        values = np.loadtxt(path, usecols=feature_cols, dtype=np.float64,
+                            delimiter=options.delimiter, skiprows=1, comments=None,
+                            quotechar='"', encoding="utf-8-sig", ndmin=2)
+        labels = (np.loadtxt(path, usecols=[target], dtype=str, delimiter=options.delimiter,
+                             skiprows=1, comments=None, quotechar='"',
+                             encoding="utf-8-sig", ndmin=2)[:, 0]
+                  if target is not None else None)
+    except (ValueError, IndexError, OSError, Warning):  # a warning raised as an error
         return None
     if values.shape[0] == 0 or values.shape[1] != len(feature_cols):
         return None
@@ -452,6 +459,9 @@ def _read_numeric_fast(path: str, options: CsvOptions) -> PartitionTable | None:
     scan = PartitionScan(path, values.shape[0], tuple(names), target,
                          (True,) * len(feature_cols), ((),) * len(feature_cols), found)
     return PartitionTable(scan, columns, y, {})
+
+
+_BLANK_LINE = re.compile(rb"\n[ \t]*\r?\n")
 
 
 def _is_number_text(text: str) -> bool:
