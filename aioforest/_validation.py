@@ -34,6 +34,8 @@ class Prepared:
     classes: npt.NDArray[Any] | None
     #: rows per class when the rows live elsewhere (``X`` and ``y`` are then empty views)
     class_counts: npt.NDArray[np.int64] | None = None
+    #: the rows live elsewhere: ``X`` and ``y`` hold no data (see :meth:`described`)
+    remote: bool = False
 
     @classmethod
     def described(
@@ -49,7 +51,7 @@ class Prepared:
         )
         return cls(X=X, y=y, sample_weight=None, features=features,
                    feature_names=[f.name for f in features], classes=classes,
-                   class_counts=class_counts)
+                   class_counts=class_counts, remote=True)
 
     def counts_per_class(self) -> npt.NDArray[np.int64]:
         """Rows per class (classification)."""

@@ -145,8 +145,51 @@ async def test_data_mode_refuses_what_it_cannot_do_yet(tmp_path: Path) -> None:
     async with in_process_cluster(1) as (master, _):
         with pytest.raises(ValueError, match=r"pass X=aioforest\.Partitions"):
             await master.fit(_forest(), np.zeros((4, 2)), np.arange(4) % 2, mode="data")
-        with pytest.raises(ValueError, match="regression sums are not exact yet"):
+        with pytest.raises(ValueError, match="needs Partitions"):
             await master.fit(RandomForestRegressor(), parts, mode="data")
+
+
+def _regression_lines(n: int) -> list[str]:
+    """The classification rows with a numeric target of awkward decimals in the label's
+    place: float sums of it would depend on the order of the rows."""
+    rng = np.random.default_rng(9)
+    out = []
+    for line in _lines(n):
+        fields = line.split(",")
+        signal = float(fields[0]) * 1000 / 7 + (30.0 if fields[1] == "red" else 0.0)
+        fields[-1] = repr(signal + rng.normal() / 3)
+        out.append(",".join(fields))
+    return out
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("cut", [[N_ROWS], [300, 0, 150, 150, 200, 1, 399]],
+                         ids=["1 file", "7 files"])
+async def test_a_data_parallel_regression_is_bit_identical_to_the_local_fit(
+    tmp_path: Path, cut: list[int]
+) -> None:
+    # Fixed-point targets make every regression sum exact, the OOB R² takes exact sums:
+    # any partitioning, the same forest and the same score.
+    from aioforest import RandomForestRegressor
+
+    def forest() -> RandomForestRegressor:
+        return RandomForestRegressor(n_estimators=20, random_state=2, max_features=3,
+                                     min_samples_leaf=2, oob_score=True)
+
+    whole = tmp_path / "whole"
+    _write(whole, _regression_lines(N_ROWS), [N_ROWS])
+    local = forest().fit(Partitions(str(whole / "part-*.csv"), task="regression"))
+    cut_dir = tmp_path / "cut"
+    _write(cut_dir, _regression_lines(N_ROWS), cut)
+    parts = Partitions(str(cut_dir / "part-*.csv"), task="regression")
+    async with in_process_cluster(2) as (master, _):
+        remote = await master.fit(forest(), parts, mode="data")
+    assert len(remote.trees_) == len(local.trees_)
+    for i, (s, t) in enumerate(zip(remote.trees_, local.trees_, strict=True)):
+        assert_same_tree(s, t, where=f"tree {i}: ")
+    assert remote.oob_score_ == local.oob_score_
+    assert 0.5 < local.oob_score_ < 1.0
+    assert np.array_equal(remote.feature_importances_, local.feature_importances_)
 
 
 @pytest.mark.asyncio

@@ -7,7 +7,15 @@ import pytest
 from tree_stage_helpers import random_level
 
 from aioforest.data import Binner
-from aioforest.tree._builder import FitCancelled, GrowParams, TreeJob, grow, grow_trees
+from aioforest.tree import ForestPlan, arithmetic
+from aioforest.tree._builder import (
+    FitCancelled,
+    GrowParams,
+    TreeJob,
+    fixed_point_targets,
+    grow,
+    grow_trees,
+)
 from aioforest.tree._criterion import Gini
 from aioforest.tree._histogram import (
     CodeTable,
@@ -99,7 +107,35 @@ def test_a_tree_grows_the_same_alone_and_in_a_batch() -> None:
         assert np.array_equal(value, batch[1].arrays()[name], equal_nan=True), name
 
 
-def _cut_rows(table, jobs, y, n_parts, assign):
+def test_a_regression_tree_grows_the_same_alone_and_in_a_batch() -> None:
+    # Fixed-point targets make regression sums exact, so regression trees batch too; the
+    # targets' awkward decimals would make float sums depend on the trees sharing a pass.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 4))
+    y = X[:, 0] * 1e3 / 7 + np.sin(X[:, 1]) * 0.1 + rng.normal(size=400) / 3
+    bins, codes = Binner().fit_transform(X)
+    jobs = [TreeJob(key=k, rows=np.arange(400), weight=rng.integers(0, 3, 400).astype(float))
+            for k in range(4)]
+    exact = arithmetic(_regression_plan(), 400, None, float(np.abs(y).max()))
+    assert exact.integral and exact.target_shift > 0
+    params = GrowParams("squared_error", 0, 10**9, 2, 1, 0.0, 0.0, 2)
+    batch = grow_trees(bins, codes, y, jobs, params, exact)
+    for t in (0, 2):
+        (alone,) = grow_trees(bins, codes, y, [jobs[t]], params, exact)
+        for name, value in alone.arrays().items():
+            assert np.array_equal(value, batch[t].arrays()[name], equal_nan=True), name
+    # the leaves hold the targets' means, to the fixed point's resolution
+    tree = batch[0]
+    leaves = tree.feature < 0
+    assert np.abs(tree.value[leaves, 0]).max() <= np.abs(y).max() + 1e-6
+    assert tree.value[0, 0] == pytest.approx(np.average(y, weights=jobs[0].weight), abs=1e-6)
+
+
+def _regression_plan() -> ForestPlan:
+    return ForestPlan("squared_error", 0, 10**9, 2, 1, 0.0, 0.0, 2, True, 400, None, None, 0)
+
+
+def _cut_rows(table, jobs, y, n_parts, assign, classification=True):
     """The jobs' rows cut into parts by ``assign(row) -> part``, each a LocalRows."""
     parts = []
     for p in range(n_parts):
@@ -107,15 +143,16 @@ def _cut_rows(table, jobs, y, n_parts, assign):
         for job in jobs:
             mine = assign(job.rows) == p
             sets.append((job.rows[mine], job.weight[mine]))
-        parts.append(LocalRows.of_trees(table, sets, y, True))
+        parts.append(LocalRows.of_trees(table, sets, y, classification))
     return SummedRows(parts)
 
 
 @pytest.mark.parametrize(
     ("n_classes", "params"),
     [(2, PARAMS), (3, GrowParams("entropy", 3, 10**9, 2, 3, 0.0, 0.0, 2)),
-     (20, GrowParams("gini", 20, 10**9, 2, 1, 0.0, 0.0, 3))],
-    ids=["gini", "entropy-min-leaf", "many-classes"],
+     (20, GrowParams("gini", 20, 10**9, 2, 1, 0.0, 0.0, 3)),
+     (0, GrowParams("squared_error", 0, 10**9, 2, 2, 0.0, 0.0, 2))],
+    ids=["gini", "entropy-min-leaf", "many-classes", "regression"],
 )
 def test_trees_grown_on_cut_rows_with_summed_answers_equal_one_machine(
     n_classes: int, params: GrowParams
@@ -127,19 +164,26 @@ def test_trees_grown_on_cut_rows_with_summed_answers_equal_one_machine(
     X = rng.normal(size=(n, 5))
     X[rng.random((n, 5)) < 0.05] = np.nan
     X[:, 4] = rng.integers(0, 6, n)
-    y = ((np.nan_to_num(X[:, 0]) + X[:, 4] * 0.3) * n_classes / 3).astype(np.int64)
-    y = np.clip(y - y.min(), 0, n_classes - 1)
+    signal = np.nan_to_num(X[:, 0]) + X[:, 4] * 0.3
+    y = np.clip((signal * n_classes / 3).astype(np.int64) - 1, 0, max(n_classes - 1, 0))
+    if not n_classes:
+        y = signal / 3 + rng.normal(size=n) * 0.01
     is_cat = np.array([False, False, False, False, True])
     bins, codes = Binner().fit_transform(X, is_cat, np.array([0, 0, 0, 0, 6]))
     jobs = [TreeJob(key=k, rows=np.arange(n), weight=rng.integers(0, 3, n).astype(float))
             for k in range(4)]
     exact = Arithmetic(True, n_classes < 18)
+    part_y = y
+    if not n_classes:
+        exact = arithmetic(_regression_plan(), n, None, float(np.abs(y).max()))
+        part_y = fixed_point_targets(y, exact.target_shift)  # as each worker holds them
     one = grow_trees(bins, codes, y, jobs, params, exact)
     table = CodeTable(np.ascontiguousarray(codes.T).reshape(-1), codes.shape[0],
                       bins.n_bins, bins.is_categorical)
     specs = [j.spec for j in jobs]
     for n_parts, assign in [(3, lambda r: r % 3), (4, lambda r: np.minimum(r // 150, 2))]:
-        cut = grow(bins, specs, _cut_rows(table, jobs, y, n_parts, assign), params, exact)
+        parts = _cut_rows(table, jobs, part_y, n_parts, assign, n_classes > 0)
+        cut = grow(bins, specs, parts, params, exact)
         for t, (a, b) in enumerate(zip(one, cut, strict=True)):
             for name, value in a.arrays().items():
                 assert np.array_equal(value, b.arrays()[name], equal_nan=True), (t, name)

@@ -14,6 +14,7 @@ from aioforest.tree._histogram import (
     LevelRows,
     build_histograms,
     node_totals,
+    squares_from_limbs,
     sum_histograms,
 )
 
@@ -111,8 +112,30 @@ def test_node_totals_are_per_node_class_weights_and_regression_moments() -> None
     total = node_totals(rows, 2, 2, True, np.array([1.0, 0.5]))
     assert total.tolist() == [[1.0, 1.0], [1.0, 1.5]]
     reg = LevelRows(rows.row, rows.weight, np.array([1.0, 2.0, 3.0, 5.0]), rows.node)
-    moments = node_totals(reg, 2, 3, False, None)
+    moments = squares_from_limbs(node_totals(reg, 2, 3, False, None))
     assert moments.tolist() == [[3.0, 5.0, 9.0], [4.0, 14.0, 52.0]]
+
+
+def test_fixed_point_squares_are_summed_exactly_in_limbs() -> None:
+    # Targets of 31 bits: their squares need 62, beyond a float's 53; the limbs are exact
+    # and the total is rounded once, so any cut of the rows gives the same Q.
+    rng = np.random.default_rng(0)
+    n = 5000
+    q = rng.integers(-(2**31), 2**31, n)
+    weight = rng.integers(0, 4, n).astype(np.float64)
+    node = rng.integers(0, 3, n)
+    rows = LevelRows(np.arange(n), weight, q, node)
+    total = node_totals(rows, 3, 3, False, None)
+    exact = [sum(int(w) * int(v) ** 2 for w, v, m in zip(weight, q, node, strict=True)
+                 if m == k) for k in range(3)]
+    assert squares_from_limbs(total)[:, 2].tolist() == [float(e) for e in exact]
+    assert total[:, 1].tolist() == [
+        float(sum(int(w) * int(v) for w, v, m in zip(weight, q, node, strict=True) if m == k))
+        for k in range(3)]
+    half = [LevelRows(np.arange(n)[s], weight[s], q[s], node[s])
+            for s in (slice(0, 1234), slice(1234, n))]
+    summed = node_totals(half[0], 3, 3, False, None) + node_totals(half[1], 3, 3, False, None)
+    assert np.array_equal(squares_from_limbs(summed), squares_from_limbs(total))
 
 
 def test_gini_scan_needs_no_missing_values_and_its_linear_parts_match_the_histograms() -> None:

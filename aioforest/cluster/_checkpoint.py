@@ -68,7 +68,7 @@ from ..persistence import (
     loads,
     write_atomic,
 )
-from ..tree import TreeArrays
+from ..tree import GROWTH_VERSION, TreeArrays
 from ._errors import ClusterError
 
 if sys.platform != "win32":
@@ -135,6 +135,7 @@ def job_spec(
         raise ValueError("a job needs at least one tree")
     return {
         "aioforest": __version__,
+        "growth": GROWTH_VERSION,  # the rules that draw a seed's trees
         "data": hashes,
         # Top levels stay plain dicts so a mismatch can name the field that differs.
         "plan": {str(k): encode_value(v, f"plan field {k!r}") for k, v in plan.items()},

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from .._exact import r2_from_sums, to_float
 from .._validation import Prepared
 from ..data import (
     Binner,
@@ -132,6 +133,8 @@ class PartSession:
         self.bins: Bins | None = None
         self._schema_json: dict[str, Any] = {}
         self.class_counts: npt.NDArray[np.int64] | None = None
+        self.target_max = 0.0  # regression: the largest |target| of any partition
+        self.target_shift = 0  # regression: the job's fixed point (``Arithmetic``)
         self.batch: tuple[dict[str, Any], list[int]] | None = None
         self.log: list[tuple[str, dict[str, Any], Arrays]] = []
         self.applied: dict[int, int] = {}
@@ -317,6 +320,7 @@ class PartSession:
                     continue
                 summaries.append(await asyncio.to_thread(_summary_of, w, outcome))
                 counts.append(self._class_counts(w, outcome, by_worker[w]))
+                self.target_max = max(self.target_max, _target_max(w, outcome))
                 todo.difference_update(by_worker[w])
         self.class_counts = np.sum(counts, axis=0).astype(np.int64)
         bins = await asyncio.to_thread(Binner(self.max_bins).fit_summaries, summaries,
@@ -375,9 +379,7 @@ class PartSession:
                 if self.schema is not None:
                     await self.call(worker, "load", self._load_args(parts, False))
                 if self.batch is not None:
-                    plan, trees = self.batch
-                    await self.call(worker, "begin", {"plan": plan, "trees": trees,
-                                                      "only": parts})
+                    await self.call(worker, "begin", self._begin_args(parts))
                     for op, args, arrays in self.log:
                         await self.call(worker, op, {**args, "only": parts}, arrays)
                 for p in parts:
@@ -433,9 +435,13 @@ class PartSession:
         self.batch = (plan.to_json(), list(trees))
         self.log = []
         self.applied = dict.fromkeys(self.holder, 0)
-        await self._each_member("begin", lambda w: {"plan": self.batch[0] if self.batch
-                                                    else {}, "trees": list(trees),
-                                                    "only": self._parts_of(w)})
+        await self._each_member("begin", lambda w: self._begin_args(self._parts_of(w)))
+
+    def _begin_args(self, parts: Sequence[int]) -> dict[str, Any]:
+        assert self.batch is not None
+        plan, trees = self.batch
+        return {"plan": plan, "trees": trees, "only": list(parts),
+                "target_shift": self.target_shift}
 
     async def end(self) -> None:
         self.batch = None
@@ -492,6 +498,14 @@ def _parse_scans(worker: str, reply: PartReply, parts: Sequence[int],
         except ValueError as exc:
             raise PartFailed(f"worker {worker}: scan of {relative[p]}: {exc}") from None
     return out
+
+
+def _target_max(worker: str, reply: PartReply) -> float:
+    value = reply.arrays.get("target_max")
+    if (value is None or value.dtype != np.float64 or value.shape != (1,)
+            or not np.isfinite(value[0]) or value[0] < 0):
+        raise PartFailed(f"worker {worker}: load: target_max must be one finite number >= 0")
+    return float(value[0])
 
 
 def _summary_of(worker: str, reply: PartReply) -> BinSummary:
@@ -668,22 +682,42 @@ async def fit_partitions(
 
 async def _oob_score(session: PartSession, estimator: Any) -> None:
     """``oob_score_`` from the workers' out-of-bag votes on their own rows (the per-row
-    ``oob_decision_function_`` would be O(rows) here, so data mode leaves it out)."""
+    ``oob_decision_function_`` / ``oob_prediction_`` would be O(rows) here, so data mode
+    leaves them out). Regression's R² takes two passes of exact sums (the mean of every
+    worker's rows, then the deviations from it), so it equals a local fit's bit for bit."""
     flat = estimator._flat_forest()
     arrays = {f"ff_{k}": np.ascontiguousarray(v) for k, v in flat.parts().items()}
-    replies = await session.broadcast("oob", {"plan": estimator.plan_.to_json()}, arrays,
-                                      False)
-    rows = correct = 0
+    plan = {"plan": estimator.plan_.to_json()}
+    replies = await session.broadcast("oob", plan, arrays, False)
+    rows = correct = sum_y = ss_res = 0
     for r in replies:
         rows += int(_checked(r, "rows", np.int64, (1,))[0])
         correct += int(_checked(r, "correct", np.int64, (1,))[0])
+        sum_y += _big_int(r, "sum_y")
+        ss_res += _big_int(r, "ss_res")
     if rows > session.n_total or correct > rows:
         raise PartFailed("the workers' out-of-bag counts do not add up")
     if rows < session.n_total:
         warnings.warn(
             f"{session.n_total - rows} samples were in-bag for every tree; their out-of-bag "
             "estimate is left out of oob_score_", UserWarning, stacklevel=2)
-    estimator.oob_score_ = correct / rows if rows else 0.0
+    if estimator._classification or not rows:
+        estimator.oob_score_ = correct / rows if rows else 0.0
+        return
+    mean = to_float(sum_y, rows)
+    second = await session.broadcast("oob", {**plan, "mean": mean}, arrays, False)
+    ss_tot = sum(_big_int(r, "ss_tot") for r in second)
+    estimator.oob_score_ = r2_from_sums(ss_res, ss_tot)
+
+
+def _big_int(reply: PartReply, name: str) -> int:
+    """An exact sum sent as a decimal string (see ``aioforest._exact``)."""
+    text = reply.info.get(name)
+    if not isinstance(text, str) or not 0 < len(text) <= 2000 or not (
+        text.isdigit() or (text[0] == "-" and text[1:].isdigit())
+    ):
+        raise PartFailed(f"a worker's {name!r} answer is malformed: expected an integer")
+    return int(text)
 
 
 async def _grow_batches(
@@ -691,7 +725,12 @@ async def _grow_batches(
     on_progress: Callable[[FitProgress], object] | None, t0: float,
 ) -> dict[int, TreeArrays]:
     plan: ForestPlan = job.plan
-    exact = arithmetic(plan, session.n_total, None)
+    exact = arithmetic(plan, session.n_total, None, session.target_max)
+    if not exact.integral:  # only exact sums make the partitioning irrelevant
+        raise ValueError(
+            f"data mode needs exact sums, which {session.n_total} rows with "
+            f"max_samples={plan.n_draws} exceed (a tree's weight must stay below 2**31)")
+    session.target_shift = exact.target_shift
     class_weight = (np.asarray(plan.class_weight, dtype=np.float64)
                     if plan.class_weight is not None else None)
     indices = list(job.indices)

@@ -291,12 +291,6 @@ class Master:
             if n_shards is not None or replicas != 1:
                 raise ValueError("n_shards and replicas are for mode='shards'; mode='data' "
                                  "uses every worker on every tree")
-            if getattr(estimator, "_estimator_type", "") == "regressor":
-                raise ValueError(
-                    "mode='data' grows classification forests only for now: regression sums "
-                    "are not exact yet, so the partitioning could change a split; use "
-                    "mode='model'"
-                )
         elif mode != "shards":
             if n_shards is not None:
                 raise ValueError("n_shards needs mode='shards' (model mode does not shard)")

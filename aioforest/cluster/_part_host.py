@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._exact import exact_sum, squared_deviations
 from ..data import (
     Binner,
     Bins,
@@ -56,6 +57,7 @@ from ..tree import (
     NodeSplits,
     SummedRows,
     code_table,
+    fixed_point_targets,
     in_bag_counts,
     in_bag_weights,
     row_keys,
@@ -206,6 +208,7 @@ class PartHost:
         summaries = []
         cat = np.array([f.is_categorical for f in schema.features], dtype=bool)
         counts = np.zeros(max(len(schema.classes), 1), dtype=np.int64)
+        target_max = 0.0  # regression: the largest |target| (fixes the fixed point's scale)
         for index, _ in listed:
             part = session.parts[index]
             if index not in offsets:
@@ -225,9 +228,12 @@ class PartHost:
                 summaries.append(binner.summarize(part.X, cat, row_ids=ids, n_total=n_total))
             if schema.classes and part.y is not None:
                 counts += np.bincount(part.y, minlength=counts.size)
+            elif part.y is not None and part.y.size:
+                target_max = max(target_max, float(np.max(np.abs(part.y))))
             if session.bins is not None:
                 self._bin(session, part)
-        arrays: Arrays = {"class_counts": counts}
+        arrays: Arrays = {"class_counts": counts,
+                          "target_max": np.array([target_max], dtype=np.float64)}
         if summaries:
             merged = summaries[0]
             for other in summaries[1:]:
@@ -278,6 +284,9 @@ class PartHost:
             isinstance(i, int) and i >= 0 for i in indices
         ):
             raise PartOpError("part begin: args.trees must be a non-empty list of tree indices")
+        shift = req.args.get("target_shift", 0)
+        if not isinstance(shift, int) or isinstance(shift, bool) or not -1100 <= shift <= 1100:
+            raise PartOpError("part begin: args.target_shift must be an integer in [-1100, 1100]")
         session.plan = plan
         for part in self._selected(session, req):
             if part.codes is None or part.y is None:
@@ -288,7 +297,9 @@ class PartHost:
                 w = in_bag_weights(plan, i, keys, session.n_total, None)
                 rows = np.flatnonzero(w > 0)
                 row_sets.append((rows, w[rows]))
-            part.batch = LocalRows.of_trees(part.codes, row_sets, part.y, plan.n_classes > 0)
+            # regression: the job's fixed-point targets, so that every sum is exact
+            y = part.y if plan.n_classes else fixed_point_targets(part.y, shift)
+            part.batch = LocalRows.of_trees(part.codes, row_sets, y, plan.n_classes > 0)
         return {}, {}
 
     def _op_forget(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
@@ -303,27 +314,28 @@ class PartHost:
             raise PartOpError(f"part oob: {exc}") from None
         if session.bins is None:
             raise PartOpError("part oob: no bins yet")
+        mean = req.args.get("mean")
+        if mean is not None and not (isinstance(mean, float) and np.isfinite(mean)):
+            raise PartOpError("part oob: args.mean must be a finite number")
         flat = FlatForest.from_parts(session.bins, {k[3:]: v for k, v in req.arrays.items()
                                                     if k.startswith("ff_")})
-        rows = correct = 0
+        rows = correct = sum_y = ss_res = ss_tot = 0
         for part in self._selected(session, req):
             if part.codes is None or part.y is None:
                 raise PartOpError(f"part oob: partition {part.index} is not binned yet")
-            n = part.y.shape[0]
-            leaves = flat.leaves_of_codes(part.codes.codes.reshape(n, part.codes.n_features))
-            acc = np.zeros((n, flat.value.shape[1]))
-            seen = np.zeros(n, dtype=np.int64)
-            keys = row_keys(part.offset + np.arange(n))
-            for t in range(flat.n_trees):  # tree order: the sums of a local fit
-                oob = in_bag_counts(plan, t, keys, session.n_total) == 0
-                acc[oob] += flat.value[leaves[oob, t]]
-                seen[oob] += 1
-            has = seen > 0
-            pred = acc[has] / seen[has, None]
-            rows += int(has.sum())
-            correct += int(np.count_nonzero(np.argmax(pred, axis=1) == part.y[has]))
-        return {}, {"rows": np.array([rows], dtype=np.int64),
-                    "correct": np.array([correct], dtype=np.int64)}
+            y, pred = _oob_predictions(plan, flat, part, session.n_total)
+            rows += y.size
+            if plan.n_classes:
+                correct += int(np.count_nonzero(np.argmax(pred, axis=1) == y))
+            elif mean is None:  # regression, first pass: the sums the mean needs
+                sum_y += exact_sum(y)
+                ss_res += squared_deviations(y, pred[:, 0])
+            else:  # second pass: deviations from the mean of every worker's rows
+                ss_tot += squared_deviations(y, mean)
+        # exact sums are integers of any size: decimal strings on the wire
+        return {"sum_y": str(sum_y), "ss_res": str(ss_res), "ss_tot": str(ss_tot)}, {
+            "rows": np.array([rows], dtype=np.int64),
+            "correct": np.array([correct], dtype=np.int64)}
 
     def _op_end(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
         for part in session.parts.values():
@@ -395,6 +407,23 @@ class PartHost:
             raise PartOpError("part route: a split feature is out of range")
         rows.route(splits)
         return {}, {}
+
+
+def _oob_predictions(plan: ForestPlan, flat: FlatForest, part: _Partition, n_total: int
+                     ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]:
+    """The targets and out-of-bag predictions of a partition's rows that have one."""
+    assert part.codes is not None and part.y is not None
+    n = part.y.shape[0]
+    leaves = flat.leaves_of_codes(part.codes.codes.reshape(n, part.codes.n_features))
+    acc = np.zeros((n, flat.value.shape[1]))
+    seen = np.zeros(n, dtype=np.int64)
+    keys = row_keys(part.offset + np.arange(n))
+    for t in range(flat.n_trees):  # tree order: the sums of a local fit
+        oob = in_bag_counts(plan, t, keys, n_total) == 0
+        acc[oob] += flat.value[leaves[oob, t]]
+        seen[oob] += 1
+    has = seen > 0
+    return part.y[has], acc[has] / seen[has, None]
 
 
 def _narrow(arrays: Arrays) -> Arrays:

@@ -26,9 +26,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .._base import BaseEstimator
+from .._exact import exact_sum, r2_from_sums, squared_deviations, to_float
 from .._validation import Prepared, check_int, prepare, resolve_seed
 from ..data import Binner, Bins
-from ..evaluation import accuracy_score, r2_score
+from ..evaluation import accuracy_score
 from ..tree import (
     GROWTH_VERSION,
     ClassifierMixin,
@@ -201,7 +202,7 @@ class _BaseForest(BaseEstimator, TreeModel):
     ) -> None:
         """What :meth:`FitJob.install` calls: the fitted state, then out-of-bag scores."""
         self.set_fitted_trees(prep, plan, bins, trees)
-        if self.oob_score and prep.class_counts is None:  # else: where the rows live
+        if self.oob_score and not prep.remote:  # else: where the rows live
             self._compute_oob(prep)
 
     def set_fitted_trees(
@@ -286,8 +287,12 @@ class _BaseForest(BaseEstimator, TreeModel):
             self.oob_score_ = accuracy_score(prep.y[has], np.argmax(pred, axis=1))
         else:
             self.oob_prediction_ = np.where(has, acc[:, 0] / np.maximum(seen, 1), np.nan)
-            # No sample with an estimate: nothing to score (r2_score needs one).
-            self.oob_score_ = r2_score(prep.y[has], pred[:, 0]) if has.any() else 0.0
+            # No sample with an estimate: nothing to score (r2_score needs one). Exact
+            # sums: the score of rows cut over workers is this one, bit for bit.
+            y = np.asarray(prep.y[has], dtype=np.float64)
+            mean = to_float(exact_sum(y), max(y.size, 1))
+            self.oob_score_ = r2_from_sums(squared_deviations(y, pred[:, 0]),
+                                           squared_deviations(y, mean)) if has.any() else 0.0
 
     # --- async prediction ------------------------------------------------------------------
     def _shared_model(self) -> Any:

@@ -20,7 +20,14 @@ fitted ``TreeArrays``; ``_predict`` the flattened forest; ``_classes`` the estim
 
 from ._arrays import TreeArrays
 from ._bootstrap import row_keys
-from ._builder import FitCancelled, GrowParams, TreeSpec, code_table, grow
+from ._builder import (
+    FitCancelled,
+    GrowParams,
+    TreeSpec,
+    code_table,
+    fixed_point_targets,
+    grow,
+)
 from ._classes import DecisionTreeClassifier, DecisionTreeRegressor, plan_for
 from ._export import export_text
 from ._hashing import tree_key
@@ -41,6 +48,7 @@ from ._plan import (
     fit_trees,
     in_bag_counts,
     in_bag_weights,
+    target_max,
     tree_spec,
 )
 from ._predict import FlatForest
@@ -74,6 +82,7 @@ __all__ = [
     "code_table",
     "export_text",
     "fit_trees",
+    "fixed_point_targets",
     "grow",
     "in_bag_counts",
     "in_bag_weights",
@@ -83,6 +92,7 @@ __all__ = [
     "row_keys",
     "set_model_writer",
     "sum_histograms",
+    "target_max",
     "tree_key",
     "tree_spec",
 ]

@@ -27,15 +27,22 @@ import numpy.typing as npt
 from ..data import Bins
 from ._arrays import TreeArrays
 from ._criterion import Criterion, criterion_for
-from ._histogram import CodeTable
+from ._histogram import REGRESSION_TOTALS, CodeTable, squares_from_limbs
 from ._routing import NodeSplits
 from ._rows import LocalRows, RowSource
-from ._splitter import Arithmetic, OpenNodes, SearchSpace, search_splits
+from ._splitter import (
+    ROOT_PATH,
+    Arithmetic,
+    OpenNodes,
+    SearchSpace,
+    child_paths,
+    search_splits,
+)
 from ._splitting import SplitRules
 
 __all__ = [
-    "Arithmetic", "FitCancelled", "GrowParams", "TreeJob", "TreeSpec", "code_table", "grow",
-    "grow_level", "grow_trees",
+    "Arithmetic", "FitCancelled", "GrowParams", "TreeJob", "TreeSpec", "code_table",
+    "fixed_point_targets", "grow", "grow_level", "grow_trees",
 ]
 
 
@@ -94,6 +101,7 @@ class Growth:
     criterion: Criterion
     class_weight: F64 | None
     root_weight: F64  # per tree: the (class-weighted) weight of its root; set at depth 0
+    unit: float = 1.0  # a fixed-point target's unit (2**-target_shift), else 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,9 +149,16 @@ def grow_trees(
     """Grow one tree per job on ``codes`` (feature-major, binned by ``bins``), all rows in
     this process; ``y`` holds class codes (classification) or targets. See :func:`grow`."""
     table = code_table(bins, codes)
-    rows = LocalRows.of_trees(table, [(j.rows, j.weight) for j in jobs], y,
-                              criterion_for(params.criterion).classification)
+    classification = criterion_for(params.criterion).classification
+    if not classification and exact.integral:
+        y = fixed_point_targets(np.asarray(y, dtype=np.float64), exact.target_shift)
+    rows = LocalRows.of_trees(table, [(j.rows, j.weight) for j in jobs], y, classification)
     return grow(bins, [j.spec for j in jobs], rows, params, exact, class_weight, should_stop)
+
+
+def fixed_point_targets(y: F64, shift: int) -> I64:
+    """Regression targets as the integers ``rint(y * 2**shift)`` (see ``Arithmetic``)."""
+    return np.rint(np.ldexp(y, shift)).astype(np.int64)
 
 
 def code_table(bins: Bins, codes: npt.NDArray[np.uint8]) -> CodeTable:
@@ -204,12 +219,14 @@ def grow_level(
     # stages 1 and 2, over the rounds of feature draws
     found, rate = search_splits(growth.space, nodes, rows, stats.total, stats.splittable,
                                 stats.min_weight_leaf)
+    if growth.unit != 1.0:
+        found.improvement[:] *= growth.unit * growth.unit
     splits = _min_impurity_decrease(growth, nodes, found)
     children = _record(records, nodes, stats, splits, next_local, growth.space.rules)
     split_nodes = np.flatnonzero(splits.found)
     next_nodes = OpenNodes(
-        children.tree, children.local, np.repeat(nodes.constant[split_nodes], 2, axis=0),
-        np.repeat(rate[split_nodes], 2),
+        children.tree, children.local, child_paths(nodes.path[split_nodes]),
+        np.repeat(nodes.constant[split_nodes], 2, axis=0), np.repeat(rate[split_nodes], 2),
     )
     if next_nodes.size:
         rows.route(splits)  # stage 3
@@ -229,9 +246,11 @@ def _growth(
                          params.min_samples_leaf, exact.single),
         tree_keys=np.array([t.key & 0xFFFFFFFFFFFFFFFF for t in trees], dtype=np.uint64),
         allowed=allowed, max_features=params.max_features,
-        n_channels=criterion.n_channels(params.n_classes), integral=exact.integral,
+        n_channels=criterion.n_channels(params.n_classes),
+        hist_channels=criterion.histogram_channels(params.n_classes), integral=exact.integral,
     )
-    return Growth(params, space, criterion, class_weight, np.zeros(len(trees)))
+    unit = 1.0 if criterion.classification or not exact.integral else 2.0**-exact.target_shift
+    return Growth(params, space, criterion, class_weight, np.zeros(len(trees)), unit)
 
 
 def _roots(bins: Bins, rows: RowSource, n_trees: int) -> OpenNodes:
@@ -245,13 +264,17 @@ def _roots(bins: Bins, rows: RowSource, n_trees: int) -> OpenNodes:
     constant = np.zeros((n_trees, bins.n_features), dtype=bool)
     constant[:] = constant_everywhere & ~has_missing
     return OpenNodes(np.arange(n_trees, dtype=np.int64), np.zeros(n_trees, dtype=np.int64),
-                     constant, np.zeros(n_trees))
+                     np.full(n_trees, ROOT_PATH, dtype=np.uint64), constant, np.zeros(n_trees))
 
 
 def _node_stats(growth: Growth, nodes: OpenNodes, rows: RowSource, depth: int) -> NodeStats:
     """Totals, impurity, value and the stopping rules of every open node."""
     params, crit = growth.params, growth.criterion
-    n_node, total = rows.node_totals(nodes.size, growth.space.n_channels, crit.classification)
+    if crit.classification:
+        n_node, total = rows.node_totals(nodes.size, growth.space.n_channels, True)
+    else:
+        n_node, limbs = rows.node_totals(nodes.size, REGRESSION_TOTALS, False)
+        total = squares_from_limbs(limbs)  # only now rounded: the limbs were exact sums
     if crit.classification and growth.class_weight is not None:
         total = total * growth.class_weight
     imp = crit.impurity(np.ascontiguousarray(total.T))
@@ -270,8 +293,11 @@ def _node_stats(growth: Growth, nodes: OpenNodes, rows: RowSource, depth: int) -
             params.min_weight_fraction_leaf * growth.root_weight[nodes.tree], dtype=np.float64
         )
         splittable &= weight >= 2 * min_weight_leaf
-    return NodeStats(total, n_node, imp, crit.leaf_value(total), weight, splittable,
-                     min_weight_leaf)
+    value = crit.leaf_value(total)
+    if growth.unit != 1.0:  # fixed-point targets: back to the targets' units (exact)
+        value *= growth.unit
+        imp = imp * (growth.unit * growth.unit)
+    return NodeStats(total, n_node, imp, value, weight, splittable, min_weight_leaf)
 
 
 def _min_impurity_decrease(growth: Growth, nodes: OpenNodes, found: NodeSplits) -> NodeSplits:

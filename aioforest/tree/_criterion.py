@@ -75,8 +75,12 @@ class Criterion:
     classification: ClassVar[bool]
 
     def n_channels(self, n_classes: int) -> int:
-        """Channels of the statistics: one per class, or (W, S, Q)."""
+        """Channels of a node's statistics: one per class, or (W, S, Q)."""
         raise NotImplementedError
+
+    def histogram_channels(self, n_classes: int) -> int:
+        """Channels of a histogram cell: those the split scores read (Q is not one)."""
+        return self.n_channels(n_classes)
 
     def weight(self, stats: F64) -> F64:
         """The total weight of each column of channel-major statistics."""
@@ -176,6 +180,9 @@ class SquaredError(Criterion):
 
     def n_channels(self, n_classes: int) -> int:
         return 3
+
+    def histogram_channels(self, n_classes: int) -> int:
+        return 2  # (W, S): a split's score needs no sum of squares
 
     def weight(self, stats: F64) -> F64:
         return np.asarray(stats[0])

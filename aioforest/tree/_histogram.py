@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "REGRESSION_TOTALS",
     "CodeTable",
     "DrawnFeatures",
     "GiniScan",
@@ -33,6 +34,7 @@ __all__ = [
     "build_histograms",
     "node_totals",
     "runs",
+    "squares_from_limbs",
     "sum_histograms",
 ]
 
@@ -178,21 +180,48 @@ def node_totals(
     rows: LevelRows, n_nodes: int, n_channels: int, classification: bool,
     class_weight: F64 | None,
 ) -> npt.NDArray[Any]:
-    """Each node's statistics, node-major ``(n_nodes, n_channels)`` (class-weighted)."""
+    """Each node's statistics, node-major ``(n_nodes, n_channels)`` (class-weighted).
+
+    Regression gives ``REGRESSION_TOTALS`` columns: W, S and the sum of squares Q as three
+    limbs (:func:`squares_from_limbs` makes the (W, S, Q) the criteria read). With
+    fixed-point targets (``rows.y`` integers, see ``_plan.arithmetic``) every column is an
+    exact sum: the limbs are the weighted sums of 21-bit pieces of ``y**2``, each below
+    2**53, so totals summed over any cut of the rows are the same bit for bit. Float targets
+    put all of Q in the last limb.
+    """
     if classification:
         total = np.bincount(
             rows.node * n_channels + rows.y, weights=rows.weight, minlength=n_nodes * n_channels
         ).reshape(n_nodes, n_channels)
         return total * class_weight if class_weight is not None else total
     yv = rows.y.astype(np.float64)
-    return np.stack(
-        [
-            np.bincount(rows.node, weights=rows.weight, minlength=n_nodes),
-            np.bincount(rows.node, weights=rows.weight * yv, minlength=n_nodes),
-            np.bincount(rows.node, weights=rows.weight * yv * yv, minlength=n_nodes),
-        ],
-        axis=1,
-    )
+    out = np.zeros((n_nodes, REGRESSION_TOTALS))
+    out[:, 0] = np.bincount(rows.node, weights=rows.weight, minlength=n_nodes)
+    wy = rows.weight * yv
+    out[:, 1] = np.bincount(rows.node, weights=wy, minlength=n_nodes)
+    if rows.y.dtype.kind == "f":
+        out[:, 4] = np.bincount(rows.node, weights=wy * yv, minlength=n_nodes)
+        return out
+    y2 = rows.y.astype(np.int64) ** 2  # below 2**62 (at most 31 bits of target)
+    for column, shift in ((2, 42), (3, 21), (4, 0)):
+        limb = ((y2 >> shift) & _LIMB_MASK).astype(np.float64)
+        limb *= rows.weight
+        out[:, column] = np.bincount(rows.node, weights=limb, minlength=n_nodes)
+    return out
+
+
+#: Columns of a regression node total: W, S, and Q in three limbs.
+REGRESSION_TOTALS = 5
+_LIMB_MASK = (1 << 21) - 1
+
+
+def squares_from_limbs(total: F64) -> F64:
+    """(W, S, Q) per node from :func:`node_totals`' regression columns (node-major)."""
+    q = total[:, 2] * float(1 << 21)
+    q += total[:, 3]
+    q *= float(1 << 21)
+    q += total[:, 4]
+    return np.column_stack([total[:, 0], total[:, 1], q])
 
 
 def sum_histograms(parts: Sequence[Histograms]) -> Histograms:
@@ -215,10 +244,10 @@ def sum_histograms(parts: Sequence[Histograms]) -> Histograms:
     stats = np.concatenate([p.stats for p in parts], axis=1)[:, order]
     with_counts = all(p.counts is not None for p in parts)
     counts = None
-    if with_counts and cells.size:
+    if with_counts:  # no cells at all (parts without the candidates' rows): no counts
         counts = np.add.reduceat(
             np.concatenate([p.counts for p in parts if p.counts is not None])[order], starts
-        )
+        ) if cells.size else np.zeros(0, dtype=np.int64)
     if cells.size:
         stats = np.add.reduceat(stats, starts, axis=1)
     return Histograms(cells[starts], stats, counts, bins_per_group)
@@ -267,13 +296,11 @@ def _entries_sorted_general(
             minlength=n_entries * n_channels,
         ).reshape(n_channels, n_entries)
     else:
-        yv = y.astype(np.float64)[order]
-        wy = ws * yv
+        wy = ws * y.astype(np.float64)[order]
         stats = np.stack(
             [
                 np.bincount(run, weights=ws, minlength=n_entries),
                 np.bincount(run, weights=wy, minlength=n_entries),
-                np.bincount(run, weights=wy * yv, minlength=n_entries),
             ]
         )
     counts = np.diff(np.append(starts, cells_sorted.size))
@@ -303,13 +330,11 @@ def _entries_dense(
         stats = full[:, present]
         del full
     else:
-        yv = y.astype(np.float64)
-        wy = w * yv
+        wy = w * y.astype(np.float64)
         stats = np.stack(
             [
                 np.bincount(cell, weights=w, minlength=n_cells)[present],
                 np.bincount(cell, weights=wy, minlength=n_cells)[present],
-                np.bincount(cell, weights=wy * yv, minlength=n_cells)[present],
             ]
         )
     return Histograms(

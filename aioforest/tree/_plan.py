@@ -26,13 +26,14 @@ from ._splitter import INCREMENTAL_MIN_CLASSES
 
 __all__ = [
     "GROWTH_VERSION", "ForestPlan", "arithmetic", "fit_trees", "in_bag_counts",
-    "in_bag_weights", "tree_job", "tree_spec",
+    "in_bag_weights", "target_max", "tree_job", "tree_spec",
 ]
 
-#: Which rules draw a seed's trees: 2 since aioforest 0.3 (per-row Poisson bootstrap keyed
-#: by global row id, sampled binning above ``BIN_SAMPLE_ROWS``); 1 before (one global
-#: bootstrap draw). Trees of different versions never join one forest.
-GROWTH_VERSION = 2
+#: Which rules draw a seed's trees: 3 since aioforest 0.3 (per-row Poisson bootstrap keyed
+#: by global row id, sampled binning above ``BIN_SAMPLE_ROWS``, feature draws keyed by a
+#: node's path, fixed-point regression targets); 1 before (one global bootstrap draw).
+#: Trees of different versions never join one forest.
+GROWTH_VERSION = 3
 
 #: Task sizing: a task (pool or cluster) holds trees of at most this many (tree, row) draws in
 #: all, enough to amortise its round trip on small data; also a cap on a pass's rows.
@@ -205,27 +206,31 @@ def _batch_cap(plan: ForestPlan, n_features: int) -> int:
 
 
 def arithmetic(
-    plan: ForestPlan, n_samples: int, sample_weight: npt.NDArray[np.float64] | None
+    plan: ForestPlan, n_samples: int, sample_weight: npt.NDArray[np.float64] | None,
+    target_max: float = 0.0,
 ) -> Arithmetic:
     """How a job's split statistics are summed and scored: decided once for the whole job.
 
     These choices must not depend on which trees share a pass (a local fit, a pool fit and
-    a cluster cut their tasks differently), so they depend on the plan and the weights only.
+    a cluster cut their tasks differently), so they depend on the plan, the weights and
+    (regression) the largest absolute target ``target_max`` only.
 
     * ``integral``: every weight is an integer (bootstrap counts times integer sample
       weights) and a tree's total stays exact in float64, so every histogram sum is exact
-      whatever its order, and trees may share passes.
+      whatever its order, and trees may share passes. Regression targets then become
+      fixed-point integers with as many bits as keep every weighted sum below 2**52
+      (at most 31, so that squares fit 62 bits; 31 bits for 1M rows, 21 for 1G).
     * ``single``: scores in float32. Its prefix sums stay exact while a tree's total weight
       stays below 2**24. Gini with many classes is scored in float64 instead, because the
       incremental scan used on some levels (see ``INCREMENTAL_MIN_CLASSES``) is float64 and
       the two formulas then agree bit for bit.
     """
-    if plan.n_classes == 0:
-        return Arithmetic(integral=False, single=False)
     max_weight = 1.0 if sample_weight is None else float(np.max(sample_weight, initial=0.0))
     whole = sample_weight is None or bool(np.all(sample_weight == np.floor(sample_weight)))
     # a bound on any tree's total weight
     bound = max_weight * (total_weight_bound(plan.n_draws) if plan.bootstrap else n_samples)
+    if plan.n_classes == 0:
+        return _regression_arithmetic(whole, bound, target_max)
     integral = whole and bound < 2.0**53
     single = (
         integral
@@ -234,6 +239,24 @@ def arithmetic(
         and not (plan.criterion == "gini" and plan.n_classes >= INCREMENTAL_MIN_CLASSES)
     )
     return Arithmetic(integral=integral, single=single)
+
+
+def _regression_arithmetic(whole: bool, bound: float, target_max: float) -> Arithmetic:
+    if not (whole and np.isfinite(target_max)):
+        return Arithmetic(integral=False, single=False)
+    if bound >= 2.0**31:  # the 21-bit limbs of q**2 would no longer sum exactly
+        return Arithmetic(integral=False, single=False)
+    # sum of w * |q| <= bound * 2**bits < 2**52 (so at least 21 bits)
+    bits = min(31, 52 - int(np.ceil(np.log2(max(bound, 1.0) + 1.0))))
+    exponent = int(np.frexp(target_max)[1]) if target_max > 0 else 0  # |y| < 2**exponent
+    return Arithmetic(integral=True, single=False, target_shift=bits - exponent)
+
+
+def target_max(y: npt.NDArray[Any], n_classes: int) -> float:
+    """The largest absolute regression target (0 for classification): ``arithmetic``'s."""
+    if n_classes or not y.size:
+        return 0.0
+    return float(np.max(np.abs(y)))
 
 
 def _batches(jobs: Iterable[TreeJob], integral: bool, cap: int) -> Iterable[Sequence[TreeJob]]:
@@ -272,7 +295,7 @@ def fit_trees(
     # drawn lazily: a batch's jobs exist only while it grows
     keys = row_keys(np.arange(n_samples))
     jobs = (tree_job(plan, i, keys, n_features, sample_weight) for i in indices)
-    exact = arithmetic(plan, n_samples, sample_weight)
+    exact = arithmetic(plan, n_samples, sample_weight, target_max(y, plan.n_classes))
     class_weight = (
         np.asarray(plan.class_weight, dtype=np.float64) if plan.class_weight is not None else None
     )

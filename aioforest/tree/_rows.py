@@ -128,8 +128,10 @@ class LocalRows:
                          [len(r) for r, _ in row_sets])
         keep = weight > 0
         row, weight, tree = row[keep], weight[keep], tree[keep]
+        # integer regression targets are fixed point (``Arithmetic.target_shift``): kept so
         y_rows: I64 | F64 = (
-            np.asarray(y, dtype=np.int64)[row] if classification
+            np.asarray(y, dtype=np.int64)[row]
+            if classification or np.asarray(y).dtype.kind in "iu"
             else np.asarray(y, dtype=np.float64)[row]
         )
         return cls(table, LevelRows(row, weight, y_rows, tree.copy()))

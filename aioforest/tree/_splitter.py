@@ -29,10 +29,12 @@ from ._splitting import Candidates, RoundSplits, SplitRules, choose_splits
 
 __all__ = [
     "INCREMENTAL_MIN_CLASSES",
+    "ROOT_PATH",
     "ROUND_CELLS",
     "Arithmetic",
     "OpenNodes",
     "SearchSpace",
+    "child_paths",
     "draw_features",
     "node_groups",
     "search_splits",
@@ -57,10 +59,14 @@ class Arithmetic:
     """How split statistics are summed and scored, chosen once per job (``_plan.arithmetic``).
 
     ``integral``: all weights are integers and sums are exact. ``single``: score in float32.
+    ``target_shift``: regression targets enter the sums as the integers
+    ``rint(y * 2**target_shift)`` (fixed point), so their sums are exact too; values,
+    impurities and improvements are scaled back by powers of two, which is exact.
     """
 
     integral: bool
     single: bool
+    target_shift: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,18 +77,25 @@ class SearchSpace:
     tree_keys: npt.NDArray[np.uint64]  # per tree of the batch
     allowed: B1  # (n_trees, n_features): each tree's feature subspace
     max_features: int
-    n_channels: int
+    n_channels: int  # of a node's statistics
+    hist_channels: int  # of a histogram cell
     integral: bool
 
 
 @dataclass(frozen=True, eq=False)
 class OpenNodes:
-    """The open nodes of a level: their tree, level-order id, and what their ancestors
-    learned (``constant``: features constant in the node; ``constant_rate``: the share of
-    drawn features the parent found constant)."""
+    """The open nodes of a level: their tree, level-order id, path key, and what their
+    ancestors learned (``constant``: features constant in the node; ``constant_rate``: the
+    share of drawn features the parent found constant).
+
+    The path key names a node by its path from the root (:func:`child_paths`), not by its
+    position in a level, so a node's feature draws do not depend on its cousins: a subtree
+    can grow anywhere and draw the same features.
+    """
 
     tree: I64
     local: I64
+    path: npt.NDArray[np.uint64]
     constant: B1  # (m, n_features); the search marks the features it finds constant
     constant_rate: F64
 
@@ -91,17 +104,31 @@ class OpenNodes:
         return int(self.tree.size)
 
 
+#: The path key of every root.
+ROOT_PATH = np.uint64(0x243F6A8885A308D3)
+_SIDE_SALT = np.array([0x13198A2E03707344, 0xA4093822299F31D0], dtype=np.uint64)
+
+
+def child_paths(paths: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """The (left, right) children's path keys of each node, interleaved."""
+    out: npt.NDArray[np.uint64] = mix64(
+        (np.repeat(paths, 2).reshape(-1, 2) ^ _SIDE_SALT[None, :]).reshape(-1)
+    )
+    return out
+
+
 def draw_features(
-    keys: npt.NDArray[np.uint64], local: I64, rounds: I64, excluded: B1, k: int,
+    keys: npt.NDArray[np.uint64], paths: npt.NDArray[np.uint64], rounds: I64, excluded: B1,
+    k: int,
 ) -> tuple[I64, B1]:
     """k distinct features per node, uniformly among the non-excluded ones, in draw order.
 
-    A node's features are ordered by a random key of (tree key, node id, round, feature);
+    A node's features are ordered by a random key of (tree key, path key, round, feature);
     taking them in that order is drawing without replacement. Excluded features get the
     largest key and come out invalid.
     """
     d = excluded.shape[1]
-    node_key = mix64(local.astype(np.uint64) * _NODE_SALT)
+    node_key = mix64(paths * _NODE_SALT)
     base = mix64(keys ^ node_key ^ (rounds.astype(np.uint64) * _ROUND_SALT))
     r = mix64(base[:, None] ^ mix64(np.arange(d, dtype=np.uint64) + np.uint64(1))[None, :])
     r[excluded] = _U64_MAX
@@ -210,7 +237,7 @@ def _draw_round(
     )
     n_draw = np.maximum(n_draw, 1)
     feats, valid = draw_features(
-        space.tree_keys[nodes.tree[cand]], nodes.local[cand], np.full(cand.size, draw_round),
+        space.tree_keys[nodes.tree[cand]], nodes.path[cand], np.full(cand.size, draw_round),
         excluded, int(n_draw.max()),
     )
     valid &= np.arange(feats.shape[1])[None, :] < n_draw[:, None]
@@ -285,7 +312,7 @@ def _search_group(
         and not rules.is_categorical[drawn.features[drawn.valid]].any()
     )
     hist = rows.histograms(HistogramRequest(
-        cand, m, all_splittable, drawn, n_channels=space.n_channels,
+        cand, m, all_splittable, drawn, n_channels=space.hist_channels,
         classification=rules.criterion.classification, integral=space.integral,
         with_counts=rules.min_samples_leaf > 1,
         gini_scan_totals=candidates.total if scan else None,
