@@ -208,3 +208,53 @@ def test_rounds_cut_into_node_groups_grow_the_same_trees(monkeypatch: pytest.Mon
     for a, b in zip(whole, grouped, strict=True):
         for name, value in a.arrays().items():
             assert np.array_equal(value, b.arrays()[name], equal_nan=True), name
+
+
+@pytest.mark.parametrize("subtree_rows", [8, 20, 60, 10**9], ids=lambda n: f"at{n}")
+@pytest.mark.parametrize(
+    ("n_classes", "params"),
+    [(3, GrowParams("gini", 3, 10**9, 2, 1, 0.0, 0.0, 2)),
+     (3, GrowParams("entropy", 3, 7, 4, 2, 0.005, 0.001, 3)),
+     (0, GrowParams("squared_error", 0, 10**9, 2, 1, 0.0, 0.0, 2))],
+    ids=["gini", "entropy-rules", "regression"],
+)
+def test_small_nodes_finish_their_subtrees_in_one_place_and_the_trees_do_not_change(
+    subtree_rows: int, n_classes: int, params: GrowParams
+) -> None:
+    # PLANET's in-memory build: once a node holds few instances they meet in one place
+    # (here: taken out of three parts) and its subtree grows there, by the same driver.
+    # Node ids are put back in level order and draws are keyed by path: the same trees.
+    rng = np.random.default_rng(11)
+    n = 400
+    X = rng.normal(size=(n, 5))
+    X[rng.random((n, 5)) < 0.05] = np.nan
+    X[:, 4] = rng.integers(0, 6, n)
+    signal = np.nan_to_num(X[:, 0]) + X[:, 4] * 0.3 + np.nan_to_num(X[:, 1]) ** 2
+    y = np.clip((signal * 1.2).astype(np.int64), 0, 2) if n_classes else signal / 7
+    is_cat = np.array([False, False, False, False, True])
+    bins, codes = Binner().fit_transform(X, is_cat, np.array([0, 0, 0, 0, 6]))
+    jobs = [TreeJob(key=k, rows=np.arange(n), weight=rng.integers(0, 3, n).astype(float))
+            for k in range(3)]
+    exact = Arithmetic(True, False)
+    part_y = y
+    if not n_classes:
+        exact = arithmetic(_regression_plan(), n, None, float(np.abs(y).max()))
+        part_y = fixed_point_targets(y, exact.target_shift)
+    level_wise = grow_trees(bins, codes, y, jobs, params, exact)
+    table = CodeTable(np.ascontiguousarray(codes.T).reshape(-1), codes.shape[0],
+                      bins.n_bins, bins.is_categorical)
+    specs = [j.spec for j in jobs]
+    parts = _cut_rows(table, jobs, part_y, 3, lambda r: r % 3, n_classes > 0)
+    seen: list[int] = []
+
+    class Counting(SummedRows):
+        def grow_subtrees(self, start, grow_here):  # type: ignore[no-untyped-def]
+            seen.append(start.size)
+            return super().grow_subtrees(start, grow_here)
+
+    mixed = grow(bins, specs, Counting(parts.parts), params, exact, subtree_rows=subtree_rows)
+    assert sum(seen) > 0  # some subtrees did grow in one place
+    for t, (a, b) in enumerate(zip(level_wise, mixed, strict=True)):
+        assert a.feature.size > 3
+        for name, value in a.arrays().items():
+            assert np.array_equal(value, b.arrays()[name], equal_nan=True), (t, name)

@@ -50,9 +50,12 @@ from ..ensemble import FitProgress
 from ..tree import (
     FitCancelled,
     ForestPlan,
+    GrowHere,
     HistogramRequest,
     Histograms,
+    NodeRecords,
     NodeSplits,
+    SubtreeStart,
     TreeArrays,
     arithmetic,
     grow,
@@ -575,6 +578,9 @@ class RemoteRows:
             self.session.stats.hist_bytes += sum(a.nbytes for a in r.arrays.values())
         self.session.stats.rounds += 1
         return sum_histograms(parts)
+
+    def grow_subtrees(self, start: SubtreeStart, grow_here: GrowHere) -> NodeRecords:
+        raise NotImplementedError("remote subtrees are grown by the workers")  # never asked
 
     def route(self, splits: NodeSplits) -> None:
         self._run("route", {}, {

@@ -18,6 +18,11 @@ holds the partitions the master assigned to it, each read from storage by this w
   over this worker's partitions (or only the ones the request names);
 * ``oob``: the out-of-bag votes of the fitted forest on these rows (rows with an
   estimate, and how many of them it gets right);
+* ``peer``: where this worker's :class:`~._peers.PeerServer` listens;
+* ``ship``: copy the rows of nodes that finish their subtrees in one place to each
+  subtree's owner, straight to its peer server (or into this worker's stash); ``subtrees``:
+  as an owner, grow those subtrees on the rows shipped here, with the same driver, and
+  answer their :class:`~aioforest.tree.NodeRecords`;
 * ``end``: drop the batch; ``forget``: drop partitions that moved to another worker;
   ``close``: drop the session.
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._exact import exact_sum, squared_deviations
+from ..wire import Message, ProtocolError
 from ..data import (
     Binner,
     Bins,
@@ -56,12 +63,18 @@ from ..tree import (
     LocalRows,
     NodeSplits,
     SummedRows,
+    Arithmetic,
+    SubtreeRows,
+    SubtreeStart,
     code_table,
     fixed_point_targets,
+    grow_subtrees_here,
     in_bag_counts,
     in_bag_weights,
     row_keys,
+    tree_spec,
 )
+from ._peers import RowStash, rows_message
 from ._protocol import MessageError, PartReply, PartRequest, bins_from_arrays
 
 __all__ = ["PartHost", "PartOpError"]
@@ -95,6 +108,7 @@ class _Session:
     n_total: int = 0
     bins: Bins | None = None
     plan: ForestPlan | None = None
+    trees: list[int] | None = None  # the batch's tree indices
 
 
 class PartHost:
@@ -107,6 +121,12 @@ class PartHost:
     def __init__(self, data_root: str | None = None) -> None:
         self.data_root = data_root
         self._sessions: dict[int, _Session] = {}
+        #: rows other workers shipped here for the subtrees this worker grows
+        self.stash = RowStash()
+        #: where the worker's peer server listens (set by the worker once it runs)
+        self.peer_address: tuple[str, int] | None = None
+        #: how rows reach another worker's peer server (blocking; set by the worker)
+        self.send_peer: Callable[[str, int, Message], None] | None = None
 
     @property
     def sessions(self) -> int:
@@ -126,11 +146,13 @@ class PartHost:
 
     def drop_all(self) -> None:
         """Forget every session (the connection to their master ended)."""
-        self._sessions.clear()
+        for session in list(self._sessions):
+            self.drop(session)
 
     def drop(self, session: int) -> None:
         """Forget one session (its master is gone)."""
         self._sessions.pop(session, None)
+        self.stash.drop(session)
 
     def _dispatch(self, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
         if req.op == "scan":
@@ -139,7 +161,7 @@ class PartHost:
         if session is None:
             raise PartOpError(f"part {req.op}: no session {req.session} on this worker")
         if req.op == "close":
-            del self._sessions[req.session]
+            self.drop(req.session)
             return {}, {}
         handler = getattr(self, f"_op_{req.op}")
         out: tuple[dict[str, Any], Arrays] = handler(session, req)
@@ -287,7 +309,7 @@ class PartHost:
         shift = req.args.get("target_shift", 0)
         if not isinstance(shift, int) or isinstance(shift, bool) or not -1100 <= shift <= 1100:
             raise PartOpError("part begin: args.target_shift must be an integer in [-1100, 1100]")
-        session.plan = plan
+        session.plan, session.trees = plan, list(indices)
         for part in self._selected(session, req):
             if part.codes is None or part.y is None:
                 raise PartOpError(f"part begin: partition {part.index} is not binned yet")
@@ -340,7 +362,95 @@ class PartHost:
     def _op_end(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
         for part in session.parts.values():
             part.batch = None
+        self.stash.drop(req.session)
         return {}, {}
+
+    # --- local subtrees ------------------------------------------------------------------
+    def _op_peer(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        if self.peer_address is None:
+            raise PartOpError("part peer: this worker has no peer server")
+        return {"host": self.peer_address[0], "port": self.peer_address[1]}, {}
+
+    def _op_ship(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
+        a = req.args
+        ticket, n_nodes, me = _int(a, "ticket", 0), _int(a, "n_nodes", 0), _int(a, "me", 0)
+        nodes = _array(req, "nodes", np.int64, 1)
+        owners = _array(req, "owners", np.int64, 1)
+        peers = a.get("peers")
+        if not isinstance(peers, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)
+            and isinstance(p[1], int) for p in peers
+        ):
+            raise PartOpError("part ship: args.peers must be a list of [host, port]")
+        if owners.shape != nodes.shape or (owners.size and (
+                owners.min() < 0 or owners.max() >= len(peers))) or me >= len(peers):
+            raise PartOpError("part ship: owners must name one of the peers per node")
+        if nodes.size and (nodes.min() < 0 or nodes.max() >= n_nodes):
+            raise PartOpError("part ship: a node is not among the level's nodes")
+        rows = self._batch_rows(session, req)
+        _check_nodes(rows, n_nodes, "ship")
+        taken = rows.take_subtrees(nodes, n_nodes, remove=False)  # dropped by "keep"
+        owner_of_row = owners[taken.subtree]
+        unreachable = []
+        for owner in np.unique(owner_of_row).tolist():
+            sel = owner_of_row == owner
+            mine = SubtreeRows(taken.codes[sel], taken.y[sel], taken.weight[sel],
+                               taken.subtree[sel])
+            if owner == me:
+                self.stash.put(req.session, ticket, mine)
+                continue
+            if self.send_peer is None:
+                raise PartOpError("part ship: this worker cannot reach its peers")
+            host, port = peers[owner]
+            try:
+                self.send_peer(host, port, rows_message(req.session, ticket, mine))
+            except (OSError, TimeoutError, ProtocolError) as exc:
+                logger.warning("worker: cannot ship rows to peer %s:%d: %s", host, port, exc)
+                unreachable.append(owner)
+        return {"unreachable": unreachable, "rows": int(taken.weight.size)}, {}
+
+    def _op_subtrees(self, session: _Session, req: PartRequest
+                     ) -> tuple[dict[str, Any], Arrays]:
+        a = req.args
+        if session.plan is None or session.bins is None or session.trees is None:
+            raise PartOpError("part subtrees: no batch begun")
+        owned = _array(req, "subtrees", np.int64, 1)
+        start = SubtreeStart(
+            owned, owned.size, _array(req, "tree", np.int64, 1),
+            _array(req, "path", np.uint64, 1), _array(req, "constant", np.bool_, 2),
+            _array(req, "constant_rate", np.float64, 1),
+            _array(req, "root_weight", np.float64, 1), _int(a, "depth", 0),
+        )
+        bins, plan, trees = session.bins, session.plan, session.trees
+        s = owned.size
+        if any(x.shape[0] != s for x in (start.tree, start.path, start.constant,
+                                         start.constant_rate, start.root_weight)) or (
+                start.constant.shape[1] != bins.n_features):
+            raise PartOpError("part subtrees: the subtree arrays do not match")
+        if s and (start.tree.min() < 0 or start.tree.max() >= len(trees)
+                  or owned.min() < 0 or np.unique(owned).size != s):
+            raise PartOpError("part subtrees: trees or subtrees out of range")
+        shipped = self.stash.take(req.session, _int(a, "ticket", 0))
+        rows = SubtreeRows.concat(shipped) if shipped else SubtreeRows(
+            np.zeros((0, bins.n_features), np.uint8), np.zeros(0, np.int64), np.zeros(0),
+            np.zeros(0, np.int64))
+        index = np.full(int(max(owned.max(initial=-1), rows.subtree.max(initial=-1))) + 1, -1,
+                        dtype=np.int64)
+        index[owned] = np.arange(s)
+        local_subtree = index[rows.subtree]
+        if (local_subtree < 0).any():
+            raise PartOpError("part subtrees: rows arrived for subtrees not owned here")
+        exact = Arithmetic(bool(a.get("integral")), bool(a.get("single")),
+                           _int(a, "target_shift", -1100))
+        template = CodeTable(np.zeros(0, np.uint8), bins.n_features, bins.n_bins,
+                             bins.is_categorical)
+        here = SubtreeRows(rows.codes, rows.y, rows.weight, local_subtree).local(template)
+        specs = [tree_spec(plan, i, bins.n_features) for i in trees]
+        class_weight = (np.asarray(plan.class_weight, dtype=np.float64)
+                        if plan.class_weight is not None else None)
+        records = grow_subtrees_here(bins, specs, plan.grow_params(), exact, class_weight,
+                                     start, here)
+        return {"rows": int(rows.weight.size)}, records.arrays()
 
     def _op_missing(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
         features = _array(req, "features", np.int64, 1)

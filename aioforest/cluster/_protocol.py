@@ -810,7 +810,7 @@ class Bye:
 #: The operations of data-parallel growth (see ``aioforest.cluster._part_host``).
 PART_OPS: Final = frozenset(
     {"scan", "texts", "load", "bins", "begin", "missing", "totals", "keep", "hist", "route", "end",
-     "forget", "oob", "close"}
+     "forget", "oob", "close", "peer", "ship", "subtrees"}
 )
 _MAX_ARRAYS: Final = 4096
 

@@ -21,12 +21,14 @@ fitted ``TreeArrays``; ``_predict`` the flattened forest; ``_classes`` the estim
 from ._arrays import TreeArrays
 from ._bootstrap import row_keys
 from ._builder import (
+    Arithmetic,
     FitCancelled,
     GrowParams,
     TreeSpec,
     code_table,
     fixed_point_targets,
     grow,
+    grow_subtrees_here,
 )
 from ._classes import DecisionTreeClassifier, DecisionTreeRegressor, plan_for
 from ._export import export_text
@@ -53,10 +55,20 @@ from ._plan import (
 )
 from ._predict import FlatForest
 from ._routing import NodeSplits
-from ._rows import HistogramRequest, LocalRows, RowSource, SummedRows
+from ._rows import (
+    GrowHere,
+    HistogramRequest,
+    LocalRows,
+    NodeRecords,
+    RowSource,
+    SubtreeRows,
+    SubtreeStart,
+    SummedRows,
+)
 
 __all__ = [
     "BATCH_INSTANCES",
+    "Arithmetic",
     "GROWTH_VERSION",
     "ClassifierMixin",
     "CodeTable",
@@ -66,14 +78,18 @@ __all__ = [
     "FitCancelled",
     "FlatForest",
     "ForestPlan",
+    "GrowHere",
     "GrowParams",
     "HistogramRequest",
     "Histograms",
     "LevelRows",
     "LocalRows",
+    "NodeRecords",
     "NodeSplits",
     "RegressorMixin",
     "RowSource",
+    "SubtreeRows",
+    "SubtreeStart",
     "SummedRows",
     "TreeArrays",
     "TreeModel",
@@ -84,6 +100,7 @@ __all__ = [
     "fit_trees",
     "fixed_point_targets",
     "grow",
+    "grow_subtrees_here",
     "in_bag_counts",
     "in_bag_weights",
     "model_classes",

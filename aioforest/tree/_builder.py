@@ -17,8 +17,9 @@ it grows in.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from ._arrays import TreeArrays
 from ._criterion import Criterion, criterion_for
 from ._histogram import REGRESSION_TOTALS, CodeTable, squares_from_limbs
 from ._routing import NodeSplits
-from ._rows import LocalRows, RowSource
+from ._rows import GrowHere, LocalRows, NodeRecords, RowSource, SubtreeStart
 from ._splitter import (
     ROOT_PATH,
     Arithmetic,
@@ -42,7 +43,7 @@ from ._splitting import SplitRules
 
 __all__ = [
     "Arithmetic", "FitCancelled", "GrowParams", "TreeJob", "TreeSpec", "code_table",
-    "fixed_point_targets", "grow", "grow_level", "grow_trees",
+    "fixed_point_targets", "grow", "grow_level", "grow_subtrees_here", "grow_trees",
 ]
 
 
@@ -102,6 +103,9 @@ class Growth:
     class_weight: F64 | None
     root_weight: F64  # per tree: the (class-weighted) weight of its root; set at depth 0
     unit: float = 1.0  # a fixed-point target's unit (2**-target_shift), else 1
+    #: nodes with at most this many instances finish their subtrees where their rows meet
+    subtree_rows: int = 0
+    grow_here: GrowHere | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,6 +138,17 @@ class _Records:
     wn: list[F64] = field(default_factory=list)
     improvement: list[F64] = field(default_factory=list)
     lut: list[B1] = field(default_factory=list)
+    stitched: bool = False  # subtrees were spliced in: ids are no longer level order
+
+    def columns(self) -> NodeRecords:
+        """Every record as one column each (the lists are emptied)."""
+        out: dict[str, Any] = {}
+        for name in NodeRecords.__dataclass_fields__:
+            parts: list[npt.NDArray[Any]] = getattr(self, name)
+            out[name] = (np.concatenate(parts) if parts else
+                         np.zeros((0, 256), dtype=bool) if name == "lut" else np.zeros(0))
+            parts.clear()
+        return NodeRecords(**out)
 
 
 def grow_trees(
@@ -178,6 +193,7 @@ def grow(
     exact: Arithmetic,
     class_weight: F64 | None = None,
     should_stop: Callable[[], bool] | None = None,
+    subtree_rows: int = 0,
 ) -> list[TreeArrays]:
     """Grow one tree per spec on the rows of ``rows``, wherever they live: the driver.
 
@@ -186,19 +202,47 @@ def grow(
     choice (``_plan.arithmetic``), so that no tree depends on the trees sharing its pass.
     ``should_stop`` is polled once per level: when it returns True the fit stops with
     :class:`FitCancelled` (a cluster worker uses it to drop a losing backup copy).
+
+    ``subtree_rows`` (exact sums only): a node with at most this many instances leaves the
+    level-wise growth, and its rows meet in one place to grow the rest of its subtree
+    (:meth:`RowSource.grow_subtrees`, PLANET's in-memory build). Node ids and feature draws
+    do not depend on where a node grew, so the trees are the same with or without it.
     """
     criterion = criterion_for(params.criterion)
     growth = _growth(bins, trees, params, exact, class_weight, criterion)
-    nodes = _roots(bins, rows, len(trees))
-    next_local = np.ones(len(trees), dtype=np.int64)
+    if subtree_rows > 0 and exact.integral:
+        here = functools.partial(grow_subtrees_here, bins, trees, params, exact, class_weight)
+        growth = Growth(growth.params, growth.space, growth.criterion, growth.class_weight,
+                        growth.root_weight, growth.unit, subtree_rows, here)
     records = _Records()
-    depth = 0
+    _grow_levels(growth, _roots(bins, rows, len(trees)), rows, 0, records, should_stop)
+    return _assemble(records, len(trees), bins)
+
+
+def grow_subtrees_here(
+    bins: Bins, trees: Sequence[TreeSpec], params: GrowParams, exact: Arithmetic,
+    class_weight: F64 | None, start: SubtreeStart, rows: LocalRows,
+) -> NodeRecords:
+    """The subtrees of ``start``'s nodes (of a batch of ``trees``), grown on ``rows``
+    (which hold exactly their instances, ``rows.rows.node`` being the subtree)."""
+    growth = _growth(bins, [trees[int(t)] for t in start.tree], params, exact, class_weight,
+                     criterion_for(params.criterion))
+    growth.root_weight[:] = start.root_weight
+    nodes = OpenNodes(np.arange(start.size, dtype=np.int64), np.zeros(start.size, np.int64),
+                      start.path.copy(), start.constant.copy(), start.constant_rate.copy())
+    records = _Records()
+    _grow_levels(growth, nodes, rows, start.depth, records, None)
+    return records.columns()
+
+
+def _grow_levels(growth: Growth, nodes: OpenNodes, rows: RowSource, depth: int,
+                 records: _Records, should_stop: Callable[[], bool] | None) -> None:
+    next_local = np.ones(growth.root_weight.size, dtype=np.int64)
     while nodes.size:
         if should_stop is not None and should_stop():
             raise FitCancelled(f"cancelled at depth {depth}")
         nodes = grow_level(growth, nodes, rows, depth, next_local, records)
         depth += 1
-    return _assemble(records, len(trees), bins)
 
 
 def grow_level(
@@ -212,17 +256,24 @@ def grow_level(
     level-order id) advances by the children created.
     """
     stats = _node_stats(growth, nodes, rows, depth)
-    if int(np.count_nonzero(stats.splittable)) < nodes.size:
+    detach = _detach(growth, stats, nodes, rows, depth, next_local, records)
+    splittable = stats.splittable & ~detach if detach is not None else stats.splittable
+    if int(np.count_nonzero(splittable)) < nodes.size:
         # Rows of nodes that cannot split end in a leaf here: drop them before the
         # search, which then reads (and copies) only the others.
-        rows.keep_nodes(stats.splittable)
+        rows.keep_nodes(splittable)
     # stages 1 and 2, over the rounds of feature draws
-    found, rate = search_splits(growth.space, nodes, rows, stats.total, stats.splittable,
+    found, rate = search_splits(growth.space, nodes, rows, stats.total, splittable,
                                 stats.min_weight_leaf)
     if growth.unit != 1.0:
         found.improvement[:] *= growth.unit * growth.unit
     splits = _min_impurity_decrease(growth, nodes, found)
-    children = _record(records, nodes, stats, splits, next_local, growth.space.rules)
+    if detach is None:
+        children = _record(records, nodes, stats, splits, next_local, growth.space.rules)
+    else:  # the detached nodes' records come with their subtrees
+        kept = ~detach
+        children = _record(records, _take(nodes, kept), _take(stats, kept),
+                           _take(splits, kept), next_local, growth.space.rules)
     split_nodes = np.flatnonzero(splits.found)
     next_nodes = OpenNodes(
         children.tree, children.local, child_paths(nodes.path[split_nodes]),
@@ -231,6 +282,62 @@ def grow_level(
     if next_nodes.size:
         rows.route(splits)  # stage 3
     return next_nodes
+
+
+def _take(obj: Any, keep: B1) -> Any:
+    """A per-node dataclass restricted to the nodes in ``keep``."""
+    return type(obj)(**{
+        f.name: (v[keep] if isinstance(v := getattr(obj, f.name), np.ndarray) else v)
+        for f in fields(obj)
+    })
+
+
+def _detach(growth: Growth, stats: NodeStats, nodes: OpenNodes, rows: RowSource, depth: int,
+            next_local: I64, records: _Records) -> B1 | None:
+    """Send the level's small splittable nodes off to grow their subtrees where their rows
+    meet, and splice those subtrees in; the detached nodes, or None."""
+    if growth.grow_here is None:
+        return None
+    detach = stats.splittable & (stats.n_samples <= growth.subtree_rows)
+    if not detach.any():
+        return None
+    which = np.flatnonzero(detach)
+    start = SubtreeStart(
+        which, nodes.size, nodes.tree[which], nodes.path[which], nodes.constant[which],
+        nodes.constant_rate[which], growth.root_weight[nodes.tree[which]].copy(), depth,
+    )
+    grown = rows.grow_subtrees(start, growth.grow_here)
+    _stitch(records, grown, start, nodes.local[which], next_local)
+    return detach
+
+
+def _stitch(records: _Records, sub: NodeRecords, start: SubtreeStart, root_local: I64,
+            next_local: I64) -> None:
+    """Append subtrees grown elsewhere: subtree ``i``'s root takes the id ``root_local[i]``
+    its parent gave it, its other nodes fresh ids of its tree; ids are put back in level
+    order when the trees are assembled."""
+    if sub.tree.size and (sub.tree.min() < 0 or sub.tree.max() >= start.size):
+        raise ValueError("subtree records name subtrees that were not asked for")
+    n_nodes = np.bincount(sub.tree, minlength=start.size)
+    if (n_nodes < 1).any():
+        raise ValueError("a subtree came back without its root")
+    extra = n_nodes - 1
+    before = np.cumsum(extra) - extra  # fresh ids used by earlier subtrees...
+    first = np.searchsorted(start.tree, start.tree, side="left")
+    base = next_local[start.tree] + before - before[first]  # ...of the same tree
+    np.add.at(next_local, start.tree, extra)
+
+    def relabel(local: I64) -> I64:
+        return np.where(local == 0, root_local[sub.tree], base[sub.tree] + local - 1)
+
+    records.tree.append(start.tree[sub.tree])
+    records.local.append(relabel(sub.local))
+    records.left.append(np.where(sub.left >= 0, relabel(np.maximum(sub.left, 0)), -1))
+    records.right.append(np.where(sub.right >= 0, relabel(np.maximum(sub.right, 0)), -1))
+    for name in ("feature", "threshold_bin", "missing_left", "value", "impurity", "n", "wn",
+                 "improvement", "lut"):
+        getattr(records, name).append(getattr(sub, name))
+    records.stitched = True
 
 
 def _growth(
@@ -367,12 +474,59 @@ def _column(
     return out
 
 
+def _level_order(rec: _Records) -> None:
+    """Renumber every tree's nodes in level order (breadth first, left before right), the
+    ids a level-wise growth gives: subtrees spliced in took other ids meanwhile."""
+    tree = np.concatenate(rec.tree)
+    local = np.concatenate(rec.local)
+    left = np.concatenate(rec.left)
+    right = np.concatenate(rec.right)
+    span = int(local.max(initial=0)) + 1
+    key = tree * span + local
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+
+    def record_of(t: I64, node: I64) -> I64:
+        found: I64 = order[np.searchsorted(sorted_key, t * span + node)]
+        return found
+
+    new_local = np.full(tree.size, -1, dtype=np.int64)
+    used = np.zeros(int(tree.max(initial=-1)) + 1, dtype=np.int64)
+    level = record_of(np.unique(tree), np.zeros(np.unique(tree).size, dtype=np.int64))
+    while level.size:
+        t = tree[level]  # grouped by tree, each tree's nodes in level order
+        rank = np.arange(level.size) - np.searchsorted(t, t, side="left")
+        new_local[level] = used[t] + rank
+        used += np.bincount(t, minlength=used.size)
+        split = left[level] >= 0
+        parents = level[split]
+        children = np.column_stack([left[parents], right[parents]]).ravel()
+        level = record_of(np.repeat(tree[parents], 2), children)
+    if (new_local < 0).any():
+        raise ValueError("spliced subtrees left nodes unreachable from their root")
+    is_split = left >= 0
+    new_left = np.full(tree.size, -1, dtype=np.int64)
+    new_right = np.full(tree.size, -1, dtype=np.int64)
+    new_left[is_split] = new_local[record_of(tree[is_split], left[is_split])]
+    new_right[is_split] = new_local[record_of(tree[is_split], right[is_split])]
+    rec.local[:] = [new_local]
+    rec.left[:] = [new_left]
+    rec.right[:] = [new_right]
+    rec.tree[:] = [tree]
+    for name in ("feature", "threshold_bin", "missing_left", "value", "impurity", "n", "wn",
+                 "improvement"):
+        column: list[npt.NDArray[Any]] = getattr(rec, name)
+        column[:] = [np.concatenate(column)]
+
+
 def _assemble(rec: _Records, n_trees: int, bins: Bins) -> list[TreeArrays]:
     """Each tree's arrays, nodes in level order, from the per-level records.
 
     Every column is sorted once for the whole batch (each record list is dropped as soon as
     it is used) and the trees' arrays are slices of these columns.
     """
+    if rec.stitched:
+        _level_order(rec)
     tree = np.concatenate(rec.tree)
     local = np.concatenate(rec.local)
     rec.tree.clear()

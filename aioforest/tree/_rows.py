@@ -15,7 +15,7 @@ bit for bit, and the same tree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,7 +34,10 @@ from ._histogram import (
 )
 from ._routing import NodeSplits, route_rows
 
-__all__ = ["HistogramRequest", "LocalRows", "RowSource", "SummedRows", "prefer_dense"]
+__all__ = [
+    "HistogramRequest", "LocalRows", "NodeRecords", "RowSource", "SubtreeRows", "SubtreeStart",
+    "SummedRows", "prefer_dense",
+]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -76,6 +79,94 @@ class HistogramRequest:
     gini_scan_totals: F64 | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class SubtreeStart:
+    """Open nodes whose rows are few enough to finish their subtrees in one place (PLANET's
+    in-memory build): each becomes the root of a subtree grown by the same driver.
+
+    ``nodes`` are positions among the level's open nodes; per subtree (one per node):
+    ``tree`` (its tree in the batch), ``path`` key, ``constant`` features, ``constant_rate``
+    and ``root_weight`` (its tree's root weight, for the rules relative to it); ``depth``
+    is the level's. A subtree grows from these alone: its feature draws are keyed by paths,
+    so it comes out as it would have in the level-wise growth.
+    """
+
+    nodes: I64
+    n_nodes: int
+    tree: I64
+    path: npt.NDArray[np.uint64]
+    constant: B1
+    constant_rate: F64
+    root_weight: F64
+    depth: int
+
+    @property
+    def size(self) -> int:
+        return int(self.nodes.size)
+
+
+@dataclass(frozen=True, eq=False)
+class NodeRecords:
+    """Grown nodes as plain columns (one entry per node): what subtrees grown elsewhere
+    send back. ``tree`` is the subtree, ``local`` its level-order id in the subtree
+    (0 is the subtree's root), ``left``/``right`` children's ids (-1 for a leaf); ``lut``
+    holds one row per categorical split, in record order."""
+
+    tree: I64
+    local: I64
+    feature: I64
+    threshold_bin: I64
+    missing_left: B1
+    left: I64
+    right: I64
+    value: F64
+    impurity: F64
+    n: I64
+    wn: F64
+    improvement: F64
+    lut: B1
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Plain arrays, for a wire."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, npt.NDArray[Any]]) -> NodeRecords:
+        """The records :meth:`arrays` wrote; ``ValueError`` when they are malformed."""
+        return cls(**{name: np.asarray(arrays[name]) for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True, eq=False)
+class SubtreeRows:
+    """The instances of some nodes, taken out of a source: enough to grow their subtrees
+    anywhere (each instance carries its row's codes)."""
+
+    codes: npt.NDArray[np.uint8]  # (instances, n_features), row-major
+    y: npt.NDArray[Any]
+    weight: F64
+    subtree: I64
+
+    @staticmethod
+    def concat(parts: Sequence[SubtreeRows]) -> SubtreeRows:
+        return SubtreeRows(
+            np.concatenate([p.codes for p in parts]), np.concatenate([p.y for p in parts]),
+            np.concatenate([p.weight for p in parts]),
+            np.concatenate([p.subtree for p in parts]),
+        )
+
+    def local(self, template: CodeTable) -> LocalRows:
+        """These instances as a :class:`LocalRows` over a table of their own codes."""
+        n = int(self.weight.size)
+        table = CodeTable(np.ascontiguousarray(self.codes).reshape(-1), template.n_features,
+                          template.n_bins, template.is_categorical)
+        return LocalRows(table, LevelRows(np.arange(n, dtype=np.int64), self.weight, self.y,
+                                          self.subtree))
+
+
+#: How a source grows subtrees from their rows: the driver's own function.
+GrowHere = Callable[[SubtreeStart, "LocalRows"], NodeRecords]
+
+
 class RowSource(Protocol):
     """The rows of one batch of trees, level by level (see the module docstring).
 
@@ -105,6 +196,11 @@ class RowSource(Protocol):
 
     def route(self, splits: NodeSplits) -> None:
         """Move every row to its child (see :func:`route_rows`); leaves' rows drop out."""
+        ...
+
+    def grow_subtrees(self, start: SubtreeStart, grow_here: GrowHere) -> NodeRecords:
+        """Grow the subtrees of ``start``'s nodes where their rows can meet (``grow_here``
+        on a :class:`LocalRows` holding them all), and drop those rows from this source."""
         ...
 
 
@@ -180,6 +276,26 @@ class LocalRows:
     def route(self, splits: NodeSplits) -> None:
         self.rows = route_rows(self.table, self.rows, splits)
 
+    def take_subtrees(self, nodes: I64, n_nodes: int, remove: bool = True) -> SubtreeRows:
+        """The instances of ``nodes`` (of the level's ``n_nodes``), with their codes and
+        their subtree (position in ``nodes``); they leave this source unless ``remove`` is
+        False (a cluster ships copies, and drops them with the level's ``keep_nodes``)."""
+        index = np.full(n_nodes, -1, dtype=np.int64)
+        index[nodes] = np.arange(nodes.size)
+        sub = index[self.rows.node]
+        mine = sub >= 0
+        taken = self.rows.take(mine)
+        t = self.table
+        codes = t.codes.reshape(-1, t.n_features)[taken.row] if t.n_features else (
+            np.zeros((taken.size, 0), dtype=np.uint8))
+        if remove:
+            self.rows = self.rows.take(~mine)
+        return SubtreeRows(codes, taken.y, taken.weight, sub[mine])
+
+    def grow_subtrees(self, start: SubtreeStart, grow_here: GrowHere) -> NodeRecords:
+        rows = self.take_subtrees(start.nodes, start.n_nodes)
+        return grow_here(start, rows.local(self.table))
+
 
 class SummedRows:
     """Rows cut into parts, each a :class:`RowSource`; every answer is the sum of theirs.
@@ -226,6 +342,24 @@ class SummedRows:
     def route(self, splits: NodeSplits) -> None:
         for part in self.parts:
             part.route(splits)
+
+    def take_subtrees(self, nodes: I64, n_nodes: int, remove: bool = True) -> SubtreeRows:
+        taken = []
+        for part in self.parts:
+            if not isinstance(part, LocalRows | SummedRows):
+                raise TypeError(f"cannot take rows out of a {type(part).__name__}")
+            taken.append(part.take_subtrees(nodes, n_nodes, remove))
+        return SubtreeRows.concat(taken)
+
+    def grow_subtrees(self, start: SubtreeStart, grow_here: GrowHere) -> NodeRecords:
+        # the parts' rows meet in one place (a worker, in a cluster), in part order
+        first = self.parts[0]
+        while isinstance(first, SummedRows):
+            first = first.parts[0]
+        if not isinstance(first, LocalRows):
+            raise TypeError(f"cannot grow subtrees on a {type(first).__name__}")
+        rows = self.take_subtrees(start.nodes, start.n_nodes)
+        return grow_here(start, rows.local(first.table))
 
 
 def request_without_scan(request: HistogramRequest) -> HistogramRequest:
