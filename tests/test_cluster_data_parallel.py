@@ -12,6 +12,7 @@ from cluster_helpers import HOST, TEST_TIMEOUT, TOKEN, in_process_cluster
 from forest_helpers import assert_same_tree
 from test_data_partitions import _lines, _write
 
+import aioforest.cluster._data_parallel as data_parallel
 from aioforest import Partitions, RandomForestClassifier
 from aioforest.cluster import Master, Worker
 from aioforest.cluster._data_parallel import PartFailed, trees_per_batch
@@ -39,27 +40,46 @@ def _assert_same_forest(a: Any, b: Any) -> None:
     assert list(a.classes_) == list(b.classes_) and a.features_ == b.features_
 
 
+@pytest.fixture(autouse=True)
+def _deep_subtrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small data: let the top levels grow level-wise over the workers and the nodes of at
+    # most 60 instances finish on one worker, so every test crosses both.
+    monkeypatch.setattr(data_parallel, "SUBTREE_MIN_ROWS", 60)
+    monkeypatch.setattr(data_parallel, "SUBTREE_SHARE", 10**9)
+
+
 @pytest.fixture(scope="module")
 def local_forest(tmp_path_factory: pytest.TempPathFactory) -> Any:
     parts = _parts(tmp_path_factory.mktemp("whole"), [N_ROWS])
     return _forest(max_features=2).fit(parts)
 
 
+SUBTREES = {"deep subtrees": 60, "level-wise only": 0, "whole trees": 10**6}
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("cut", list(CUTS), ids=list(CUTS))
 @pytest.mark.parametrize("n_workers", [1, 3])
+@pytest.mark.parametrize("subtrees", list(SUBTREES), ids=list(SUBTREES))
 async def test_a_data_parallel_fit_is_bit_identical_to_the_local_fit(
-    tmp_path: Path, cut: str, n_workers: int, local_forest: Any
+    tmp_path: Path, cut: str, n_workers: int, subtrees: str, local_forest: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Categorical columns, a column numeric in some files only, missing values, three
-    # classes: any partitioning, any number of workers, the same forest.
+    # classes: any partitioning, any number of workers, wherever the subtrees grow
+    # (PLANET's local subtrees: rows shipped worker to worker), the same forest.
+    monkeypatch.setattr(data_parallel, "SUBTREE_MIN_ROWS", SUBTREES[subtrees])
     parts = _parts(tmp_path, CUTS[cut])
     async with in_process_cluster(n_workers) as (master, _):
         forest = await master.fit(_forest(max_features=2), parts, mode="data")
     _assert_same_forest(forest, local_forest)
     assert np.array_equal(forest.feature_importances_, local_forest.feature_importances_)
     stats = forest.data_parallel_stats_
-    assert stats["rounds"] > 0 and stats["hist_bytes"] > 0 and stats["n_rows"] == N_ROWS
+    assert stats["n_rows"] == N_ROWS
+    assert (stats["rounds"] > 0) == (subtrees != "whole trees")
+    assert (stats["subtrees"] > 0) == (subtrees != "level-wise only")
+    if subtrees == "whole trees":  # each tree grew on one worker: its rows went there
+        assert stats["subtrees"] == 5 and stats["rows_shipped"] > N_ROWS
 
 
 @pytest.mark.asyncio

@@ -48,6 +48,7 @@ from ..data import (
 )
 from ..ensemble import FitProgress
 from ..tree import (
+    Arithmetic,
     FitCancelled,
     ForestPlan,
     GrowHere,
@@ -109,6 +110,8 @@ class _Stats:
     workers_joined: int = 0  # took partitions at a batch boundary
     levels: int = 0  # levels grown, over all batches (rounds / levels: rounds per level)
     batches: int = 0
+    subtrees: int = 0  # grown whole on one worker (PLANET's local subtrees)
+    rows_shipped: int = 0  # instances shipped between workers for them
     wait_seconds: float = 0.0  # the driver waiting for the workers' answers
     grow_seconds: float = 0.0  # the driver's threads in all (waiting included)
 
@@ -146,6 +149,8 @@ class PartSession:
         #: running stops at its next operation.
         self.stopping = False
         self._seq = itertools.count()
+        self._tickets = itertools.count(1)
+        self._peers: dict[str, list[Any]] = {}  # worker -> [host, port] of its peer server
         self._pending: dict[int, _Pending] = {}
 
     # --- messages --------------------------------------------------------------------------
@@ -478,6 +483,106 @@ class PartSession:
                     if mutate:
                         self.applied[p] = target
 
+    # --- local subtrees --------------------------------------------------------------------
+    async def peers_ready(self) -> bool:
+        """Whether every live member can take rows from the others (a peer server)."""
+        for worker in self._alive():
+            if worker in self._peers:
+                continue
+            try:
+                reply = await self.call(worker, "peer", {})
+            except PartFailed as exc:
+                logger.warning("master: %s; data mode grows no local subtrees", exc)
+                return False
+            except WorkerGone:
+                await self._restore(self._move_from(worker))
+                continue
+            host, port = reply.info.get("host"), reply.info.get("port")
+            if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
+                raise PartFailed(f"worker {worker}: peer: malformed address")
+            self._peers[worker] = [host, port]
+        return True
+
+    async def grow_subtrees(self, start: SubtreeStart, exact: Arithmetic) -> NodeRecords:
+        """Every subtree of ``start`` grown whole on one worker: each holder ships the
+        nodes' rows to their owners, which grow them. Losing a worker redoes it all (the
+        shipping copies rows, the driver drops them from the holders afterwards)."""
+        while True:
+            owners = [w for w in self._alive() if w in self._peers]
+            if not owners or not await self.peers_ready():
+                raise PartFailed("no worker is left to grow the local subtrees")
+            owners = [w for w in self._alive() if w in self._peers]
+            ticket = next(self._tickets)
+            owner_of = (np.arange(start.size) % len(owners)).astype(np.int64)
+            if not await self._ship(ticket, start, owners, owner_of):
+                continue
+            records = await self._grow_owned(ticket, start, exact, owners, owner_of)
+            if records is not None:
+                self.stats.subtrees += start.size
+                return records
+
+    async def _ship(self, ticket: int, start: SubtreeStart, owners: list[str],
+                    owner_of: npt.NDArray[np.int64]) -> bool:
+        """Every partition's rows of the subtrees to their owners; False: start over."""
+        args = {"ticket": ticket, "n_nodes": start.n_nodes,
+                "peers": [self._peers[w] for w in owners]}
+        arrays = {"nodes": start.nodes.astype(np.int64), "owners": owner_of}
+        need = set(self.holder)
+        while need:
+            by_worker = self._group(need)
+            results = await self._gather({
+                w: self.call(w, "ship", {**args, "me": owners.index(w) if w in owners else 0,
+                                         "only": ps}, arrays)
+                for w, ps in by_worker.items()
+            })
+            for w, outcome in results.items():
+                if isinstance(outcome, WorkerGone):
+                    await self._restore(self._move_from(w))
+                    if w in owners:
+                        return False
+                    continue
+                self.stats.rows_shipped += int(outcome.info.get("rows", 0) or 0)
+                unreachable = outcome.info.get("unreachable") or []
+                if unreachable:  # an owner its peers cannot reach leaves the fit
+                    for index in {int(i) for i in unreachable if isinstance(i, int)}:
+                        lost = owners[index] if 0 <= index < len(owners) else None
+                        if lost is not None and lost not in self.lost:
+                            logger.warning("master: worker %s cannot be reached by its "
+                                           "peers; it leaves the data-parallel fit", lost)
+                            await self._restore(self._move_from(lost))
+                    return False
+                need.difference_update(by_worker[w])
+        return True
+
+    async def _grow_owned(self, ticket: int, start: SubtreeStart, exact: Arithmetic,
+                          owners: list[str], owner_of: npt.NDArray[np.int64]
+                          ) -> NodeRecords | None:
+        calls = {}
+        owned_by: dict[str, npt.NDArray[np.int64]] = {}
+        for index, worker in enumerate(owners):
+            owned = np.flatnonzero(owner_of == index).astype(np.int64)
+            if not owned.size:
+                continue
+            owned_by[worker] = owned
+            calls[worker] = self.call(worker, "subtrees", {
+                "ticket": ticket, "depth": start.depth, "integral": exact.integral,
+                "single": exact.single, "target_shift": exact.target_shift,
+            }, {"subtrees": owned, "tree": start.tree[owned], "path": start.path[owned],
+                "constant": start.constant[owned],
+                "constant_rate": start.constant_rate[owned],
+                "root_weight": start.root_weight[owned]})
+        results = await self._gather(calls)
+        blocks = []
+        for worker, outcome in results.items():
+            if isinstance(outcome, WorkerGone):
+                await self._restore(self._move_from(worker))
+                return None
+            blocks.append(_checked_records(worker, outcome, owned_by[worker]))
+        return NodeRecords(**{
+            name: np.concatenate([getattr(b, name) for b in blocks])
+            for name in NodeRecords.__dataclass_fields__
+        })
+
     async def close(self) -> None:
         """Let every live worker drop the session (a lost one has dropped it already)."""
         self.timeout = min(self.timeout, 10.0)
@@ -503,6 +608,38 @@ def _parse_scans(worker: str, reply: PartReply, parts: Sequence[int],
     return out
 
 
+_RECORD_TYPES = {"tree": np.int64, "local": np.int64, "feature": np.int64,
+                 "threshold_bin": np.int64, "missing_left": np.bool_, "left": np.int64,
+                 "right": np.int64, "value": np.float64, "impurity": np.float64,
+                 "n": np.int64, "wn": np.float64, "improvement": np.float64, "lut": np.bool_}
+
+
+def _checked_records(worker: str, reply: PartReply, owned: npt.NDArray[np.int64]
+                     ) -> NodeRecords:
+    """A worker's subtrees, checked, their subtree ids put back in the level's numbering."""
+    arrays = reply.arrays
+    n = -1
+    for name, dtype in _RECORD_TYPES.items():
+        arr = arrays.get(name)
+        ok = arr is not None and arr.dtype == np.dtype(dtype) and (
+            arr.ndim == 2 and arr.shape[1] == 256 if name == "lut"
+            else arr.ndim == 2 if name == "value" else arr.ndim == 1)
+        if ok and name != "lut":
+            assert arr is not None
+            n = arr.shape[0] if n < 0 else n
+            ok = arr.shape[0] == n
+        if not ok:
+            raise PartFailed(f"worker {worker}: subtrees: {name!r} is malformed")
+    records = NodeRecords.from_arrays(arrays)
+    if records.tree.size and (records.tree.min() < 0 or records.tree.max() >= owned.size):
+        raise PartFailed(f"worker {worker}: subtrees: records of subtrees it did not own")
+    if records.local.size and ((records.local < 0).any() or (records.left < -1).any()
+                               or (records.right < -1).any()):
+        raise PartFailed(f"worker {worker}: subtrees: negative node ids")
+    return NodeRecords(**{**{k: getattr(records, k) for k in _RECORD_TYPES},
+                          "tree": owned[records.tree]})
+
+
 def _target_max(worker: str, reply: PartReply) -> float:
     value = reply.arrays.get("target_max")
     if (value is None or value.dtype != np.float64 or value.shape != (1,)
@@ -526,9 +663,11 @@ class RemoteRows:
     operation on the event loop and waits for the exact sum of the workers' answers.
     """
 
-    def __init__(self, session: PartSession, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, session: PartSession, loop: asyncio.AbstractEventLoop,
+                 exact: Arithmetic) -> None:
         self.session = session
         self.loop = loop
+        self.exact = exact
 
     def _run(self, op: str, args: dict[str, Any], arrays: Arrays, mutate: bool
              ) -> list[PartReply]:
@@ -580,7 +719,17 @@ class RemoteRows:
         return sum_histograms(parts)
 
     def grow_subtrees(self, start: SubtreeStart, grow_here: GrowHere) -> NodeRecords:
-        raise NotImplementedError("remote subtrees are grown by the workers")  # never asked
+        # The workers grow them (with the same driver, ``grow_subtrees_here``); the rows
+        # go from worker to worker, never through here.
+        if self.session.stopping:
+            raise FitCancelled("the data-parallel fit ended")
+        t0 = time.perf_counter()
+        future = asyncio.run_coroutine_threadsafe(
+            self.session.grow_subtrees(start, self.exact), self.loop)
+        try:
+            return future.result()
+        finally:
+            self.session.stats.wait_seconds += time.perf_counter() - t0
 
     def route(self, splits: NodeSplits) -> None:
         self._run("route", {}, {
@@ -630,6 +779,20 @@ def _checked(reply: PartReply, name: str, dtype: Any, shape: tuple[int, ...]
                          f"{shape}, got {got}")
     return arr
 
+
+
+#: A node with at most this many instances finishes its subtree on one worker (PLANET's
+#: in-memory build), at least; above it, a node holding less than 1/``SUBTREE_SHARE``
+#: of a worker's share of the rows does too. Fewer rounds (the deep levels' many small
+#: nodes cost a round trip each and nearly empty histograms) for shipping each instance
+#: once per tree, worker to worker.
+SUBTREE_MIN_ROWS = 1 << 12
+SUBTREE_SHARE = 4
+
+
+def local_subtree_rows(n_total: int, n_workers: int) -> int:
+    """The instance count below which a node's subtree grows on one worker."""
+    return max(SUBTREE_MIN_ROWS, n_total // (SUBTREE_SHARE * max(n_workers, 1)))
 
 
 #: Instances (tree, in-bag row) a worker holds for one batch of trees: about 32 bytes each.
@@ -750,10 +913,12 @@ async def _grow_batches(
         await session.begin(plan, batch)
         session.stats.batches += 1
         specs = [tree_spec(plan, i, bins.n_features) for i in batch]
-        rows = RemoteRows(session, loop)
+        rows = RemoteRows(session, loop, exact)
+        subtree_rows = (local_subtree_rows(session.n_total, len(session._alive()))
+                        if await session.peers_ready() else 0)
         t0 = time.perf_counter()
         grown = await asyncio.to_thread(grow, bins, specs, rows, plan.grow_params(), exact,
-                                        class_weight)
+                                        class_weight, None, subtree_rows)
         session.stats.grow_seconds += time.perf_counter() - t0
         await session.end()
         for i, tree in zip(batch, grown, strict=True):

@@ -42,7 +42,6 @@ import numpy as np
 import numpy.typing as npt
 
 from .._exact import exact_sum, squared_deviations
-from ..wire import Message, ProtocolError
 from ..data import (
     Binner,
     Bins,
@@ -54,6 +53,7 @@ from ..data import (
     read_partition,
 )
 from ..tree import (
+    Arithmetic,
     CodeTable,
     DrawnFeatures,
     FlatForest,
@@ -62,10 +62,9 @@ from ..tree import (
     LevelRows,
     LocalRows,
     NodeSplits,
-    SummedRows,
-    Arithmetic,
     SubtreeRows,
     SubtreeStart,
+    SummedRows,
     code_table,
     fixed_point_targets,
     grow_subtrees_here,
@@ -74,6 +73,7 @@ from ..tree import (
     row_keys,
     tree_spec,
 )
+from ..wire import Message, ProtocolError
 from ._peers import RowStash, rows_message
 from ._protocol import MessageError, PartReply, PartRequest, bins_from_arrays
 

@@ -56,6 +56,7 @@ from ..wire import (
 )
 from ._faults import Faults, FitRunner
 from ._part_host import PartHost
+from ._peers import PEER_TIMEOUT, PeerServer, send_rows
 from ._protocol import (
     Bye,
     Cancel,
@@ -265,6 +266,9 @@ class Worker:
         data_root: where this worker finds the files of a partitioned dataset when its
             mount point differs from the master's (``--data-root``); default: the
             dataset's own root directory.
+        peer_host: the address other workers ship rows to for local subtrees
+            (``--peer-host``; a free port is chosen); default: this end's address of the
+            connection to the master. Peers authenticate with the cluster token.
         sleep: the coroutine used to wait between connection attempts (tests).
         faults: deliberate misbehaviour for fault-injection tests (see :class:`Faults`).
     """
@@ -289,6 +293,7 @@ class Worker:
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
         data_root: str | None = None,
+        peer_host: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         faults: Faults | None = None,
     ) -> None:
@@ -317,6 +322,8 @@ class Worker:
         self.cache = DatasetCache(max_datasets)
         #: The partitions this worker reads for data-parallel fits.
         self.parts = PartHost(data_root)
+        self.peer_host = peer_host
+        self._peer_server: PeerServer | None = None
         self._part_lock = asyncio.Lock()  # one operation at a time, in arrival order
         self._part_jobs: set[asyncio.Task[None]] = set()
         self._part_ops = 0
@@ -451,11 +458,35 @@ class Worker:
         finally:
             self._apply(self.state.handle(StopRequested()))
             await self._finish_running()
+            if self._peer_server is not None:
+                await self._peer_server.close()
             self.cache.close()
             self._board.close()
             if self._pool_start is not None:
                 await asyncio.wait([self._pool_start])  # a thread cannot be cancelled
                 self._pool_start.exception()  # a broken pool shows in the tasks; log it once
+
+    async def _start_peer_server(self, conn: Connection) -> None:
+        """Listen for rows other workers ship here (see ``_peers``)."""
+        local = conn.local_address
+        host = self.peer_host or (local[0] if local else "127.0.0.1")
+        server = PeerServer(self.parts.stash, self._token, self.config)
+        try:
+            self.parts.peer_address = await server.start(host)
+        except OSError as exc:
+            logger.warning("worker %s: no peer server on %s (%s): local subtrees in data "
+                           "mode will not be grown here", self.name, host, exc)
+            return
+        self._peer_server = server
+        loop = asyncio.get_running_loop()
+        token, config = self._token, self.config
+
+        def send_peer(peer_host: str, port: int, message: Message) -> None:
+            future = asyncio.run_coroutine_threadsafe(
+                send_rows(peer_host, port, message, token=token, config=config), loop)
+            future.result(2 * PEER_TIMEOUT)
+
+        self.parts.send_peer = send_peer
 
     async def _back_off(self, failures: int, exc: BaseException) -> bool:
         """Wait before the next attempt; False if stopped meanwhile. Raises past the limit."""
@@ -543,6 +574,8 @@ class Worker:
             return welcome
         self.name = welcome.name
         self.connection = conn
+        if self._peer_server is None:
+            await self._start_peer_server(conn)
         if self._executor is None and self._pool_start is None:
             # Start the pool now, not at the first task (which would wait for it), and not
             # before the master accepted us (a refused worker should exit at once).

@@ -68,8 +68,8 @@ from ._rows import (
 
 __all__ = [
     "BATCH_INSTANCES",
-    "Arithmetic",
     "GROWTH_VERSION",
+    "Arithmetic",
     "ClassifierMixin",
     "CodeTable",
     "DecisionTreeClassifier",

@@ -124,6 +124,14 @@ class Connection:
     # ------------------------------------------------------------------ state
 
     @property
+    def local_address(self) -> tuple[str, int] | None:
+        """This end's (host, port), or None when the transport does not say."""
+        name = self._writer.get_extra_info("sockname")
+        if isinstance(name, tuple) and len(name) >= 2:
+            return str(name[0]), int(name[1])
+        return None
+
+    @property
     def closed(self) -> bool:
         """Whether the connection was closed (locally or after an error)."""
         return self._closed
