@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where this machine mounts the partition files of --mode data "
                              "fits (the master names them relative to the dataset's root; "
                              "default: that same root)")
+    parser.add_argument("--peer-host", metavar="HOST",
+                        help="the address other workers ship rows to in --mode data fits "
+                             "(local subtrees; a free port is chosen, the cluster token "
+                             "authenticates; default: this machine's address towards the "
+                             "master)")
     parser.add_argument("--max-retries", type=int_argument(1), metavar="N",
                         help="give up after N failed connection attempts (default: never)")
     tls = parser.add_argument_group("TLS (when the master serves TLS)")
@@ -129,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host, port, token, processes=args.processes, name=args.name,
         backoff=Backoff(max_attempts=args.max_retries), ssl=context, faults=faults,
         data_root=args.data_root,
+        peer_host=args.peer_host,
     )
 
     async def serve() -> None:

@@ -182,6 +182,9 @@ def compare(root: Path, args: argparse.Namespace) -> None:
           f"{stats['hist_bytes'] / max(stats['rounds'], 1) / 2**10:.1f} KiB | "
           f"{wire['received_wire'] / 2**20:.1f} / {wire['sent_wire'] / 2**20:.1f} MiB | "
           f"{model_wire['sent_wire'] / 2**20:.1f} MiB | {binned / 2**20:.1f} MiB |")
+    print(f"\nlocal subtrees: {stats['subtrees']} grown whole on one worker, "
+          f"{stats['rows_shipped']} instances sent from worker to worker "
+          f"(~{stats['rows_shipped'] * 44 / 2**20:.0f} MiB before gzip, not through the master)")
     grow_s, wait_s = stats["grow_seconds"], stats["wait_seconds"]
     print(f"\ndriver: {grow_s:.1f} s growing ({stats['levels']} levels, {stats['batches']} "
           f"batches), of which {wait_s:.1f} s waiting for the workers (histograms, routing, "

@@ -79,7 +79,8 @@ async def test_a_data_parallel_fit_is_bit_identical_to_the_local_fit(
     assert (stats["rounds"] > 0) == (subtrees != "whole trees")
     assert (stats["subtrees"] > 0) == (subtrees != "level-wise only")
     if subtrees == "whole trees":  # each tree grew on one worker: its rows went there
-        assert stats["subtrees"] == 5 and stats["rows_shipped"] > N_ROWS
+        assert stats["subtrees"] == 5
+        assert (stats["rows_shipped"] > 0) == (n_workers > 1)
 
 
 @pytest.mark.asyncio

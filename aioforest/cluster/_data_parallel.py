@@ -111,7 +111,7 @@ class _Stats:
     levels: int = 0  # levels grown, over all batches (rounds / levels: rounds per level)
     batches: int = 0
     subtrees: int = 0  # grown whole on one worker (PLANET's local subtrees)
-    rows_shipped: int = 0  # instances shipped between workers for them
+    rows_shipped: int = 0  # instances sent from one worker to another for them
     wait_seconds: float = 0.0  # the driver waiting for the workers' answers
     grow_seconds: float = 0.0  # the driver's threads in all (waiting included)
 
@@ -541,7 +541,8 @@ class PartSession:
                     if w in owners:
                         return False
                     continue
-                self.stats.rows_shipped += int(outcome.info.get("rows", 0) or 0)
+                sent = outcome.info.get("sent")
+                self.stats.rows_shipped += sent if isinstance(sent, int) and sent > 0 else 0
                 unreachable = outcome.info.get("unreachable") or []
                 if unreachable:  # an owner its peers cannot reach leaves the fit
                     for index in {int(i) for i in unreachable if isinstance(i, int)}:

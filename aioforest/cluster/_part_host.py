@@ -392,6 +392,7 @@ class PartHost:
         taken = rows.take_subtrees(nodes, n_nodes, remove=False)  # dropped by "keep"
         owner_of_row = owners[taken.subtree]
         unreachable = []
+        sent = 0
         for owner in np.unique(owner_of_row).tolist():
             sel = owner_of_row == owner
             mine = SubtreeRows(taken.codes[sel], taken.y[sel], taken.weight[sel],
@@ -404,10 +405,11 @@ class PartHost:
             host, port = peers[owner]
             try:
                 self.send_peer(host, port, rows_message(req.session, ticket, mine))
+                sent += int(mine.weight.size)
             except (OSError, TimeoutError, ProtocolError) as exc:
                 logger.warning("worker: cannot ship rows to peer %s:%d: %s", host, port, exc)
                 unreachable.append(owner)
-        return {"unreachable": unreachable, "rows": int(taken.weight.size)}, {}
+        return {"unreachable": unreachable, "rows": int(taken.weight.size), "sent": sent}, {}
 
     def _op_subtrees(self, session: _Session, req: PartRequest
                      ) -> tuple[dict[str, Any], Arrays]:

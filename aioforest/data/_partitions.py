@@ -39,6 +39,7 @@ from ._csv import (
 )
 from ._dataset import ColumnRef, Dataset, Feature, FloatArray, Task, _freeze
 from ._errors import DataError
+from ._parquet import arrow_numeric_csv, is_parquet, read_parquet_columns
 from ._source import open_text
 
 __all__ = [
@@ -58,7 +59,9 @@ _NAN = float("nan")
 
 @dataclass(frozen=True)
 class Partitions:
-    """A dataset cut into CSV files, each read by whoever holds it (see the module doc).
+    """A dataset cut into CSV or Parquet files, each read by whoever holds it (see the
+    module doc). Files ending in ``.parquet`` (or ``.parq``, ``.pq``) are read through
+    pyarrow (``pip install 'aioforest[parquet]'``), the others as CSV.
 
     ``paths``: a list of files, or one glob pattern (``'data/part-*.csv'``; its matches are
     sorted). The other arguments are :func:`~aioforest.data.read_csv`'s; every file must
@@ -349,6 +352,12 @@ def read_partition(path: str, options: CsvOptions, as_text: Sequence[int] = ()
     ``as_text``: feature columns to keep as text even where every cell is a number (the
     merged schema made them categorical).
     """
+    if is_parquet(path):
+        got = read_parquet_columns(path, options.target, options.categorical,
+                                   options.na_values, options.task, as_text)
+        scan = PartitionScan(path, got.n_rows, got.names, got.target, got.numeric, got.texts,
+                             got.labels)
+        return PartitionTable(scan, got.values, got.y, got.texts_of)
     fast = None if as_text or options.categorical else _read_numeric_fast(path, options)
     if fast is not None:
         return fast
@@ -433,6 +442,11 @@ def _read_numeric_fast(path: str, options: CsvOptions) -> PartitionTable | None:
     na = {v.strip() for v in options.na_values}
     if any(_is_number_text(v) for v in na) or not feature_cols:
         return None  # a number that means "missing": only the careful path knows
+    arrow = arrow_numeric_csv(path, options.delimiter, names, feature_cols, target)
+    if arrow is not None:
+        values, texts = arrow
+        labels = None if texts is None else np.array(texts, dtype=str)
+        return _fast_table(path, names, target, values, labels, options.task, na)
     try:
         values = np.loadtxt(path, usecols=feature_cols, dtype=np.float64,
                             delimiter=options.delimiter, skiprows=1, comments=None,
@@ -445,19 +459,26 @@ def _read_numeric_fast(path: str, options: CsvOptions) -> PartitionTable | None:
         return None
     if values.shape[0] == 0 or values.shape[1] != len(feature_cols):
         return None
+    return _fast_table(path, names, target, values, labels, options.task, na)
+
+
+def _fast_table(path: str, names: list[str], target: int | None, values: FloatArray,
+                labels: np.ndarray[Any, Any] | None, task: Task, na: set[str]
+                ) -> PartitionTable | None:
     y: np.ndarray[Any, Any] | None = None
     found: tuple[str, ...] = ()
     if labels is not None:
         if labels.size and any(t.strip() in na for t in np.unique(labels).tolist()):
             return None
-        if options.task == "regression":
+        if task == "regression":
             return None  # the careful path checks every target value
         y = np.empty(labels.size, dtype=object)
         y[:] = labels.tolist()
         found = tuple(sorted(set(y.tolist())))
     columns = [np.ascontiguousarray(values[:, k]) for k in range(values.shape[1])]
+    n_features = values.shape[1]
     scan = PartitionScan(path, values.shape[0], tuple(names), target,
-                         (True,) * len(feature_cols), ((),) * len(feature_cols), found)
+                         (True,) * n_features, ((),) * n_features, found)
     return PartitionTable(scan, columns, y, {})
 
 
