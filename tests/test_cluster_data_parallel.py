@@ -14,7 +14,7 @@ from test_data_partitions import _lines, _write
 
 import aioforest.cluster._data_parallel as data_parallel
 from aioforest import Partitions, RandomForestClassifier
-from aioforest.cluster import Master, Worker
+from aioforest.cluster import CheckpointError, Master, Worker
 from aioforest.cluster._data_parallel import PartFailed, trees_per_batch
 from aioforest.cluster._faults import Faults
 
@@ -95,6 +95,39 @@ async def test_trees_grown_in_several_batches_are_the_same(
     async with in_process_cluster(2) as (master, _):
         forest = await master.fit(_forest(max_features=2), parts, mode="data")
     _assert_same_forest(forest, local_forest)
+
+
+@pytest.mark.asyncio
+async def test_a_checkpointed_data_parallel_fit_resumes_with_only_the_missing_trees(
+    tmp_path: Path, local_forest: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each batch's trees are saved when the batch ends. The first run dies after its first
+    # batch; the second grows only the rest, and the forest is the local one.
+    monkeypatch.setattr(data_parallel, "BATCH_INSTANCES_PER_WORKER", 400)  # a tree a batch
+    parts = _parts(tmp_path / "data", [600, 600])
+    ckpt = tmp_path / "ckpt"
+
+    def die(progress: Any) -> None:
+        raise RuntimeError("killed after the first batch")
+
+    async with in_process_cluster(2) as (master, _):
+        with pytest.raises(RuntimeError, match="killed after the first batch"):
+            await master.fit(_forest(max_features=2), parts, mode="data",
+                             checkpoint_dir=ckpt, on_progress=die)
+    async with in_process_cluster(2) as (master, _):
+        forest = await master.fit(_forest(max_features=2), parts, mode="data",
+                                  checkpoint_dir=ckpt, resume="require")
+        assert master.status()["trees_resumed"] == 1
+        batches = forest.data_parallel_stats_["batches"]
+    assert batches == 4  # five trees, one saved
+    _assert_same_forest(forest, local_forest)
+    # a partition that changed since is another job: refused, saying why
+    (tmp_path / "data" / "part-001.csv").write_text(
+        (tmp_path / "data" / "part-001.csv").read_text().replace("red", "rose", 1))
+    async with in_process_cluster(1) as (master, _):
+        with pytest.raises(CheckpointError, match="data"):
+            await master.fit(_forest(max_features=2), parts, mode="data",
+                             checkpoint_dir=ckpt, resume="require")
 
 
 class _CrashingWorker(Worker):

@@ -27,7 +27,7 @@ import itertools
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -63,6 +63,7 @@ from ..tree import (
     sum_histograms,
     tree_spec,
 )
+from ._checkpoint import Checkpoint, job_spec
 from ._errors import ClusterError
 from ._protocol import PartReply, PartRequest, bins_to_arrays
 
@@ -122,7 +123,7 @@ class PartSession:
     _ids = itertools.count(1)
 
     def __init__(self, link: PartLink, partitions: Partitions, *, max_bins: int,
-                 timeout: float = 600.0) -> None:
+                 timeout: float = 600.0, digests: bool = False) -> None:
         self.id = next(self._ids)
         self.link = link
         self.partitions = partitions
@@ -133,6 +134,9 @@ class PartSession:
         self.holder: dict[int, str] = {}
         self.lost: set[str] = set()
         self.scans: dict[int, PartitionScan] = {}
+        #: with ``digests``: each partition's SHA-256, from its reader (checkpoints)
+        self.want_digests = digests
+        self.digests: dict[int, str] = {}
         self.schema: Schema | None = None
         self.offsets: dict[int, int] = {}
         self.n_total = 0
@@ -249,7 +253,8 @@ class PartSession:
         while todo:
             by_worker = self._group(todo)
             results = await self._gather({
-                w: self.call(w, "scan", {**base, "partitions": self._pairs(ps)})
+                w: self.call(w, "scan", {**base, "partitions": self._pairs(ps),
+                                         "digest": self.want_digests})
                 for w, ps in by_worker.items()
             })
             for w, outcome in results.items():
@@ -258,6 +263,8 @@ class PartSession:
                     continue
                 scans = await asyncio.to_thread(_parse_scans, w, outcome, by_worker[w],
                                                 self.relative)
+                if self.want_digests:
+                    self.digests.update(_digests(w, outcome, by_worker[w]))
                 self.scans.update(scans)
                 todo.difference_update(scans)
         ordered = [self.scans[p] for p in range(len(self.relative))]
@@ -649,6 +656,16 @@ def _target_max(worker: str, reply: PartReply) -> float:
     return float(value[0])
 
 
+def _digests(worker: str, reply: PartReply, parts: Sequence[int]) -> dict[int, str]:
+    got = reply.info.get("digests")
+    if not isinstance(got, list) or len(got) != len(parts) or not all(
+        isinstance(d, str) and len(d) == 64 and all(c in "0123456789abcdef" for c in d)
+        for d in got
+    ):
+        raise PartFailed(f"worker {worker}: scan: expected {len(parts)} SHA-256 digests")
+    return dict(zip(parts, got, strict=True))
+
+
 def _summary_of(worker: str, reply: PartReply) -> BinSummary:
     arrays = {k[4:]: v for k, v in reply.arrays.items() if k.startswith("sum_")}
     try:
@@ -810,15 +827,19 @@ async def fit_partitions(
     link: PartLink, estimator: Any, partitions: Partitions, *,
     on_progress: Callable[[FitProgress], object] | None,
     sessions: dict[int, PartSession], op_timeout: float = 600.0,
+    open_checkpoint: Callable[[dict[str, Any]], Awaitable[Checkpoint]] | None = None,
 ) -> None:
-    """Fit ``estimator`` on ``partitions`` in data-parallel mode (see the module doc)."""
+    """Fit ``estimator`` on ``partitions`` in data-parallel mode (see the module doc).
+
+    ``open_checkpoint(spec)``: the job's checkpoint (the data named by the SHA-256 of
+    every partition, which its reader computes): saved trees are not grown again, and each
+    batch's trees are saved as soon as the batch ends."""
     if estimator._classification != (partitions.task == "classification"):
         raise ValueError(f"a {type(estimator).__name__} needs Partitions(task="
                          f"{'classification' if estimator._classification else 'regression'!r})")
     session = PartSession(link, partitions, max_bins=estimator.max_bins,
-                          timeout=op_timeout)
+                          timeout=op_timeout, digests=open_checkpoint is not None)
     sessions[session.id] = session
-    t0 = time.perf_counter()
     try:
         await session.open()
         schema = session.schema
@@ -831,8 +852,17 @@ async def fit_partitions(
                                   session.class_counts)
         job = estimator.job_for(prep)
         job.use_bins(bins)
-        trees = await _grow_batches(session, job, bins, on_progress, t0)
-        await asyncio.to_thread(job.install, trees)
+        checkpoint = None
+        saved: dict[int, TreeArrays] = {}
+        if open_checkpoint is not None:
+            checkpoint = await open_checkpoint(job_spec(
+                data_hashes=[session.digests[p] for p in range(len(session.relative))],
+                plan=job.plan.to_json(), params=estimator.get_params(), indices=job.indices,
+                mode="data", n_shards=None))
+            saved = checkpoint.trees
+        todo = [i for i in job.indices if i not in saved]
+        trees = await _grow_batches(session, job, bins, todo, on_progress, checkpoint)
+        await asyncio.to_thread(job.install, {**saved, **trees})
         if estimator.oob_score:
             await _oob_score(session, estimator)
         logger.info(
@@ -891,8 +921,8 @@ def _big_int(reply: PartReply, name: str) -> int:
 
 
 async def _grow_batches(
-    session: PartSession, job: Any, bins: Bins,
-    on_progress: Callable[[FitProgress], object] | None, t0: float,
+    session: PartSession, job: Any, bins: Bins, indices: list[int],
+    on_progress: Callable[[FitProgress], object] | None, checkpoint: Checkpoint | None,
 ) -> dict[int, TreeArrays]:
     plan: ForestPlan = job.plan
     exact = arithmetic(plan, session.n_total, None, session.target_max)
@@ -903,7 +933,6 @@ async def _grow_batches(
     session.target_shift = exact.target_shift
     class_weight = (np.asarray(plan.class_weight, dtype=np.float64)
                     if plan.class_weight is not None else None)
-    indices = list(job.indices)
     per_batch = trees_per_batch(session.n_total, len(session.members), len(indices))
     loop = asyncio.get_running_loop()
     trees: dict[int, TreeArrays] = {}
@@ -922,6 +951,8 @@ async def _grow_batches(
                                         class_weight, None, subtree_rows)
         session.stats.grow_seconds += time.perf_counter() - t0
         await session.end()
+        if checkpoint is not None:  # durably, before the batch counts as done
+            await asyncio.to_thread(checkpoint.write_trees, zip(batch, grown, strict=True))
         for i, tree in zip(batch, grown, strict=True):
             trees[i] = tree
             if on_progress is not None:

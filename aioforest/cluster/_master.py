@@ -801,7 +801,8 @@ class Master:
         self.check_fit_options(estimator, mode, n_shards, replicas)
         _check_task_size(task_size)
         if mode == "data":
-            await self._fit_data(estimator, X, y, sample_weight, checkpoint_dir, on_progress)
+            await self._fit_data(estimator, X, y, sample_weight, checkpoint_dir, resume,
+                                 on_progress)
             return estimator
         await self._fit_tasks(estimator, X, y, sample_weight, mode=mode, n_shards=n_shards,
                               replicas=replicas, on_progress=on_progress, priority=priority,
@@ -847,7 +848,9 @@ class Master:
 
     async def _fit_data(
         self, estimator: Forest, X: object, y: object, sample_weight: object,
-        checkpoint_dir: object, on_progress: Callable[[FitProgress], object] | None,
+        checkpoint_dir: str | os.PathLike[str] | None,
+        resume: Literal["auto", "new", "require"],
+        on_progress: Callable[[FitProgress], object] | None,
     ) -> None:
         if not isinstance(X, Partitions) or y is not None or sample_weight is not None:
             raise ValueError(
@@ -855,10 +858,23 @@ class Master:
                 "X=aioforest.Partitions([...]) (no y or sample_weight); for data in "
                 "memory use mode='model', or mode='shards'"
             )
-        if checkpoint_dir is not None:
-            raise ValueError("checkpoint_dir is not supported with mode='data' yet")
-        await fit_partitions(self, estimator, X, on_progress=on_progress,
-                             sessions=self._part_sessions)
+        opened: list[Checkpoint] = []
+
+        async def open_checkpoint(spec: dict[str, Any]) -> Checkpoint:
+            assert checkpoint_dir is not None
+            checkpoint = await asyncio.to_thread(Checkpoint.open, checkpoint_dir, spec,
+                                                 resume=resume)
+            opened.append(checkpoint)
+            self._trees_resumed += len(checkpoint.trees)
+            return checkpoint
+
+        try:
+            await fit_partitions(
+                self, estimator, X, on_progress=on_progress, sessions=self._part_sessions,
+                open_checkpoint=open_checkpoint if checkpoint_dir is not None else None)
+        finally:
+            for checkpoint in opened:
+                await asyncio.to_thread(checkpoint.close)
 
     async def _resume(
         self,

@@ -32,6 +32,7 @@ the field, and the session stays as it was.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -183,12 +184,14 @@ class PartHost:
         if not isinstance(root, str):
             raise PartOpError("part scan: args.root must be a string")
         session = self._sessions.setdefault(req.session, _Session(options, root))
-        scans = []
+        scans, digests = [], []
         for index, relative in _partition_list(args, "scan"):
             part = self._read(session, index, relative)
             assert part.table is not None
             scans.append(part.table.scan.to_json())
-        return {"scans": scans}
+            if args.get("digest"):  # a checkpointed fit: what identifies the data
+                digests.append(_file_digest(part.path))
+        return {"scans": scans, "digests": digests}
 
     def _read(self, session: _Session, index: int, relative: str) -> _Partition:
         part = _Partition(index, self._path(session, relative))
@@ -519,6 +522,18 @@ class PartHost:
             raise PartOpError("part route: a split feature is out of range")
         rows.route(splits)
         return {}, {}
+
+
+def _file_digest(path: str) -> str:
+    """The SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise DataError(f"cannot read the file: {exc.strerror or exc}", path=path) from None
+    return digest.hexdigest()
 
 
 def _oob_predictions(plan: ForestPlan, flat: FlatForest, part: _Partition, n_total: int
