@@ -54,33 +54,44 @@ def local_forest(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return _forest(max_features=2).fit(parts)
 
 
-SUBTREES = {"deep subtrees": 60, "level-wise only": 0, "whole trees": 10**6}
-
-
 @pytest.mark.asyncio
 @pytest.mark.parametrize("cut", list(CUTS), ids=list(CUTS))
 @pytest.mark.parametrize("n_workers", [1, 3])
-@pytest.mark.parametrize("subtrees", list(SUBTREES), ids=list(SUBTREES))
 async def test_a_data_parallel_fit_is_bit_identical_to_the_local_fit(
-    tmp_path: Path, cut: str, n_workers: int, subtrees: str, local_forest: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, cut: str, n_workers: int, local_forest: Any
 ) -> None:
     # Categorical columns, a column numeric in some files only, missing values, three
-    # classes: any partitioning, any number of workers, wherever the subtrees grow
-    # (PLANET's local subtrees: rows shipped worker to worker), the same forest.
-    monkeypatch.setattr(data_parallel, "SUBTREE_MIN_ROWS", SUBTREES[subtrees])
+    # classes: any partitioning, any number of workers, the same forest.
     parts = _parts(tmp_path, CUTS[cut])
     async with in_process_cluster(n_workers) as (master, _):
         forest = await master.fit(_forest(max_features=2), parts, mode="data")
     _assert_same_forest(forest, local_forest)
     assert np.array_equal(forest.feature_importances_, local_forest.feature_importances_)
     stats = forest.data_parallel_stats_
-    assert stats["n_rows"] == N_ROWS
-    assert (stats["rounds"] > 0) == (subtrees != "whole trees")
-    assert (stats["subtrees"] > 0) == (subtrees != "level-wise only")
+    assert stats["n_rows"] == N_ROWS and stats["rounds"] > 0 and stats["subtrees"] > 0
+
+
+SUBTREES = {"level-wise only": 0, "whole trees": 10**6}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("subtrees", list(SUBTREES), ids=list(SUBTREES))
+async def test_wherever_the_subtrees_grow_the_forest_is_the_same(
+    tmp_path: Path, subtrees: str, local_forest: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # PLANET's local subtrees (rows shipped worker to worker, the owner grows the rest of
+    # the subtree with the same driver) never change a tree: every level on all workers,
+    # or every tree whole on one (the other tests: nodes of 60 instances or fewer).
+    monkeypatch.setattr(data_parallel, "SUBTREE_MIN_ROWS", SUBTREES[subtrees])
+    parts = _parts(tmp_path, CUTS["7 with a header-only one"])
+    async with in_process_cluster(3) as (master, _):
+        forest = await master.fit(_forest(max_features=2), parts, mode="data")
+    _assert_same_forest(forest, local_forest)
+    stats = forest.data_parallel_stats_
+    assert (stats["rounds"] > 0) == (subtrees == "level-wise only")
+    assert (stats["subtrees"] > 0) == (subtrees == "whole trees")
     if subtrees == "whole trees":  # each tree grew on one worker: its rows went there
-        assert stats["subtrees"] == 5
-        assert (stats["rows_shipped"] > 0) == (n_workers > 1)
+        assert stats["subtrees"] == 5 and stats["rows_shipped"] > 0
 
 
 @pytest.mark.asyncio
