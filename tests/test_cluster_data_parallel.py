@@ -326,3 +326,11 @@ async def test_the_out_of_bag_score_comes_from_the_workers_and_equals_the_local_
     _assert_same_forest(forest, local)
     assert forest.oob_score_ == local.oob_score_  # the same float, bit for bit
     assert 0.0 < forest.oob_score_ < 1.0
+
+
+def test_subtrees_go_to_the_owner_with_the_least_work_largest_first() -> None:
+    owners = data_parallel.balanced_owners(np.array([5, 100, 40, 60, 1]), 5, 2)
+    assert owners.tolist() == [0, 0, 1, 1, 1]  # 100, 5 | 60, 40, 1: loads 105 and 101
+    load = np.bincount(owners, weights=[5, 100, 40, 60, 1])
+    assert load.max() - load.min() <= 5
+    assert data_parallel.balanced_owners(None, 5, 2).tolist() == [0, 1, 0, 1, 0]

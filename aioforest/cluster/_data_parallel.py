@@ -520,7 +520,7 @@ class PartSession:
                 raise PartFailed("no worker is left to grow the local subtrees")
             owners = [w for w in self._alive() if w in self._peers]
             ticket = next(self._tickets)
-            owner_of = (np.arange(start.size) % len(owners)).astype(np.int64)
+            owner_of = balanced_owners(start.instances, start.size, len(owners))
             if not await self._ship(ticket, start, owners, owner_of):
                 continue
             records = await self._grow_owned(ticket, start, exact, owners, owner_of)
@@ -806,6 +806,21 @@ def _checked(reply: PartReply, name: str, dtype: Any, shape: tuple[int, ...]
 #: once per tree, worker to worker.
 SUBTREE_MIN_ROWS = 1 << 12
 SUBTREE_SHARE = 4
+
+
+def balanced_owners(instances: npt.NDArray[np.int64] | None, n_subtrees: int, n_owners: int
+                    ) -> npt.NDArray[np.int64]:
+    """Each subtree's owner: the largest first, each to the owner with the least work so
+    far (ties to the first); round robin when the sizes are unknown."""
+    if instances is None:
+        return (np.arange(n_subtrees) % n_owners).astype(np.int64)
+    load = [0] * n_owners
+    out = np.zeros(n_subtrees, dtype=np.int64)
+    for i in np.argsort(-instances, kind="stable").tolist():
+        owner = min(range(n_owners), key=lambda o: (load[o], o))
+        out[i] = owner
+        load[owner] += int(instances[i])
+    return out
 
 
 def local_subtree_rows(n_total: int, n_workers: int) -> int:

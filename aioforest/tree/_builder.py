@@ -305,6 +305,7 @@ def _detach(growth: Growth, stats: NodeStats, nodes: OpenNodes, rows: RowSource,
     start = SubtreeStart(
         which, nodes.size, nodes.tree[which], nodes.path[which], nodes.constant[which],
         nodes.constant_rate[which], growth.root_weight[nodes.tree[which]].copy(), depth,
+        stats.n_samples[which],
     )
     grown = rows.grow_subtrees(start, growth.grow_here)
     _stitch(records, grown, start, nodes.local[which], next_local)
