@@ -141,6 +141,44 @@ async def test_a_checkpointed_data_parallel_fit_resumes_with_only_the_missing_tr
                              checkpoint_dir=ckpt, resume="require")
 
 
+@pytest.mark.asyncio
+async def test_a_batch_killed_mid_growth_resumes_from_its_last_saved_level(
+    tmp_path: Path, local_forest: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checkpoints per round: the batch's nodes so far and its keep/route log are saved
+    # between levels; the resumed fit replays the log on freshly loaded workers and goes
+    # on from that level. Here the master "dies" right after its second save.
+    monkeypatch.setattr(data_parallel, "ROUND_CHECKPOINT_SECONDS", 0.0)
+    original = data_parallel._round_saver
+    saves: list[int] = []
+
+    def dying_saver(*args: Any) -> Any:
+        save = original(*args)
+
+        def save_then_die(depth: int, make_state: Any) -> None:
+            save(depth, make_state)
+            saves.append(depth)
+            if len(saves) == 2:
+                raise RuntimeError("master killed")
+
+        return save_then_die
+
+    parts = _parts(tmp_path / "data", [600, 600])
+    ckpt = tmp_path / "ckpt"
+    monkeypatch.setattr(data_parallel, "_round_saver", dying_saver)
+    async with in_process_cluster(2) as (master, _):
+        with pytest.raises(RuntimeError, match="master killed"):
+            await master.fit(_forest(max_features=2), parts, mode="data", checkpoint_dir=ckpt)
+    assert (ckpt / "round.aiof").exists() and saves == [1, 2]
+    monkeypatch.setattr(data_parallel, "_round_saver", original)
+    async with in_process_cluster(3) as (master, _):  # another cluster: it does not matter
+        forest = await master.fit(_forest(max_features=2), parts, mode="data",
+                                  checkpoint_dir=ckpt, resume="require")
+    assert forest.data_parallel_stats_["levels_resumed"] == 2
+    _assert_same_forest(forest, local_forest)
+    assert not (ckpt / "round.aiof").exists()  # the batch is done: its trees are saved
+
+
 class _CrashingWorker(Worker):
     """Loses its connection (as if killed) at its N-th data-parallel operation."""
 

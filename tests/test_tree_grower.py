@@ -258,3 +258,47 @@ def test_small_nodes_finish_their_subtrees_in_one_place_and_the_trees_do_not_cha
         assert a.feature.size > 3
         for name, value in a.arrays().items():
             assert np.array_equal(value, b.arrays()[name], equal_nan=True), (t, name)
+
+
+def test_growth_continued_from_a_saved_level_gives_the_same_trees() -> None:
+    # A checkpoint between levels: the state goes through plain arrays, rows are brought
+    # to the same level (here: grown again to there), and the growth goes on.
+    from aioforest.tree._builder import GrowthState
+
+    rng = np.random.default_rng(4)
+    n = 300
+    X = rng.normal(size=(n, 4))
+    X[:, 3] = rng.integers(0, 5, n)
+    y = ((X[:, 0] + X[:, 3] * 0.4) > 0.8).astype(np.int64) + (X[:, 1] > 1)
+    bins, codes = Binner().fit_transform(X, np.array([False, False, False, True]),
+                                         np.array([0, 0, 0, 5]))
+    jobs = [TreeJob(key=k, rows=np.arange(n), weight=rng.integers(0, 3, n).astype(float))
+            for k in range(2)]
+    params = GrowParams("gini", 3, 10**9, 2, 1, 0.0, 0.0, 2)
+    table = CodeTable(np.ascontiguousarray(codes.T).reshape(-1), codes.shape[0],
+                      bins.n_bins, bins.is_categorical)
+    specs = [j.spec for j in jobs]
+    whole = grow_trees(bins, codes, y, jobs, params, Arithmetic(True, True))
+    for stop_at in (1, 3, 6):
+        saved: list[tuple[dict, dict]] = []
+
+        class Stop(Exception):
+            pass
+
+        def at_level(depth, make_state, stop_at=stop_at, saved=saved):  # type: ignore[no-untyped-def]
+            if depth == stop_at:
+                saved.append(make_state().to_arrays())
+                raise Stop
+
+        rows = _cut_rows(table, jobs, y, 2, lambda r: r % 2)
+        with pytest.raises(Stop):
+            grow(bins, specs, rows, params, Arithmetic(True, True), subtree_rows=20,
+                 on_level=at_level)
+        state = GrowthState.from_arrays(*saved[0])
+        assert state.depth == stop_at
+        # the rows as the saved level saw them: the cut the stopped run had reached
+        resumed = grow(bins, specs, rows, params, Arithmetic(True, True), subtree_rows=20,
+                       resume=state)
+        for a, b in zip(whole, resumed, strict=True):
+            for name, value in a.arrays().items():
+                assert np.array_equal(value, b.arrays()[name], equal_nan=True), (stop_at, name)

@@ -82,9 +82,12 @@ JOB_FILE = "job.aiof"
 LOCK_FILE = ".lock"
 JOB_KIND = "aioforest.checkpoint.job"
 TREE_KIND = "aioforest.checkpoint.tree"
+#: A batch of trees part-grown (data mode): where its growth stood after some level.
+ROUND_FILE = "round.aiof"
+ROUND_KIND = "aioforest.checkpoint.round"
 _TREE_NAME = re.compile(r"tree-(\d+)\.aiof")
 # write_atomic's temporary names: "." + final name + random + ".tmp".
-_TEMP_NAME = re.compile(r"\.(job\.aiof|tree-\d+\.aiof)\..+\.tmp")
+_TEMP_NAME = re.compile(r"\.(job\.aiof|round\.aiof|tree-\d+\.aiof)\..+\.tmp")
 # Parameters that cannot change a tree (they only say how the local fit is run).
 _NOT_IN_SPEC = frozenset({"n_jobs"})
 # Each TreeArrays field's dtype and number of dimensions (as the wire checks them).
@@ -288,7 +291,7 @@ def _list(directory: Path) -> _Listing:
         name = entry.name
         if name == JOB_FILE:
             listing.has_job = True
-        elif name == LOCK_FILE:
+        elif name in (LOCK_FILE, ROUND_FILE):
             pass
         elif (m := _TREE_NAME.fullmatch(name)) is not None:
             listing.trees[int(m.group(1))] = directory / name
@@ -465,6 +468,33 @@ class Checkpoint:
         """The job's tree indices not saved yet, sorted."""
         with self._mutex:
             return sorted(self._indices - self._trees.keys())
+
+    # --- a batch in progress (data mode) ----------------------------------------------------
+
+    def write_round(self, meta: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any]]
+                    ) -> None:
+        """Save where the current batch's growth stands (replacing the last one), atomically."""
+        with self._mutex:
+            if self._closed:
+                raise RuntimeError(f"the checkpoint {self.directory} is closed")
+        write_atomic(self.directory / ROUND_FILE,
+                     dumps(ROUND_KIND, {**meta, "job": self.digest}, arrays))
+
+    def read_round(self) -> tuple[dict[str, Any], dict[str, np.ndarray[Any, Any]]] | None:
+        """What :meth:`write_round` saved last, or None."""
+        path = self.directory / ROUND_FILE
+        if not path.exists():
+            return None
+        advice = f"delete {path} to grow its batch from the start"
+        meta, arrays = _load(path, ROUND_KIND, advice)
+        if meta.get("job") != self.digest:
+            raise CheckpointError(f"checkpoint file {path} belongs to another job; {advice}")
+        return meta, arrays
+
+    def clear_round(self) -> None:
+        """The batch is done (its trees are saved): forget its progress."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / ROUND_FILE).unlink()
 
     # --- writing -------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from ..tree import (
     FitCancelled,
     ForestPlan,
     GrowHere,
+    GrowthState,
     HistogramRequest,
     Histograms,
     NodeRecords,
@@ -63,7 +64,7 @@ from ..tree import (
     sum_histograms,
     tree_spec,
 )
-from ._checkpoint import Checkpoint, job_spec
+from ._checkpoint import Checkpoint, CheckpointError, job_spec
 from ._errors import ClusterError
 from ._protocol import PartReply, PartRequest, bins_to_arrays
 
@@ -112,6 +113,8 @@ class _Stats:
     levels: int = 0  # levels grown, over all batches (rounds / levels: rounds per level)
     batches: int = 0
     subtrees: int = 0  # grown whole on one worker (PLANET's local subtrees)
+    levels_saved: int = 0  # checkpoints of a batch in progress
+    levels_resumed: int = 0  # the depth a resumed batch continued from
     rows_shipped: int = 0  # instances sent from one worker to another for them
     wait_seconds: float = 0.0  # the driver waiting for the workers' answers
     grow_seconds: float = 0.0  # the driver's threads in all (waiting included)
@@ -948,29 +951,98 @@ async def _grow_batches(
     session.target_shift = exact.target_shift
     class_weight = (np.asarray(plan.class_weight, dtype=np.float64)
                     if plan.class_weight is not None else None)
+    saved = await asyncio.to_thread(checkpoint.read_round) if checkpoint is not None else None
     per_batch = trees_per_batch(session.n_total, len(session.members), len(indices))
+    batches = _batches(indices, per_batch, saved)
     loop = asyncio.get_running_loop()
     trees: dict[int, TreeArrays] = {}
-    for lo in range(0, len(indices), per_batch):
-        batch = indices[lo : lo + per_batch]
-        if lo:
+    for n, batch in enumerate(batches):
+        if n:
             await session.admit_newcomers()
         await session.begin(plan, batch)
         session.stats.batches += 1
+        resume = await _resume_round(session, saved) if n == 0 and saved else None
         specs = [tree_spec(plan, i, bins.n_features) for i in batch]
         rows = RemoteRows(session, loop, exact)
         subtree_rows = (local_subtree_rows(session.n_total, len(session._alive()))
                         if await session.peers_ready() else 0)
+        on_level = _round_saver(session, checkpoint, batch) if checkpoint is not None else None
         t0 = time.perf_counter()
         grown = await asyncio.to_thread(grow, bins, specs, rows, plan.grow_params(), exact,
-                                        class_weight, None, subtree_rows)
+                                        class_weight, None, subtree_rows, on_level, resume)
         session.stats.grow_seconds += time.perf_counter() - t0
         await session.end()
         if checkpoint is not None:  # durably, before the batch counts as done
             await asyncio.to_thread(checkpoint.write_trees, zip(batch, grown, strict=True))
+            await asyncio.to_thread(checkpoint.clear_round)
         for i, tree in zip(batch, grown, strict=True):
             trees[i] = tree
             if on_progress is not None:
                 on_progress(FitProgress(i, len(trees), len(indices),
                                         time.perf_counter() - t0, tree))
     return trees
+
+
+#: A data-mode checkpoint saves where a batch's growth stands at most this often (each
+#: save writes the batch's nodes so far and its keep/route log).
+ROUND_CHECKPOINT_SECONDS = 30.0
+
+Saved = tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]
+
+
+def _batches(indices: list[int], per_batch: int, saved: Saved | None) -> list[list[int]]:
+    """The batches of trees still to grow; a part-grown batch (``saved``) comes first."""
+    first: list[int] = []
+    if saved is not None:
+        batch = saved[0].get("batch")
+        if (isinstance(batch, list) and batch and all(isinstance(i, int) for i in batch)
+                and set(batch) <= set(indices)):
+            first = list(batch)
+    rest = [i for i in indices if i not in set(first)]
+    return ([first] if first else []) + [rest[i : i + per_batch]
+                                         for i in range(0, len(rest), per_batch)]
+
+
+def _round_saver(session: PartSession, checkpoint: Checkpoint, batch: list[int]
+                 ) -> Callable[[int, Callable[[], GrowthState]], None]:
+    """The driver's between-levels hook: save the batch's state and its log now and then
+    (in the driver's thread, while no operation is in flight)."""
+    last = time.monotonic()
+
+    def save(depth: int, make_state: Callable[[], GrowthState]) -> None:
+        nonlocal last
+        if time.monotonic() - last < ROUND_CHECKPOINT_SECONDS:
+            return
+        state_meta, state_arrays = make_state().to_arrays()
+        arrays = {f"state_{k}": v for k, v in state_arrays.items()}
+        log = []
+        for k, (op, args, op_arrays) in enumerate(session.log):
+            log.append([op, args, sorted(op_arrays)])
+            arrays |= {f"log{k}_{name}": a for name, a in op_arrays.items()}
+        checkpoint.write_round({"batch": batch, "state": state_meta, "log": log}, arrays)
+        session.stats.levels_saved += 1
+        last = time.monotonic()
+
+    return save
+
+
+async def _resume_round(session: PartSession, saved: Saved) -> GrowthState:
+    """Bring the workers' rows to the saved level (the batch's log, replayed) and return
+    the driver's state there."""
+    meta, arrays = saved
+    log = meta.get("log")
+    try:
+        if not isinstance(log, list):
+            raise ValueError("the log is not a list")
+        for k, entry in enumerate(log):
+            op, args, names = entry
+            if op not in ("keep", "route") or not isinstance(args, dict):
+                raise ValueError(f"log entry {k} is not a keep or route")
+            await session.broadcast(op, args, {n: arrays[f"log{k}_{n}"] for n in names}, True)
+        state = GrowthState.from_arrays(
+            meta["state"], {k[6:]: v for k, v in arrays.items() if k.startswith("state_")})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"the checkpoint's part-grown batch is malformed: {exc}; delete "
+                              "its round.aiof to grow that batch from the start") from None
+    session.stats.levels_resumed = state.depth
+    return state

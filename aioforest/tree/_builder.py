@@ -42,7 +42,8 @@ from ._splitter import (
 from ._splitting import SplitRules
 
 __all__ = [
-    "Arithmetic", "FitCancelled", "GrowParams", "TreeJob", "TreeSpec", "code_table",
+    "Arithmetic", "FitCancelled", "GrowParams", "GrowthState", "TreeJob", "TreeSpec",
+    "code_table",
     "fixed_point_targets", "grow", "grow_level", "grow_subtrees_here", "grow_trees",
 ]
 
@@ -140,6 +141,25 @@ class _Records:
     lut: list[B1] = field(default_factory=list)
     stitched: bool = False  # subtrees were spliced in: ids are no longer level order
 
+    def snapshot(self) -> NodeRecords:
+        """Every record so far as one column each (the lists stay)."""
+        out: dict[str, Any] = {}
+        for name in NodeRecords.__dataclass_fields__:
+            parts: list[npt.NDArray[Any]] = getattr(self, name)
+            out[name] = (np.concatenate(parts) if parts else
+                         np.zeros((0, 256), dtype=bool) if name == "lut" else np.zeros(0))
+        return NodeRecords(**out)
+
+    @classmethod
+    def of(cls, columns: NodeRecords, stitched: bool) -> _Records:
+        """Records continuing from a :meth:`snapshot`."""
+        rec = cls(stitched=stitched)
+        for name in NodeRecords.__dataclass_fields__:
+            value = getattr(columns, name)
+            if value.shape[0]:
+                getattr(rec, name).append(value)
+        return rec
+
     def columns(self) -> NodeRecords:
         """Every record as one column each (the lists are emptied)."""
         out: dict[str, Any] = {}
@@ -149,6 +169,53 @@ class _Records:
                          np.zeros((0, 256), dtype=bool) if name == "lut" else np.zeros(0))
             parts.clear()
         return NodeRecords(**out)
+
+
+@dataclass(frozen=True, eq=False)
+class GrowthState:
+    """Where a batch's growth stands between two levels: enough to continue it later
+    (a checkpoint), given rows brought to the same level. Plain arrays and numbers."""
+
+    depth: int
+    nodes: OpenNodes
+    next_local: I64
+    root_weight: F64
+    records: NodeRecords
+    stitched: bool
+
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        """(JSON fields, arrays), for a file."""
+        arrays = {f"node_{f.name}": getattr(self.nodes, f.name) for f in fields(self.nodes)}
+        arrays |= {f"rec_{k}": v for k, v in self.records.arrays().items()}
+        arrays |= {"next_local": self.next_local, "root_weight": self.root_weight}
+        return {"depth": self.depth, "stitched": self.stitched}, arrays
+
+    @classmethod
+    def from_arrays(cls, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]
+                    ) -> GrowthState:
+        """What :meth:`to_arrays` wrote; ``ValueError`` (naming the field) if malformed."""
+        try:
+            # writable copies: a file's arrays may be read-only views, and the search
+            # marks constant features in place
+            nodes = OpenNodes(**{f.name: np.array(arrays[f"node_{f.name}"])
+                                 for f in fields(OpenNodes)})
+            records = NodeRecords.from_arrays(
+                {k: arrays[f"rec_{k}"] for k in NodeRecords.__dataclass_fields__})
+            state = cls(int(meta["depth"]), nodes, np.asarray(arrays["next_local"], np.int64),
+                        np.asarray(arrays["root_weight"], np.float64), records,
+                        bool(meta["stitched"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"growth state: {exc!r:.200}") from None
+        m = nodes.tree.size
+        if not all(a.shape[:1] == (m,) for a in (nodes.local, nodes.path, nodes.constant,
+                                                 nodes.constant_rate)):
+            raise ValueError("growth state: the open nodes' arrays differ in length")
+        return state
+
+
+#: Called between levels with the next level's depth and a way to build the state there
+#: (built only when wanted: it copies the records so far).
+OnLevel = Callable[[int, Callable[[], GrowthState]], None]
 
 
 def grow_trees(
@@ -194,6 +261,8 @@ def grow(
     class_weight: F64 | None = None,
     should_stop: Callable[[], bool] | None = None,
     subtree_rows: int = 0,
+    on_level: OnLevel | None = None,
+    resume: GrowthState | None = None,
 ) -> list[TreeArrays]:
     """Grow one tree per spec on the rows of ``rows``, wherever they live: the driver.
 
@@ -207,6 +276,9 @@ def grow(
     level-wise growth, and its rows meet in one place to grow the rest of its subtree
     (:meth:`RowSource.grow_subtrees`, PLANET's in-memory build). Node ids and feature draws
     do not depend on where a node grew, so the trees are the same with or without it.
+
+    ``on_level`` is called between levels (see :data:`OnLevel`); ``resume`` continues from
+    such a state, ``rows`` having been brought to that level (the same trees come out).
     """
     criterion = criterion_for(params.criterion)
     growth = _growth(bins, trees, params, exact, class_weight, criterion)
@@ -214,9 +286,23 @@ def grow(
         here = functools.partial(grow_subtrees_here, bins, trees, params, exact, class_weight)
         growth = Growth(growth.params, growth.space, growth.criterion, growth.class_weight,
                         growth.root_weight, growth.unit, subtree_rows, here)
-    records = _Records()
-    _grow_levels(growth, _roots(bins, rows, len(trees)), rows, 0, records, should_stop)
+    if resume is None:
+        records = _Records()
+        start = _Levels(_roots(bins, rows, len(trees)), 0,
+                        np.ones(len(trees), dtype=np.int64))
+    else:
+        records = _Records.of(resume.records, resume.stitched)
+        growth.root_weight[:] = resume.root_weight
+        start = _Levels(resume.nodes, resume.depth, resume.next_local.copy())
+    _grow_levels(growth, start, rows, records, should_stop, on_level)
     return _assemble(records, len(trees), bins)
+
+
+@dataclass
+class _Levels:
+    nodes: OpenNodes
+    depth: int
+    next_local: I64
 
 
 def grow_subtrees_here(
@@ -231,18 +317,28 @@ def grow_subtrees_here(
     nodes = OpenNodes(np.arange(start.size, dtype=np.int64), np.zeros(start.size, np.int64),
                       start.path.copy(), start.constant.copy(), start.constant_rate.copy())
     records = _Records()
-    _grow_levels(growth, nodes, rows, start.depth, records, None)
+    levels = _Levels(nodes, start.depth, np.ones(start.size, dtype=np.int64))
+    _grow_levels(growth, levels, rows, records, None, None)
     return records.columns()
 
 
-def _grow_levels(growth: Growth, nodes: OpenNodes, rows: RowSource, depth: int,
-                 records: _Records, should_stop: Callable[[], bool] | None) -> None:
-    next_local = np.ones(growth.root_weight.size, dtype=np.int64)
-    while nodes.size:
+def _grow_levels(growth: Growth, at: _Levels, rows: RowSource, records: _Records,
+                 should_stop: Callable[[], bool] | None, on_level: OnLevel | None) -> None:
+    while at.nodes.size:
         if should_stop is not None and should_stop():
-            raise FitCancelled(f"cancelled at depth {depth}")
-        nodes = grow_level(growth, nodes, rows, depth, next_local, records)
-        depth += 1
+            raise FitCancelled(f"cancelled at depth {at.depth}")
+        at.nodes = grow_level(growth, at.nodes, rows, at.depth, at.next_local, records)
+        at.depth += 1
+        if on_level is not None and at.nodes.size:
+            on_level(at.depth, functools.partial(
+                _state, growth, _Levels(at.nodes, at.depth, at.next_local.copy()), records))
+
+
+def _state(growth: Growth, at: _Levels, records: _Records) -> GrowthState:
+    """Copies: the next level's search marks constant features in place."""
+    nodes = _take(at.nodes, np.ones(at.nodes.size, dtype=bool))
+    return GrowthState(at.depth, nodes, at.next_local, growth.root_weight.copy(),
+                       records.snapshot(), records.stitched)
 
 
 def grow_level(

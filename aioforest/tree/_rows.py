@@ -87,8 +87,9 @@ class SubtreeStart:
     ``nodes`` are positions among the level's open nodes; per subtree (one per node):
     ``tree`` (its tree in the batch), ``path`` key, ``constant`` features, ``constant_rate``
     and ``root_weight`` (its tree's root weight, for the rules relative to it); ``depth``
-    is the level's; ``instances`` the nodes' instance counts. A subtree grows from these alone: its feature draws are keyed by paths,
-    so it comes out as it would have in the level-wise growth.
+    is the level's; ``instances`` the nodes' instance counts. A subtree grows from these
+    alone: its feature draws are keyed by paths, so it comes out as it would have in the
+    level-wise growth.
     """
 
     nodes: I64
