@@ -10,7 +10,15 @@ One :class:`PartSession` per fit of a :class:`~aioforest.data.Partitions` datase
 3. **growth**: the one growth driver (:func:`aioforest.tree.grow`) runs in a thread, on a
    :class:`RemoteRows` whose parts are the workers: every histogram is the exact sum of
    the workers' integer histograms, the split choice runs once, here, and the splits go
-   back for the workers to route their rows.
+   back for the workers to route their rows;
+4. **local subtrees** (PLANET's in-memory build): once a node holds few instances
+   (:func:`local_subtree_rows`), its rows are shipped worker to worker to one owner
+   (``ship``, the workers' peer servers), which grows the rest of its subtree with the same
+   driver (``subtrees``); the records come back here and are spliced in.
+
+With a checkpoint, every batch's trees are saved when it ends and, between levels, where
+it stands (its state and its keep/route log; see ``_round_saver``); a resumed fit replays
+the log and continues from that level.
 
 A worker lost at any point hands its partitions to the survivors: they read them again
 from storage, and are brought to the current level by replaying the batch's log (its

@@ -11,7 +11,12 @@ which runs one level in three stages, each a module with its own data types:
 
 The driver never touches rows: it asks a ``_rows.RowSource`` for sums and tells it where
 rows go, so the same driver grows trees on rows in this process (``LocalRows``), cut into
-parts (``SummedRows``) or spread over a cluster's workers.
+parts (``SummedRows``) or spread over a cluster's workers. Small nodes can leave the
+level-wise growth and finish where their rows meet (``RowSource.grow_subtrees``,
+``grow_subtrees_here``); feature draws are keyed by a node's path and ids are put back in
+level order, so the trees do not change. Regression targets are fixed-point integers
+(``Arithmetic.target_shift``), so every sum is exact and any cut of the rows gives the
+same trees.
 
 ``_splitter`` runs stages 1 and 2 over the rounds of feature draws of a level; ``_plan``
 holds ``ForestPlan`` (what a forest's trees depend on) and ``fit_trees``; ``_arrays`` the
