@@ -17,6 +17,7 @@ from aioforest import Partitions, RandomForestClassifier
 from aioforest.cluster import CheckpointError, Master, Worker
 from aioforest.cluster._data_parallel import PartFailed, trees_per_batch
 from aioforest.cluster._faults import Faults
+from aioforest.cluster._protocol import PartRequest
 
 N_ROWS = 1200
 CUTS = {"1 file": [N_ROWS], "3 uneven": [100, 900, 200],
@@ -210,6 +211,43 @@ async def test_a_worker_lost_mid_fit_does_not_change_the_forest(
     assert doomed.crash_reason.startswith(f"data-parallel operation {at_op}")
     _assert_same_forest(forest, local_forest)
     assert forest.data_parallel_stats_["partitions_moved"] >= 1
+
+
+class _CrashingAtOp(_CrashingWorker):
+    """Lost at its first data-parallel operation called ``op``."""
+
+    def __init__(self, *args: Any, op: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fatal_op = op
+
+    async def _handle(self, msg: object) -> None:
+        if isinstance(msg, PartRequest) and msg.op == self.fatal_op:
+            self.crash(f"at its first {msg.op}")
+            return
+        await super()._handle(msg)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("op", ["ship", "subtrees"])
+async def test_a_worker_lost_while_shipping_or_growing_subtrees_does_not_change_the_forest(
+    tmp_path: Path, local_forest: Any, op: str
+) -> None:
+    # Shipping only copies rows, so losing a holder or an owner means: its partitions move
+    # (and are brought to the level), and the subtrees are shipped and grown again.
+    parts = _parts(tmp_path, [300, 300, 300, 300])
+    async with asyncio.timeout(TEST_TIMEOUT), Master(token=TOKEN) as master:
+        healthy = [Worker(HOST, master.port, TOKEN, processes=1, name=f"ok{i}")
+                   for i in range(2)]
+        doomed = _CrashingAtOp(HOST, master.port, TOKEN, processes=1, name="doomed", op=op)
+        runs = [asyncio.ensure_future(w.run()) for w in [*healthy, doomed]]
+        await master.wait_for_workers(3)
+        forest = await master.fit(_forest(max_features=2), parts, mode="data")
+        await master.close()
+        await asyncio.wait(runs)
+    assert doomed.crash_reason == f"at its first {op}"
+    _assert_same_forest(forest, local_forest)
+    stats = forest.data_parallel_stats_
+    assert stats["partitions_moved"] >= 1 and stats["subtrees"] > 0
 
 
 @pytest.mark.asyncio
