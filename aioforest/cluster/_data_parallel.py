@@ -526,10 +526,10 @@ class PartSession:
         nodes' rows to their owners, which grow them. Losing a worker redoes it all (the
         shipping copies rows, the driver drops them from the holders afterwards)."""
         while True:
+            ready = await self.peers_ready()
             owners = [w for w in self._alive() if w in self._peers]
-            if not owners or not await self.peers_ready():
+            if not ready or not owners:
                 raise PartFailed("no worker is left to grow the local subtrees")
-            owners = [w for w in self._alive() if w in self._peers]
             ticket = next(self._tickets)
             owner_of = balanced_owners(start.instances, start.size, len(owners))
             if not await self._ship(ticket, start, owners, owner_of):

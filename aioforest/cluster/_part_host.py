@@ -435,7 +435,9 @@ class PartHost:
         if s and (start.tree.min() < 0 or start.tree.max() >= len(trees)
                   or owned.min() < 0 or np.unique(owned).size != s):
             raise PartOpError("part subtrees: trees or subtrees out of range")
-        shipped = self.stash.take(req.session, _int(a, "ticket", 0))
+        ticket = _int(a, "ticket", 0)
+        shipped = self.stash.take(req.session, ticket)
+        self.stash.drop_before(req.session, ticket)
         rows = SubtreeRows.concat(shipped) if shipped else SubtreeRows(
             np.zeros((0, bins.n_features), np.uint8), np.zeros(0, np.int64), np.zeros(0),
             np.zeros(0, np.int64))

@@ -50,6 +50,12 @@ class RowStash:
         with self._lock:
             return self._rows.pop((session, ticket), [])
 
+    def drop_before(self, session: int, ticket: int) -> None:
+        """Forget a session's rows of earlier tickets (abandoned when a worker was lost)."""
+        with self._lock:
+            for key in [k for k in self._rows if k[0] == session and k[1] < ticket]:
+                del self._rows[key]
+
     def drop(self, session: int) -> None:
         """Forget a session's rows (its batch ended, or a ticket was abandoned)."""
         with self._lock:
