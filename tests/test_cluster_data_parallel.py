@@ -410,3 +410,72 @@ def test_subtrees_go_to_the_owner_with_the_least_work_largest_first() -> None:
     load = np.bincount(owners, weights=[5, 100, 40, 60, 1])
     assert load.max() - load.min() <= 5
     assert data_parallel.balanced_owners(None, 5, 2).tolist() == [0, 1, 0, 1, 0]
+
+
+@pytest.mark.asyncio
+async def test_a_saved_round_of_a_batch_whose_trees_were_saved_is_not_replayed(
+    tmp_path: Path, local_forest: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed between saving a batch's trees and forgetting its round: the round must not
+    # be replayed onto the next batch.
+    from aioforest.cluster._checkpoint import Checkpoint
+
+    monkeypatch.setattr(data_parallel, "BATCH_INSTANCES_PER_WORKER", 400)  # a tree a batch
+    monkeypatch.setattr(data_parallel, "ROUND_CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(Checkpoint, "clear_round", lambda self: None)
+    parts = _parts(tmp_path / "data", [600, 600])
+    ckpt = tmp_path / "ckpt"
+
+    def die(progress: Any) -> None:
+        raise RuntimeError("killed")
+
+    async with in_process_cluster(2) as (master, _):
+        with pytest.raises(RuntimeError, match="killed"):
+            await master.fit(_forest(max_features=2), parts, mode="data",
+                             checkpoint_dir=ckpt, on_progress=die)
+    assert (ckpt / "round.aiof").exists()  # tree 0's round, though tree 0 is saved
+    monkeypatch.undo()
+    monkeypatch.setattr(data_parallel, "BATCH_INSTANCES_PER_WORKER", 400)
+    async with in_process_cluster(2) as (master, _):
+        forest = await master.fit(_forest(max_features=2), parts, mode="data",
+                                  checkpoint_dir=ckpt, resume="require")
+    assert forest.data_parallel_stats_["levels_resumed"] == 0
+    _assert_same_forest(forest, local_forest)
+
+
+def test_subtree_records_that_are_not_proper_trees_are_refused() -> None:
+    from aioforest.tree import NodeRecords
+
+    bins = _tiny_bins()
+
+    def records(left: list[int], right: list[int], feature: list[int], lut_rows: int = 0,
+                local: list[int] | None = None) -> NodeRecords:
+        n = len(left)
+        return NodeRecords(
+            tree=np.zeros(n, np.int64), local=np.array(local or list(range(n)), np.int64),
+            feature=np.array(feature, np.int64), threshold_bin=np.zeros(n, np.int64),
+            missing_left=np.zeros(n, bool), left=np.array(left, np.int64),
+            right=np.array(right, np.int64), value=np.zeros((n, 3)), impurity=np.zeros(n),
+            n=np.ones(n, np.int64), wn=np.ones(n), improvement=np.zeros(n),
+            lut=np.zeros((lut_rows, 256), bool))
+
+    problem = data_parallel._tree_problem
+    assert problem(records([1, -1, -1], [2, -1, -1], [0, -1, -1]), 1, bins) == ""
+    # a cycle out of the root's reach, a dangling child, repeated ids, a missing table
+    assert "child of exactly one" in problem(
+        records([-1, 2, 1, -1, -1], [-1, 3, 4, -1, -1], [-1, 0, 0, -1, -1]), 1, bins)
+    assert "child of exactly one" in problem(records([1, -1, -1], [7, -1, -1], [0, -1, -1]),
+                                             1, bins)
+    assert "0..k-1" in problem(records([1, -1, -1], [2, -1, -1], [0, -1, -1],
+                                       local=[0, 1, 1]), 1, bins)
+    assert "category tables" in problem(records([1, -1, -1], [2, -1, -1], [1, -1, -1]),
+                                        1, bins)
+    assert "out of range" in problem(records([1, -1, -1], [2, -1, -1], [9, -1, -1]), 1, bins)
+    assert "without its root" in problem(records([-1], [-1], [-1]), 2, bins)
+
+
+def _tiny_bins() -> Any:
+    from aioforest.data import Binner
+
+    X = np.column_stack([np.arange(20.0), np.arange(20) % 3])
+    return Binner().fit(X, np.array([False, True]), np.array([0, 3]))

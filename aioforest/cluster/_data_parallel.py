@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import secrets
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
@@ -164,7 +165,9 @@ class PartSession:
         #: running stops at its next operation.
         self.stopping = False
         self._seq = itertools.count()
-        self._tickets = itertools.count(1)
+        # random start: rows of another master's tickets (shipped before it died) never
+        # match ours on a worker's stash
+        self._tickets = itertools.count(secrets.randbits(40) << 20)
         self._peers: dict[str, list[Any]] = {}  # worker -> [host, port] of its peer server
         self._pending: dict[int, _Pending] = {}
 
@@ -549,7 +552,7 @@ class PartSession:
         while need:
             by_worker = self._group(need)
             results = await self._gather({
-                w: self.call(w, "ship", {**args, "me": owners.index(w) if w in owners else 0,
+                w: self.call(w, "ship", {**args, "me": owners.index(w) if w in owners else -1,
                                          "only": ps}, arrays)
                 for w, ps in by_worker.items()
             })
@@ -587,6 +590,8 @@ class PartSession:
                 "ticket": ticket, "depth": start.depth, "integral": exact.integral,
                 "single": exact.single, "target_shift": exact.target_shift,
             }, {"subtrees": owned, "tree": start.tree[owned], "path": start.path[owned],
+                "instances": (start.instances[owned] if start.instances is not None
+                              else np.full(owned.size, -1, dtype=np.int64)),
                 "constant": start.constant[owned],
                 "constant_rate": start.constant_rate[owned],
                 "root_weight": start.root_weight[owned]})
@@ -596,7 +601,8 @@ class PartSession:
             if isinstance(outcome, WorkerGone):
                 await self._restore(self._move_from(worker))
                 return None
-            blocks.append(_checked_records(worker, outcome, owned_by[worker]))
+            assert self.bins is not None
+            blocks.append(_checked_records(worker, outcome, owned_by[worker], self.bins))
         return NodeRecords(**{
             name: np.concatenate([getattr(b, name) for b in blocks])
             for name in NodeRecords.__dataclass_fields__
@@ -633,8 +639,8 @@ _RECORD_TYPES = {"tree": np.int64, "local": np.int64, "feature": np.int64,
                  "n": np.int64, "wn": np.float64, "improvement": np.float64, "lut": np.bool_}
 
 
-def _checked_records(worker: str, reply: PartReply, owned: npt.NDArray[np.int64]
-                     ) -> NodeRecords:
+def _checked_records(worker: str, reply: PartReply, owned: npt.NDArray[np.int64],
+                     bins: Bins) -> NodeRecords:
     """A worker's subtrees, checked, their subtree ids put back in the level's numbering."""
     arrays = reply.arrays
     n = -1
@@ -650,13 +656,54 @@ def _checked_records(worker: str, reply: PartReply, owned: npt.NDArray[np.int64]
         if not ok:
             raise PartFailed(f"worker {worker}: subtrees: {name!r} is malformed")
     records = NodeRecords.from_arrays(arrays)
-    if records.tree.size and (records.tree.min() < 0 or records.tree.max() >= owned.size):
-        raise PartFailed(f"worker {worker}: subtrees: records of subtrees it did not own")
-    if records.local.size and ((records.local < 0).any() or (records.left < -1).any()
-                               or (records.right < -1).any()):
-        raise PartFailed(f"worker {worker}: subtrees: negative node ids")
+    problem = _tree_problem(records, owned.size, bins)
+    if problem:
+        raise PartFailed(f"worker {worker}: subtrees: {problem}")
     return NodeRecords(**{**{k: getattr(records, k) for k in _RECORD_TYPES},
                           "tree": owned[records.tree]})
+
+
+def _tree_problem(rec: NodeRecords, n_subtrees: int, bins: Bins) -> str:
+    """What makes ``rec`` not ``n_subtrees`` proper trees over ``bins`` ("" if nothing):
+    every subtree's ids are 0..k-1, each node but the root is the child of exactly one
+    node, features are in range and categorical splits have one table each."""
+    if rec.tree.size and (rec.tree.min() < 0 or rec.tree.max() >= n_subtrees):
+        return "records of subtrees it did not own"
+    if np.bincount(rec.tree, minlength=n_subtrees).min(initial=1) < 1:
+        return "a subtree without its root"
+    order = np.lexsort((rec.local, rec.tree))
+    tree, local = rec.tree[order], rec.local[order]
+    first = np.searchsorted(tree, tree, side="left")
+    if not np.array_equal(local, np.arange(tree.size) - first):
+        return "node ids are not 0..k-1 in every subtree"
+    split = rec.feature >= 0
+    if not np.array_equal(split, (rec.left >= 0) & (rec.right >= 0)) or (
+            (~split) & ((rec.left != -1) | (rec.right != -1))).any():
+        return "splits and children do not match"
+    child_tree = np.concatenate([rec.tree[split], rec.tree[split]])
+    child = np.concatenate([rec.left[split], rec.right[split]])
+    nonroot = local > 0  # (tree, local) sorted: every node but the roots, once
+    got = np.lexsort((child, child_tree))
+    if not (np.array_equal(child_tree[got], tree[nonroot]) and
+            np.array_equal(child[got], local[nonroot])):
+        return "a node is not the child of exactly one node"
+    # with one parent each, only a cycle out of the roots' reach is left: walk down
+    start_of = np.searchsorted(tree, np.arange(n_subtrees))
+    left, right = rec.left[order], rec.right[order]
+    level, reached = start_of, 0
+    while level.size and reached <= tree.size:
+        reached += level.size
+        t, go_on = tree[level], left[level] >= 0
+        level = np.concatenate([start_of[t[go_on]] + left[level][go_on],
+                                start_of[t[go_on]] + right[level][go_on]])
+    if reached != tree.size:
+        return "a node is not the child of exactly one node reachable from its root"
+    if split.any() and rec.feature.max() >= bins.n_features:
+        return "a split feature is out of range"
+    n_cat = int(np.count_nonzero(split & bins.is_categorical[np.maximum(rec.feature, 0)]))
+    if rec.lut.shape[0] != n_cat:
+        return f"{rec.lut.shape[0]} category tables for {n_cat} categorical splits"
+    return ""
 
 
 def _target_max(worker: str, reply: PartReply) -> float:
@@ -962,6 +1009,11 @@ async def _grow_batches(
     saved = await asyncio.to_thread(checkpoint.read_round) if checkpoint is not None else None
     per_batch = trees_per_batch(session.n_total, len(session.members), len(indices))
     batches = _batches(indices, per_batch, saved)
+    if saved is not None and (not batches or batches[0] != saved[0].get("batch")):
+        # its trees were saved after all (killed between saving them and forgetting this)
+        saved = None
+        if checkpoint is not None:
+            await asyncio.to_thread(checkpoint.clear_round)
     loop = asyncio.get_running_loop()
     trees: dict[int, TreeArrays] = {}
     for n, batch in enumerate(batches):
@@ -1049,6 +1101,11 @@ async def _resume_round(session: PartSession, saved: Saved) -> GrowthState:
             await session.broadcast(op, args, {n: arrays[f"log{k}_{n}"] for n in names}, True)
         state = GrowthState.from_arrays(
             meta["state"], {k[6:]: v for k, v in arrays.items() if k.startswith("state_")})
+        n_trees = len(meta["batch"])
+        if (state.next_local.shape != (n_trees,) or state.root_weight.shape != (n_trees,)
+                or (state.nodes.tree.size and (state.nodes.tree.min() < 0
+                                               or state.nodes.tree.max() >= n_trees))):
+            raise ValueError(f"the saved state is not of a batch of {n_trees} trees")
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"the checkpoint's part-grown batch is malformed: {exc}; delete "
                               "its round.aiof to grow that batch from the start") from None

@@ -133,6 +133,10 @@ class PartHost:
     def sessions(self) -> int:
         return len(self._sessions)
 
+    def has_session(self, session: int) -> bool:
+        """Whether ``session`` is open here (rows for any other are refused)."""
+        return session in self._sessions
+
     def handle(self, req: PartRequest) -> PartReply:
         """The reply to ``req`` (an error reply when it cannot be carried out)."""
         try:
@@ -147,8 +151,8 @@ class PartHost:
 
     def drop_all(self) -> None:
         """Forget every session (the connection to their master ended)."""
-        for session in list(self._sessions):
-            self.drop(session)
+        self._sessions.clear()
+        self.stash.clear()
 
     def drop(self, session: int) -> None:
         """Forget one session (its master is gone)."""
@@ -376,7 +380,7 @@ class PartHost:
 
     def _op_ship(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
         a = req.args
-        ticket, n_nodes, me = _int(a, "ticket", 0), _int(a, "n_nodes", 0), _int(a, "me", 0)
+        ticket, n_nodes, me = _int(a, "ticket", 0), _int(a, "n_nodes", 0), _int(a, "me", -1)
         nodes = _array(req, "nodes", np.int64, 1)
         owners = _array(req, "owners", np.int64, 1)
         peers = a.get("peers")
@@ -407,7 +411,8 @@ class PartHost:
                 raise PartOpError("part ship: this worker cannot reach its peers")
             host, port = peers[owner]
             try:
-                self.send_peer(host, port, rows_message(req.session, ticket, mine))
+                for chunk in _chunks(mine):  # frames stay far below the wire's size cap
+                    self.send_peer(host, port, rows_message(req.session, ticket, chunk))
                 sent += int(mine.weight.size)
             except (OSError, TimeoutError, ProtocolError) as exc:
                 logger.warning("worker: cannot ship rows to peer %s:%d: %s", host, port, exc)
@@ -441,12 +446,20 @@ class PartHost:
         rows = SubtreeRows.concat(shipped) if shipped else SubtreeRows(
             np.zeros((0, bins.n_features), np.uint8), np.zeros(0, np.int64), np.zeros(0),
             np.zeros(0, np.int64))
-        index = np.full(int(max(owned.max(initial=-1), rows.subtree.max(initial=-1))) + 1, -1,
-                        dtype=np.int64)
+        _check_shipped(rows, bins, plan)
+        top = int(owned.max(initial=-1))
+        if rows.subtree.size and int(rows.subtree.max()) > top:
+            raise PartOpError("part subtrees: rows arrived for subtrees not owned here")
+        index = np.full(top + 1, -1, dtype=np.int64)
         index[owned] = np.arange(s)
         local_subtree = index[rows.subtree]
         if (local_subtree < 0).any():
             raise PartOpError("part subtrees: rows arrived for subtrees not owned here")
+        expected = _array(req, "instances", np.int64, 1)
+        got = np.bincount(local_subtree, minlength=s)
+        if expected.shape == (s,) and (expected >= 0).all() and not np.array_equal(got, expected):
+            raise PartOpError(f"part subtrees: {int(got.sum())} rows arrived for subtrees of "
+                              f"{int(expected.sum())}: rows were lost or came twice")
         exact = Arithmetic(bool(a.get("integral")), bool(a.get("single")),
                            _int(a, "target_shift", -1100))
         template = CodeTable(np.zeros(0, np.uint8), bins.n_features, bins.n_bins,
@@ -524,6 +537,33 @@ class PartHost:
             raise PartOpError("part route: a split feature is out of range")
         rows.route(splits)
         return {}, {}
+
+
+#: Bytes of rows in one peer message (the wire refuses messages above its size cap).
+SHIP_CHUNK_BYTES = 1 << 27
+
+
+def _chunks(rows: SubtreeRows) -> list[SubtreeRows]:
+    per_row = rows.codes.shape[1] + rows.y.itemsize + 16
+    step = max(1, SHIP_CHUNK_BYTES // per_row)
+    n = int(rows.weight.size)
+    if n <= step:
+        return [rows]
+    return [SubtreeRows(rows.codes[i : i + step], rows.y[i : i + step],
+                        rows.weight[i : i + step], rows.subtree[i : i + step])
+            for i in range(0, n, step)]
+
+
+def _check_shipped(rows: SubtreeRows, bins: Bins, plan: ForestPlan) -> None:
+    """Rows from peers: codes within the bins, targets of the job's kind."""
+    if rows.codes.shape[1] != bins.n_features:
+        raise PartOpError("part subtrees: shipped rows have the wrong number of features")
+    if rows.weight.size and bool((rows.codes > (bins.n_bins[None, :])).any()):
+        raise PartOpError("part subtrees: a shipped code is outside its feature's bins")
+    if rows.y.dtype != np.int64:  # class codes, or fixed-point targets
+        raise PartOpError("part subtrees: shipped targets must be int64")
+    if plan.n_classes and rows.y.size and (rows.y.min() < 0 or rows.y.max() >= plan.n_classes):
+        raise PartOpError("part subtrees: a shipped class code is out of range")
 
 
 def _file_digest(path: str) -> str:

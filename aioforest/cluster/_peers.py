@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,10 @@ class RowStash:
         """Everything shipped for ``ticket`` (it leaves the stash)."""
         with self._lock:
             return self._rows.pop((session, ticket), [])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
 
     def drop_before(self, session: int, ticket: int) -> None:
         """Forget a session's rows of earlier tickets (abandoned when a worker was lost)."""
@@ -102,8 +107,10 @@ class PeerServer:
     """Where other workers ship rows for the subtrees this worker grows."""
 
     def __init__(self, stash: RowStash, token: bytes | None,
-                 config: WireConfig = DEFAULT_CONFIG) -> None:
+                 config: WireConfig = DEFAULT_CONFIG,
+                 accepts: Callable[[int], bool] = lambda session: True) -> None:
         self.stash = stash
+        self._accepts = accepts
         self._token = token
         self._config = config
         self._server: asyncio.Server | None = None
@@ -130,6 +137,9 @@ class PeerServer:
                                 config=self._config)
             msg = await conn.recv(timeout=PEER_TIMEOUT)
             session, ticket, rows = _decode_rows(msg, conn.peer)
+            if not self._accepts(session):
+                raise ProtocolError(f"peer {conn.peer}: rows for session {session}, which is "
+                                    "not open here")
             self.stash.put(session, ticket, rows)
             self.received += 1
             await conn.send(Message(_ACK, {"rows": int(rows.weight.size)}))

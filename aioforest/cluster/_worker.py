@@ -470,7 +470,8 @@ class Worker:
         """Listen for rows other workers ship here (see ``_peers``)."""
         local = conn.local_address
         host = self.peer_host or (local[0] if local else "127.0.0.1")
-        server = PeerServer(self.parts.stash, self._token, self.config)
+        server = PeerServer(self.parts.stash, self._token, self.config,
+                            accepts=self.parts.has_session)
         try:
             self.parts.peer_address = await server.start(host)
         except OSError as exc:

@@ -3,7 +3,7 @@
 A Parquet file is read into the same pieces a CSV file gives (``_partitions`` makes them
 its ``PartitionTable``), so scans merge into one schema the same way:
 
-* integer, float and boolean columns are numeric (nulls are missing values);
+* integer, float, decimal and boolean columns are numeric (nulls are missing values);
 * string and dictionary columns are text: their distinct values are categories, and the
   ``na_values`` mark missing cells as in CSV;
 * a numeric column that another file holds as text becomes text here too, each number
@@ -110,9 +110,10 @@ def _numbers(column: Any) -> np.ndarray[Any, Any] | None:
     if pa.types.is_dictionary(kind):
         return None
     if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
-            or pa.types.is_boolean(kind)):
+            or pa.types.is_boolean(kind) or pa.types.is_decimal(kind)):
         return None
-    out = np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False),
+    # unsafe: integers beyond 2**53 round to the nearest float, as a CSV reader's do
+    out = np.asarray(column.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False),
                      dtype=np.float64)
     return np.ascontiguousarray(out)
 
@@ -195,6 +196,12 @@ def arrow_numeric_csv(path: str, delimiter: str, names: Sequence[str],
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError):
         return None
     if table.num_columns != len(names) or table.num_rows == 0:
+        return None
+    try:
+        with open(path, "rb") as f:  # C's "nan(...)" spellings: Python's float refuses them
+            if b"nan(" in f.read().lower():
+                return None
+    except OSError:
         return None
     values = np.empty((table.num_rows, len(feature_cols)), dtype=np.float64)
     for k, j in enumerate(feature_cols):

@@ -445,7 +445,7 @@ def _read_numeric_fast(path: str, options: CsvOptions) -> PartitionTable | None:
     arrow = arrow_numeric_csv(path, options.delimiter, names, feature_cols, target)
     if arrow is not None:
         values, texts = arrow
-        labels = None if texts is None else np.array(texts, dtype=str)
+        labels = None if texts is None else np.array(texts, dtype=object)  # NULs kept
         return _fast_table(path, names, target, values, labels, options.task, na)
     try:
         values = np.loadtxt(path, usecols=feature_cols, dtype=np.float64,

@@ -103,7 +103,8 @@ class Growth:
     criterion: Criterion
     class_weight: F64 | None
     root_weight: F64  # per tree: the (class-weighted) weight of its root; set at depth 0
-    unit: float = 1.0  # a fixed-point target's unit (2**-target_shift), else 1
+    #: fixed-point targets' shift (values are scaled back by 2**-unit_shift), else 0
+    unit_shift: int = 0
     #: nodes with at most this many instances finish their subtrees where their rows meet
     subtree_rows: int = 0
     grow_here: GrowHere | None = None
@@ -285,7 +286,7 @@ def grow(
     if subtree_rows > 0 and exact.integral:
         here = functools.partial(grow_subtrees_here, bins, trees, params, exact, class_weight)
         growth = Growth(growth.params, growth.space, growth.criterion, growth.class_weight,
-                        growth.root_weight, growth.unit, subtree_rows, here)
+                        growth.root_weight, growth.unit_shift, subtree_rows, here)
     if resume is None:
         records = _Records()
         start = _Levels(_roots(bins, rows, len(trees)), 0,
@@ -361,8 +362,8 @@ def grow_level(
     # stages 1 and 2, over the rounds of feature draws
     found, rate = search_splits(growth.space, nodes, rows, stats.total, splittable,
                                 stats.min_weight_leaf)
-    if growth.unit != 1.0:
-        found.improvement[:] *= growth.unit * growth.unit
+    if growth.unit_shift:  # ldexp: exact, and no underflow of 2**-2s on its own
+        found.improvement[:] = np.ldexp(found.improvement, -2 * growth.unit_shift)
     splits = _min_impurity_decrease(growth, nodes, found)
     if detach is None:
         children = _record(records, nodes, stats, splits, next_local, growth.space.rules)
@@ -453,8 +454,8 @@ def _growth(
         n_channels=criterion.n_channels(params.n_classes),
         hist_channels=criterion.histogram_channels(params.n_classes), integral=exact.integral,
     )
-    unit = 1.0 if criterion.classification or not exact.integral else 2.0**-exact.target_shift
-    return Growth(params, space, criterion, class_weight, np.zeros(len(trees)), unit)
+    shift = 0 if criterion.classification or not exact.integral else exact.target_shift
+    return Growth(params, space, criterion, class_weight, np.zeros(len(trees)), shift)
 
 
 def _roots(bins: Bins, rows: RowSource, n_trees: int) -> OpenNodes:
@@ -498,9 +499,9 @@ def _node_stats(growth: Growth, nodes: OpenNodes, rows: RowSource, depth: int) -
         )
         splittable &= weight >= 2 * min_weight_leaf
     value = crit.leaf_value(total)
-    if growth.unit != 1.0:  # fixed-point targets: back to the targets' units (exact)
-        value *= growth.unit
-        imp = imp * (growth.unit * growth.unit)
+    if growth.unit_shift:  # fixed-point targets: back to the targets' units (exact)
+        value = np.ldexp(value, -growth.unit_shift)
+        imp = np.ldexp(imp, -2 * growth.unit_shift)
     return NodeStats(total, n_node, imp, value, weight, splittable, min_weight_leaf)
 
 
