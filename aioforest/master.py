@@ -360,6 +360,8 @@ def _report_fit(args: argparse.Namespace, forest: Any, ds: Dataset | Partitions,
         print(
             f"data-parallel: {stats['rounds']} histogram rounds, "
             f"{_size(stats['hist_bytes'])} of histograms received, "
+            f"{stats['subtrees']} subtrees grown on one worker "
+            f"({stats['rows_shipped']} rows sent worker to worker), "
             f"{stats['partitions_moved']} partitions moved after worker losses"
         )
         return
