@@ -479,3 +479,10 @@ def _tiny_bins() -> Any:
 
     X = np.column_stack([np.arange(20.0), np.arange(20) % 3])
     return Binner().fit(X, np.array([False, True]), np.array([0, 3]))
+
+
+def test_the_codes_an_owner_receives_count_against_the_batch_budget() -> None:
+    # 1M rows on 2 workers: 320k in-bag instances a tree each; wide rows halve the batch
+    assert trees_per_batch(10**6, 2, 100) == 26
+    assert trees_per_batch(10**6, 2, 100, 32) == 13
+    assert trees_per_batch(10**6, 2, 5, 32) == 5 and trees_per_batch(10**9, 2, 5, 32) == 1

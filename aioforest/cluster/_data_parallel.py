@@ -886,14 +886,17 @@ def local_subtree_rows(n_total: int, n_workers: int) -> int:
     return max(SUBTREE_MIN_ROWS, n_total // (SUBTREE_SHARE * max(n_workers, 1)))
 
 
-#: Instances (tree, in-bag row) a worker holds for one batch of trees: about 32 bytes each.
+#: Instances (tree, in-bag row) a worker holds for one batch of trees: about 32 bytes each
+#: (an owner of local subtrees also receives each instance's codes: see trees_per_batch).
 BATCH_INSTANCES_PER_WORKER = 1 << 23
 
 
-def trees_per_batch(n_total: int, n_workers: int, n_trees: int) -> int:
-    """Trees grown together (one round serves them all) under the workers' memory budget."""
+def trees_per_batch(n_total: int, n_workers: int, n_trees: int, n_features: int = 0) -> int:
+    """Trees grown together (one round serves them all) under the workers' memory budget;
+    ``n_features``: the codes bytes an instance also takes once it is shipped."""
     per_tree = max(1.0, 0.64 * n_total / max(n_workers, 1))  # in-bag rows per worker
-    return max(1, min(n_trees, int(BATCH_INSTANCES_PER_WORKER // per_tree)))
+    budget = BATCH_INSTANCES_PER_WORKER * 32 / (32 + max(n_features, 0))
+    return max(1, min(n_trees, int(budget // per_tree)))
 
 
 async def fit_partitions(
@@ -1007,7 +1010,8 @@ async def _grow_batches(
     class_weight = (np.asarray(plan.class_weight, dtype=np.float64)
                     if plan.class_weight is not None else None)
     saved = await asyncio.to_thread(checkpoint.read_round) if checkpoint is not None else None
-    per_batch = trees_per_batch(session.n_total, len(session.members), len(indices))
+    per_batch = trees_per_batch(session.n_total, len(session.members), len(indices),
+                                bins.n_features)
     batches = _batches(indices, per_batch, saved)
     if saved is not None and (not batches or batches[0] != saved[0].get("batch")):
         # its trees were saved after all (killed between saving them and forgetting this)
