@@ -69,8 +69,8 @@ from ..tree import (
     code_table,
     fixed_point_targets,
     grow_subtrees_here,
-    in_bag_counts,
     in_bag_weights,
+    out_of_bag_votes,
     row_keys,
     tree_spec,
 )
@@ -584,13 +584,8 @@ def _oob_predictions(plan: ForestPlan, flat: FlatForest, part: _Partition, n_tot
     assert part.codes is not None and part.y is not None
     n = part.y.shape[0]
     leaves = flat.leaves_of_codes(part.codes.codes.reshape(n, part.codes.n_features))
-    acc = np.zeros((n, flat.value.shape[1]))
-    seen = np.zeros(n, dtype=np.int64)
-    keys = row_keys(part.offset + np.arange(n))
-    for t in range(flat.n_trees):  # tree order: the sums of a local fit
-        oob = in_bag_counts(plan, t, keys, n_total) == 0
-        acc[oob] += flat.value[leaves[oob, t]]
-        seen[oob] += 1
+    acc, seen = out_of_bag_votes(plan, flat.value, leaves, row_keys(part.offset + np.arange(n)),
+                                 n_total)
     has = seen > 0
     return part.y[has], acc[has] / seen[has, None]
 

@@ -39,7 +39,7 @@ from ..tree import (
     RegressorMixin,
     TreeArrays,
     TreeModel,
-    in_bag_counts,
+    out_of_bag_votes,
     plan_for,
     register_model,
     row_keys,
@@ -262,15 +262,8 @@ class _BaseForest(BaseEstimator, TreeModel):
     def _compute_oob(self, prep: Prepared) -> None:
         n = prep.X.shape[0]
         flat = self._flat_forest()
-        leaves = flat.leaves(prep.X)
-        n_out = flat.value.shape[1]
-        acc = np.zeros((n, n_out))
-        seen = np.zeros(n, dtype=np.int64)
-        keys = row_keys(np.arange(n))
-        for t in range(len(self.trees_)):
-            oob = in_bag_counts(self.plan_, t, keys, n) == 0
-            acc[oob] += flat.value[leaves[oob, t]]
-            seen[oob] += 1
+        acc, seen = out_of_bag_votes(self.plan_, flat.value, flat.leaves(prep.X),
+                                     row_keys(np.arange(n)), n)
         has = seen > 0
         if not has.all():
             warnings.warn(

@@ -56,6 +56,7 @@ from ._plan import (
     fit_trees,
     in_bag_counts,
     in_bag_weights,
+    out_of_bag_votes,
     target_max,
     tree_spec,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "in_bag_counts",
     "in_bag_weights",
     "model_classes",
+    "out_of_bag_votes",
     "plan_for",
     "register_model",
     "row_keys",

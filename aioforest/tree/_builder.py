@@ -163,13 +163,10 @@ class _Records:
 
     def columns(self) -> NodeRecords:
         """Every record as one column each (the lists are emptied)."""
-        out: dict[str, Any] = {}
+        out = self.snapshot()
         for name in NodeRecords.__dataclass_fields__:
-            parts: list[npt.NDArray[Any]] = getattr(self, name)
-            out[name] = (np.concatenate(parts) if parts else
-                         np.zeros((0, 256), dtype=bool) if name == "lut" else np.zeros(0))
-            parts.clear()
-        return NodeRecords(**out)
+            getattr(self, name).clear()
+        return out
 
 
 @dataclass(frozen=True, eq=False)

@@ -26,7 +26,7 @@ from ._splitter import INCREMENTAL_MIN_CLASSES
 
 __all__ = [
     "GROWTH_VERSION", "ForestPlan", "arithmetic", "fit_trees", "in_bag_counts",
-    "in_bag_weights", "target_max", "tree_job", "tree_spec",
+    "in_bag_weights", "out_of_bag_votes", "target_max", "tree_job", "tree_spec",
 ]
 
 #: Which rules draw a seed's trees: 3 since aioforest 0.3 (per-row Poisson bootstrap keyed
@@ -158,6 +158,24 @@ def in_bag_counts(
     if not plan.bootstrap:
         return np.ones(keys.size, dtype=np.int64)
     return poisson_counts(tree_key(plan.seed, index), keys, plan.n_draws / n_samples)
+
+
+def out_of_bag_votes(
+    plan: ForestPlan, leaf_values: npt.NDArray[np.float64], leaves: npt.NDArray[Any],
+    keys: npt.NDArray[np.uint64], n_samples: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Per row, the sum of the leaf values of the trees it is out of bag for, and how many
+    trees those are. ``leaves[r, t]`` is row ``r``'s leaf in tree ``t`` (an index into
+    ``leaf_values``); ``keys`` and ``n_samples`` are :func:`in_bag_counts`'. Summed in tree
+    order, so rows anywhere (one process, a worker's partition) get the same floats."""
+    n = keys.size
+    acc = np.zeros((n, leaf_values.shape[1]))
+    seen = np.zeros(n, dtype=np.int64)
+    for t in range(leaves.shape[1]):
+        oob = in_bag_counts(plan, t, keys, n_samples) == 0
+        acc[oob] += leaf_values[leaves[oob, t]]
+        seen[oob] += 1
+    return acc, seen
 
 
 def tree_spec(plan: ForestPlan, index: int, n_features: int) -> TreeSpec:
