@@ -91,30 +91,35 @@ async def fits(parts: Partitions, trees: int) -> dict[str, Any]:
     return out
 
 
-def master_rss(directory: Path, trees: int) -> tuple[float, float, str]:
-    """(seconds, peak RSS of the master in MiB, its report) of a CLI data-mode fit."""
-    # VmHWM, not getrusage: Linux carries ru_maxrss across exec, so a child would report
-    # this benchmark's own peak.
-    code = (
-        "import sys\n"
-        "from aioforest.master import main\n"
-        "rc = main(sys.argv[1:])\n"
-        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
-        "print('PEAK_RSS_KIB', hwm.split()[1])\n"
-        "sys.exit(rc)\n"
-    )
+#: Printed by a child after its fit: its peak RSS. VmHWM, not getrusage: Linux carries
+#: ru_maxrss across exec, so a child would report this benchmark's own peak.
+_PRINT_PEAK = (
+    "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+    "print('PEAK_RSS_KIB', hwm.split()[1])\n"
+)
+
+
+def _peak_rss_run(code: str, args: list[str]) -> tuple[float, float, str]:
+    """(seconds, peak RSS in MiB, stdout) of ``python -c code args`` in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     t = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", code, "--data", str(directory / "part-*.csv"), "--mode", "data",
-         "--trees", str(trees), "--seed", "1", "--quiet"],
-        capture_output=True, text=True, env=env, check=True,
-    )
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env=env, check=True)
     elapsed = time.perf_counter() - t
     kib = next(int(line.split()[1]) for line in done.stdout.splitlines()
                if line.startswith("PEAK_RSS_KIB"))
-    report = next((line for line in done.stdout.splitlines() if "data-parallel:" in line), "")
-    return elapsed, kib / 1024, report
+    return elapsed, kib / 1024, done.stdout
+
+
+def master_rss(directory: Path, trees: int) -> tuple[float, float, str]:
+    """(seconds, peak RSS of the master in MiB, its report) of a CLI data-mode fit."""
+    code = ("import sys\nfrom aioforest.master import main\nrc = main(sys.argv[1:])\n"
+            + _PRINT_PEAK + "sys.exit(rc)\n")
+    seconds, mib, out = _peak_rss_run(code, [
+        "--data", str(directory / "part-*.csv"), "--mode", "data", "--trees", str(trees),
+        "--seed", "1", "--quiet"])
+    report = next((line for line in out.splitlines() if "data-parallel:" in line), "")
+    return seconds, mib, report
 
 
 def master_rss_bounded(directory: Path, trees: int, max_depth: int) -> tuple[float, float]:
@@ -129,19 +134,11 @@ def master_rss_bounded(directory: Path, trees: int, max_depth: int) -> tuple[flo
         "        forest = RandomForestClassifier(n_estimators=int(sys.argv[2]), "
         "max_depth=int(sys.argv[3]), random_state=1)\n"
         "        await cluster.master.fit(forest, Partitions(sys.argv[1]), mode='data')\n"
-        "asyncio.run(fit())\n"
-        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
-        "print('PEAK_RSS_KIB', hwm.split()[1])\n"
+        "asyncio.run(fit())\n" + _PRINT_PEAK
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    t = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(directory / "part-*.csv"), str(trees), str(max_depth)],
-        capture_output=True, text=True, env=env, check=True,
-    )
-    kib = next(int(line.split()[1]) for line in done.stdout.splitlines()
-               if line.startswith("PEAK_RSS_KIB"))
-    return time.perf_counter() - t, kib / 1024
+    seconds, mib, _ = _peak_rss_run(code, [str(directory / "part-*.csv"), str(trees),
+                                           str(max_depth)])
+    return seconds, mib
 
 
 def csv_throughput(path: Path) -> tuple[float, float]:
