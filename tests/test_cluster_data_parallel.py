@@ -109,13 +109,9 @@ async def test_trees_grown_in_several_batches_are_the_same(
     _assert_same_forest(forest, local_forest)
 
 
-@pytest.mark.asyncio
-async def test_a_checkpointed_data_parallel_fit_resumes_with_only_the_missing_trees(
-    tmp_path: Path, local_forest: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Each batch's trees are saved when the batch ends. The first run dies after its first
-    # batch; the second grows only the rest, and the forest is the local one.
-    monkeypatch.setattr(data_parallel, "BATCH_INSTANCES_PER_WORKER", 400)  # a tree a batch
+async def _killed_after_first_batch(tmp_path: Path) -> tuple[Partitions, Path]:
+    """A checkpointed data-mode fit that dies when its first tree is done (its progress
+    callback raises): the partitions and the checkpoint directory it leaves."""
     parts = _parts(tmp_path / "data", [600, 600])
     ckpt = tmp_path / "ckpt"
 
@@ -126,6 +122,17 @@ async def test_a_checkpointed_data_parallel_fit_resumes_with_only_the_missing_tr
         with pytest.raises(RuntimeError, match="killed after the first batch"):
             await master.fit(_forest(max_features=2), parts, mode="data",
                              checkpoint_dir=ckpt, on_progress=die)
+    return parts, ckpt
+
+
+@pytest.mark.asyncio
+async def test_a_checkpointed_data_parallel_fit_resumes_with_only_the_missing_trees(
+    tmp_path: Path, local_forest: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each batch's trees are saved when the batch ends. The first run dies after its first
+    # batch; the second grows only the rest, and the forest is the local one.
+    monkeypatch.setattr(data_parallel, "BATCH_INSTANCES_PER_WORKER", 400)  # a tree a batch
+    parts, ckpt = await _killed_after_first_batch(tmp_path)
     async with in_process_cluster(2) as (master, _):
         forest = await master.fit(_forest(max_features=2), parts, mode="data",
                                   checkpoint_dir=ckpt, resume="require")
@@ -423,16 +430,7 @@ async def test_a_saved_round_of_a_batch_whose_trees_were_saved_is_not_replayed(
     monkeypatch.setattr(data_parallel, "BATCH_INSTANCES_PER_WORKER", 400)  # a tree a batch
     monkeypatch.setattr(data_parallel, "ROUND_CHECKPOINT_SECONDS", 0.0)
     monkeypatch.setattr(Checkpoint, "clear_round", lambda self: None)
-    parts = _parts(tmp_path / "data", [600, 600])
-    ckpt = tmp_path / "ckpt"
-
-    def die(progress: Any) -> None:
-        raise RuntimeError("killed")
-
-    async with in_process_cluster(2) as (master, _):
-        with pytest.raises(RuntimeError, match="killed"):
-            await master.fit(_forest(max_features=2), parts, mode="data",
-                             checkpoint_dir=ckpt, on_progress=die)
+    parts, ckpt = await _killed_after_first_batch(tmp_path)
     assert (ckpt / "round.aiof").exists()  # tree 0's round, though tree 0 is saved
     monkeypatch.undo()
     monkeypatch.setattr(data_parallel, "BATCH_INSTANCES_PER_WORKER", 400)
