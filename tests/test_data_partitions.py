@@ -201,3 +201,15 @@ def test_the_fast_numeric_reader_reads_what_the_careful_one_reads(
     for a, b in zip(fast.columns, careful.columns, strict=True):  # type: ignore[union-attr]
         assert a.tobytes() == b.tobytes()
     assert fast.target.tolist() == careful.target.tolist()  # type: ignore[union-attr]
+
+
+def test_c_nan_spellings_are_read_as_python_reads_them(tmp_path: Path) -> None:
+    # The C parsers (numpy's, pyarrow's) read "nan(abc)" as NaN; Python's float refuses it,
+    # so the careful reader keeps the column as text. Every worker must agree.
+    from aioforest.data import CsvOptions, read_partition
+
+    path = tmp_path / "f.csv"
+    path.write_text("a,b,label\n1,NaN(abc),x\n3,4,y\n")
+    table = read_partition(str(path), CsvOptions("label", (), ("?",), ",", "classification"))
+    assert table.scan.numeric == (True, False)
+    assert table.scan.texts[1] == ("4", "NaN(abc)")

@@ -172,7 +172,8 @@ def arrow_numeric_csv(path: str, delimiter: str, names: Sequence[str],
     installed or any cell is not a plain number (the careful reader then says which).
 
     Arrow parses a decimal to the nearest float64, as Python's ``float`` does, so the
-    values equal the careful reader's.
+    values equal the careful reader's. The caller refuses files with C's ``nan(...)``
+    spellings first (Arrow reads them as NaN, Python's ``float`` refuses them).
     """
     try:
         import pyarrow as pa
@@ -196,12 +197,6 @@ def arrow_numeric_csv(path: str, delimiter: str, names: Sequence[str],
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError):
         return None
     if table.num_columns != len(names) or table.num_rows == 0:
-        return None
-    try:
-        with open(path, "rb") as f:  # C's "nan(...)" spellings: Python's float refuses them
-            if b"nan(" in f.read().lower():
-                return None
-    except OSError:
         return None
     values = np.empty((table.num_rows, len(feature_cols)), dtype=np.float64)
     for k, j in enumerate(feature_cols):

@@ -424,8 +424,10 @@ def _read_numeric_fast(path: str, options: CsvOptions) -> PartitionTable | None:
         return None  # no data right after the header: loadtxt would only warn
     try:
         with open(path, "rb") as fb:
-            if _BLANK_LINE.search(fb.read()):
-                return None  # blank lines: loadtxt warns about them; the careful path skips
+            if _NOT_FOR_FAST_PARSERS.search(fb.read()):
+                # blank lines: loadtxt warns about them, the careful path skips them; C's
+                # "nan(...)": the C parsers read NaN where Python's float refuses
+                return None
     except OSError:
         return None
     names = [c.strip() for c in header_line.rstrip("\r\n").split(options.delimiter)]
@@ -482,7 +484,7 @@ def _fast_table(path: str, names: list[str], target: int | None, values: FloatAr
     return PartitionTable(scan, columns, y, {})
 
 
-_BLANK_LINE = re.compile(rb"\n[ \t]*\r?\n")
+_NOT_FOR_FAST_PARSERS = re.compile(rb"\n[ \t]*\r?\n|nan\(", re.IGNORECASE)
 
 
 def _is_number_text(text: str) -> bool:
