@@ -596,17 +596,15 @@ class PartSession:
                 "constant_rate": start.constant_rate[owned],
                 "root_weight": start.root_weight[owned]})
         results = await self._gather(calls)
-        blocks = []
+        replies = []
         for worker, outcome in results.items():
             if isinstance(outcome, WorkerGone):
                 await self._restore(self._move_from(worker))
                 return None
-            assert self.bins is not None
-            blocks.append(_checked_records(worker, outcome, owned_by[worker], self.bins))
-        return NodeRecords(**{
-            name: np.concatenate([getattr(b, name) for b in blocks])
-            for name in NodeRecords.__dataclass_fields__
-        })
+            replies.append((worker, outcome, owned_by[worker]))
+        assert self.bins is not None
+        # O(subtree nodes): off the loop, which keeps serving heartbeats
+        return await asyncio.to_thread(_merged_records, replies, self.bins)
 
     async def close(self) -> None:
         """Let every live worker drop the session (a lost one has dropped it already)."""
@@ -637,6 +635,16 @@ _RECORD_TYPES = {"tree": np.int64, "local": np.int64, "feature": np.int64,
                  "threshold_bin": np.int64, "missing_left": np.bool_, "left": np.int64,
                  "right": np.int64, "value": np.float64, "impurity": np.float64,
                  "n": np.int64, "wn": np.float64, "improvement": np.float64, "lut": np.bool_}
+
+
+def _merged_records(replies: list[tuple[str, PartReply, npt.NDArray[np.int64]]],
+                    bins: Bins) -> NodeRecords:
+    """The owners' subtree records, each checked, in one set (in owner order)."""
+    blocks = [_checked_records(worker, reply, owned, bins) for worker, reply, owned in replies]
+    return NodeRecords(**{
+        name: np.concatenate([getattr(b, name) for b in blocks])
+        for name in NodeRecords.__dataclass_fields__
+    })
 
 
 def _checked_records(worker: str, reply: PartReply, owned: npt.NDArray[np.int64],
@@ -961,7 +969,7 @@ async def _oob_score(session: PartSession, estimator: Any) -> None:
     ``oob_decision_function_`` / ``oob_prediction_`` would be O(rows) here, so data mode
     leaves them out). Regression's R² takes two passes of exact sums (the mean of every
     worker's rows, then the deviations from it), so it equals a local fit's bit for bit."""
-    flat = estimator._flat_forest()
+    flat = await asyncio.to_thread(estimator._flat_forest)  # O(model): off the loop
     arrays = {f"ff_{k}": np.ascontiguousarray(v) for k, v in flat.parts().items()}
     plan = {"plan": estimator.plan_.to_json()}
     replies = await session.broadcast("oob", plan, arrays, False)
