@@ -6,6 +6,7 @@ splits, binning), ``aioforest.tree`` and ``aioforest.ensemble`` (estimators),
 ``aioforest.evaluation`` (metrics, cross-validation), ``aioforest.persistence`` (model files).
 """
 
+from . import dask as _dask_backend  # noqa: F401 - registers fit(cluster=client)
 from ._version import __version__
 from .data import (
     DataError,

@@ -40,17 +40,20 @@ class Prepared:
     @classmethod
     def described(
         cls, features: tuple[Feature, ...], n_rows: int, classes: npt.NDArray[Any] | None,
-        class_counts: npt.NDArray[np.int64] | None,
+        class_counts: npt.NDArray[np.int64] | None, *, named: bool = True,
     ) -> Prepared:
         """Data that lives elsewhere (a cluster's workers), described by its schema: ``X``
-        and ``y`` have the right shapes but hold no memory and must not be read."""
+        and ``y`` have the right shapes but hold no memory and must not be read.
+        ``named``: the features' names are the data's own (a table's columns), not the
+        defaults an unnamed array gets."""
         X = np.broadcast_to(np.zeros((1, len(features))), (n_rows, len(features)))
         y: npt.NDArray[np.int64] | npt.NDArray[np.float64] = (
             np.broadcast_to(np.zeros(1, dtype=np.int64), (n_rows,)) if classes is not None
             else np.broadcast_to(np.zeros(1), (n_rows,))
         )
         return cls(X=X, y=y, sample_weight=None, features=features,
-                   feature_names=[f.name for f in features], classes=classes,
+                   feature_names=[f.name for f in features] if named else None,
+                   classes=classes,
                    class_counts=class_counts, remote=True)
 
     def counts_per_class(self) -> npt.NDArray[np.int64]:
@@ -123,7 +126,7 @@ def check_array_input(X: object, what: str = "X") -> None:
         )
 
 
-def _check_labels(y: object, classification: bool) -> object:
+def check_labels(y: object, classification: bool) -> object:
     arr = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         import warnings
@@ -161,7 +164,7 @@ def prepare(
             "(give y, or a Dataset with labels)"
         )
     if y is not None:
-        y = _check_labels(y, classification)
+        y = check_labels(y, classification)
     ds = as_dataset(X, y, task="classification" if classification else "regression")
     if ds.y is None:
         raise ValueError("the Dataset has no labels; pass y")

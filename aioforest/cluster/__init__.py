@@ -13,11 +13,14 @@
   pool for a master (``python -m aioforest.worker`` on the command line).
 * :class:`LocalCluster` -- a master plus worker subprocesses on this machine (over TLS with
   :class:`ClusterTLS`).
+* Data-parallel policy that every backend of ``mode="data"`` shares (the Dask one too):
+  :func:`trees_per_batch`, :func:`local_subtree_rows`, :func:`balanced_owners`.
 * The message vocabulary and the sans-IO scheduler live in ``_protocol`` and
   ``_scheduler``; every message is JSON plus raw numpy buffers, never pickle.
 """
 
 from ._checkpoint import CheckpointError, checkpoint_spec
+from ._data_parallel import balanced_owners, local_subtree_rows, trees_per_batch
 from ._errors import ClusterError
 from ._faults import Faults
 from ._local import ClusterTLS, LocalCluster
@@ -40,6 +43,9 @@ __all__ = [
     "MessageError",
     "Scheduler",
     "Worker",
+    "balanced_owners",
     "checkpoint_spec",
     "is_loopback",
+    "local_subtree_rows",
+    "trees_per_batch",
 ]

@@ -42,7 +42,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._exact import exact_sum, squared_deviations
 from ..data import (
     Binner,
     Bins,
@@ -67,11 +66,9 @@ from ..tree import (
     SubtreeStart,
     SummedRows,
     code_table,
-    fixed_point_targets,
     grow_subtrees_here,
-    in_bag_weights,
-    out_of_bag_votes,
-    row_keys,
+    partition_oob_sums,
+    partition_rows,
     tree_spec,
 )
 from ..wire import Message, ProtocolError
@@ -320,15 +317,8 @@ class PartHost:
         for part in self._selected(session, req):
             if part.codes is None or part.y is None:
                 raise PartOpError(f"part begin: partition {part.index} is not binned yet")
-            keys = row_keys(part.offset + np.arange(part.y.shape[0]))
-            row_sets = []
-            for i in indices:
-                w = in_bag_weights(plan, i, keys, session.n_total, None)
-                rows = np.flatnonzero(w > 0)
-                row_sets.append((rows, w[rows]))
-            # regression: the job's fixed-point targets, so that every sum is exact
-            y = part.y if plan.n_classes else fixed_point_targets(part.y, shift)
-            part.batch = LocalRows.of_trees(part.codes, row_sets, y, plan.n_classes > 0)
+            part.batch = partition_rows(plan, indices, part.codes, part.y, part.offset,
+                                        session.n_total, shift)
         return {}, {}
 
     def _op_forget(self, session: _Session, req: PartRequest) -> tuple[dict[str, Any], Arrays]:
@@ -352,15 +342,10 @@ class PartHost:
         for part in self._selected(session, req):
             if part.codes is None or part.y is None:
                 raise PartOpError(f"part oob: partition {part.index} is not binned yet")
-            y, pred = _oob_predictions(plan, flat, part, session.n_total)
-            rows += y.size
-            if plan.n_classes:
-                correct += int(np.count_nonzero(np.argmax(pred, axis=1) == y))
-            elif mean is None:  # regression, first pass: the sums the mean needs
-                sum_y += exact_sum(y)
-                ss_res += squared_deviations(y, pred[:, 0])
-            else:  # second pass: deviations from the mean of every worker's rows
-                ss_tot += squared_deviations(y, mean)
+            sums = partition_oob_sums(plan, flat, part.codes, part.y, part.offset,
+                                      session.n_total, mean)
+            rows, correct = rows + sums[0], correct + sums[1]
+            sum_y, ss_res, ss_tot = sum_y + sums[2], ss_res + sums[3], ss_tot + sums[4]
         # exact sums are integers of any size: decimal strings on the wire
         return {"sum_y": str(sum_y), "ss_res": str(ss_res), "ss_tot": str(ss_tot)}, {
             "rows": np.array([rows], dtype=np.int64),
@@ -576,18 +561,6 @@ def _file_digest(path: str) -> str:
     except OSError as exc:
         raise DataError(f"cannot read the file: {exc.strerror or exc}", path=path) from None
     return digest.hexdigest()
-
-
-def _oob_predictions(plan: ForestPlan, flat: FlatForest, part: _Partition, n_total: int
-                     ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]:
-    """The targets and out-of-bag predictions of a partition's rows that have one."""
-    assert part.codes is not None and part.y is not None
-    n = part.y.shape[0]
-    leaves = flat.leaves_of_codes(part.codes.codes.reshape(n, part.codes.n_features))
-    acc, seen = out_of_bag_votes(plan, flat.value, leaves, row_keys(part.offset + np.arange(n)),
-                                 n_total)
-    has = seen > 0
-    return part.y[has], acc[has] / seen[has, None]
 
 
 def _narrow(arrays: Arrays) -> Arrays:

@@ -17,10 +17,10 @@ import math
 import time
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +55,51 @@ __all__ = ["FitProgress", "RandomForestClassifier", "RandomForestRegressor"]
 PARALLEL_PREDICT_PAIRS = 400_000
 
 _SHARED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+class ClusterBackend(Protocol):
+    """A cluster that ``fit(cluster=...)`` / ``fit_async(cluster=...)`` can run on besides
+    ours (the Dask backend registers one: the packages above the estimators plug in here,
+    so that nothing imports them unless they are used)."""
+
+    def accepts(self, cluster: object) -> bool: ...
+
+    def fit(self, estimator: Any, X: Any, y: Any, sample_weight: Any, *, cluster: Any,
+            mode: str, on_progress: Callable[[FitProgress], object] | None) -> Any: ...
+
+    async def fit_async(self, estimator: Any, X: Any, y: Any, sample_weight: Any, *,
+                        cluster: Any, mode: str,
+                        on_progress: Callable[[FitProgress], object] | None) -> Any: ...
+
+
+_BACKENDS: list[ClusterBackend] = []
+
+
+def register_cluster_backend(backend: ClusterBackend) -> None:
+    """Let ``fit(cluster=c)`` run on ``backend`` whenever ``backend.accepts(c)``."""
+    if backend not in _BACKENDS:
+        _BACKENDS.append(backend)
+
+
+def _backend_for(cluster: object) -> ClusterBackend | None:
+    return next((b for b in _BACKENDS if b.accepts(cluster)), None)
+
+
+async def _progress_of(
+    fit: Callable[[Callable[[FitProgress], object]], Awaitable[Any]],
+) -> AsyncIterator[FitProgress]:
+    """Run ``fit(on_progress)`` and yield its progress reports as they come; cancelling
+    the consumer cancels the fit."""
+    queue: asyncio.Queue[FitProgress | None] = asyncio.Queue()
+    task = asyncio.ensure_future(fit(queue.put_nowait))
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    try:
+        while (progress := await queue.get()) is not None:
+            yield progress
+        await task
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 @dataclass(frozen=True)
@@ -152,22 +197,48 @@ class _BaseForest(BaseEstimator, TreeModel):
         if prep.classes is not None and not np.array_equal(prep.classes, self.classes_):
             raise ValueError("warm_start fit needs the same classes as before")
 
-    def fit(self, X: object, y: object = None, sample_weight: object = None) -> Any:
-        """Fit the forest; trees are fitted in ``n_jobs`` processes."""
+    def fit(
+        self, X: object, y: object = None, sample_weight: object = None, *,
+        cluster: Any = None, mode: str = "model",
+        on_progress: Callable[[FitProgress], object] | None = None,
+    ) -> Any:
+        """Fit the forest; trees are fitted in ``n_jobs`` processes.
+
+        With ``cluster`` a ``distributed.Client`` (or ``aioforest.dask.DaskCluster``), fit on
+        that Dask cluster: ``mode="model"`` (whole trees, the binned data on each worker)
+        or ``"data"`` (histograms summed over the partitions, which stay where dask holds
+        them). Either forest equals this local fit's, bit for bit. Our own ``Master`` and
+        ``LocalCluster`` run on an event loop: use :meth:`fit_async` with them.
+        """
+        if cluster is not None:
+            backend = _backend_for(cluster)
+            if backend is None:
+                raise TypeError(
+                    f"fit(cluster=...) takes a distributed.Client; a {type(cluster).__name__} "
+                    "runs on an event loop: use `await forest.fit_async(X, y, cluster=...)`")
+            return backend.fit(self, X, y, sample_weight, cluster=cluster, mode=mode,
+                               on_progress=on_progress)
         job = self.fit_job(X, y, sample_weight)
         if job.indices:
             job.install(fit_local(job, self.n_jobs))
         return self
 
     async def iter_fit_async(
-        self, X: object, y: object = None, sample_weight: object = None
+        self, X: object, y: object = None, sample_weight: object = None, *,
+        cluster: Any = None, mode: str = "model",
     ) -> AsyncIterator[FitProgress]:
         """Fit without blocking the event loop, yielding progress as each tree finishes.
 
-        Binning and tree fitting run in the process pool; the loop only schedules. The forest
-        is complete (and fitted attributes set) once the iterator is exhausted. Cancelling
-        the consumer cancels the queued tasks and leaves the estimator as it was.
+        Binning and tree fitting run in the process pool (or on ``cluster``, as in
+        :meth:`fit_async`); the loop only schedules. The forest is complete (and fitted
+        attributes set) once the iterator is exhausted. Cancelling the consumer cancels the
+        queued tasks and leaves the estimator as it was.
         """
+        if cluster is not None:
+            async for progress in _progress_of(lambda report: self.fit_async(
+                    X, y, sample_weight, cluster=cluster, mode=mode, on_progress=report)):
+                yield progress
+            return
         job = self.fit_job(X, y, sample_weight)
         if not job.indices:
             return
@@ -186,12 +257,21 @@ class _BaseForest(BaseEstimator, TreeModel):
         sample_weight: object = None,
         *,
         cluster: Any = None,
+        mode: str = "model",
         on_progress: Callable[[FitProgress], object] | None = None,
     ) -> Any:
-        """``fit`` without blocking the event loop; with ``cluster``, fit on a cluster."""
+        """``fit`` without blocking the event loop; with ``cluster``, fit on a cluster: our
+        :class:`~aioforest.cluster.Master` or :class:`~aioforest.cluster.LocalCluster`
+        (any of its modes), or a ``distributed.Client``, synchronous or asynchronous
+        (``mode="model"`` or ``"data"``)."""
         if cluster is not None:
-            return await cluster.fit(self, X, y, sample_weight=sample_weight,
-                                     on_progress=on_progress)
+            backend = _backend_for(cluster)
+            if backend is not None:
+                return await backend.fit_async(self, X, y, sample_weight, cluster=cluster,
+                                               mode=mode, on_progress=on_progress)
+            master = getattr(cluster, "master", cluster)  # a LocalCluster's own master
+            return await master.fit(self, X, y, sample_weight=sample_weight, mode=mode,
+                                    on_progress=on_progress)
         async for progress in self.iter_fit_async(X, y, sample_weight):
             if on_progress is not None:
                 on_progress(progress)

@@ -46,6 +46,7 @@ from ._model import (
     TreeModel,
     model_classes,
     register_model,
+    set_collection_predictor,
     set_model_writer,
 )
 from ._plan import (
@@ -57,6 +58,8 @@ from ._plan import (
     in_bag_counts,
     in_bag_weights,
     out_of_bag_votes,
+    partition_oob_sums,
+    partition_rows,
     target_max,
     tree_spec,
 )
@@ -113,9 +116,12 @@ __all__ = [
     "in_bag_weights",
     "model_classes",
     "out_of_bag_votes",
+    "partition_oob_sums",
+    "partition_rows",
     "plan_for",
     "register_model",
     "row_keys",
+    "set_collection_predictor",
     "set_model_writer",
     "sum_histograms",
     "target_max",

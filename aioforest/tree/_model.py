@@ -59,6 +59,25 @@ def set_model_writer(writer: ModelWriter) -> None:
     _WRITER = writer
 
 
+#: Predicts for a lazy collection of rows (a dask array or DataFrame) where it lives:
+#: ``predictor(model, X, method)``; registered by ``aioforest.dask`` on import.
+CollectionPredictor = Callable[[Any, Any, str], Any]
+_COLLECTIONS: CollectionPredictor | None = None
+
+
+def set_collection_predictor(predictor: CollectionPredictor) -> None:
+    """Install what ``predict`` / ``predict_proba`` call for a dask collection (the Dask
+    backend sits above the estimators and registers itself when ``aioforest`` is
+    imported, without importing dask)."""
+    global _COLLECTIONS
+    _COLLECTIONS = predictor
+
+
+def _is_collection(X: object) -> bool:
+    return _COLLECTIONS is not None and hasattr(type(X), "__dask_graph__") and hasattr(
+        X, "to_delayed")
+
+
 class TreeModel:
     """Mixin: the fitted state of one or more trees, and vectorised prediction over them."""
 
@@ -135,11 +154,19 @@ class ClassifierMixin(TreeModel):
         return int(self.classes_.size)
 
     def predict_proba(self, X: object) -> F64:
-        """Class probabilities: the mean over trees of the leaf class frequencies."""
+        """Class probabilities: the mean over trees of the leaf class frequencies (for a
+        dask collection, a dask array computed on the workers)."""
+        if _is_collection(X):
+            assert _COLLECTIONS is not None
+            return _COLLECTIONS(self, X, "predict_proba")  # type: ignore[no-any-return]
         return self._mean_value(X)
 
     def predict(self, X: object) -> npt.NDArray[Any]:
-        """The most probable class; ties go to the class that sorts first."""
+        """The most probable class; ties go to the class that sorts first (for a dask
+        collection, a dask array computed on the workers)."""
+        if _is_collection(X):
+            assert _COLLECTIONS is not None
+            return _COLLECTIONS(self, X, "predict")  # type: ignore[no-any-return]
         proba = self.predict_proba(X)
         labels: npt.NDArray[Any] = self.classes_[np.argmax(proba, axis=1)]
         return labels
@@ -155,6 +182,11 @@ class RegressorMixin(TreeModel):
     _estimator_type = "regressor"
 
     def predict(self, X: object) -> F64:
+        """The mean over trees of the leaf values (for a dask collection, a dask array
+        computed on the workers)."""
+        if _is_collection(X):
+            assert _COLLECTIONS is not None
+            return _COLLECTIONS(self, X, "predict")  # type: ignore[no-any-return]
         return self._mean_value(X)[:, 0]
 
     def score(self, X: object, y: object, sample_weight: npt.ArrayLike | None = None) -> float:

@@ -11,22 +11,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from .._exact import exact_sum, squared_deviations
 from ..data import Bins
 from ._arrays import TreeArrays
 from ._bootstrap import poisson_counts, row_keys, total_weight_bound
-from ._builder import Arithmetic, GrowParams, TreeJob, TreeSpec, grow_trees
+from ._builder import (
+    Arithmetic,
+    GrowParams,
+    TreeJob,
+    TreeSpec,
+    fixed_point_targets,
+    grow_trees,
+)
 from ._criterion import CRITERIA
 from ._hashing import tree_key
+from ._histogram import CodeTable
+from ._rows import LocalRows
+
+if TYPE_CHECKING:
+    from ._predict import FlatForest
 from ._splitter import INCREMENTAL_MIN_CLASSES
 
 __all__ = [
     "GROWTH_VERSION", "ForestPlan", "arithmetic", "fit_trees", "in_bag_counts",
-    "in_bag_weights", "out_of_bag_votes", "target_max", "tree_job", "tree_spec",
+    "in_bag_weights", "out_of_bag_votes", "partition_oob_sums", "partition_rows",
+    "target_max", "tree_job", "tree_spec",
 ]
 
 #: Which rules draw a seed's trees: 3 since aioforest 0.3 (per-row Poisson bootstrap keyed
@@ -200,6 +214,49 @@ def in_bag_weights(
     if sample_weight is not None:
         weight *= sample_weight
     return weight
+
+
+def partition_rows(
+    plan: ForestPlan, trees: Sequence[int], table: CodeTable, y: npt.NDArray[Any],
+    offset: int, n_total: int, target_shift: int,
+) -> LocalRows:
+    """One partition's share of a batch of ``trees``: its rows (global ids ``offset`` on, of
+    ``n_total``; their codes in ``table``) in each tree's bag, every instance at its tree's
+    root. Regression targets become the job's fixed-point integers, so that every sum over
+    any cut of the rows is exact (the data-parallel backends all start a batch here)."""
+    keys = row_keys(offset + np.arange(y.shape[0]))
+    row_sets = []
+    for i in trees:
+        w = in_bag_weights(plan, i, keys, n_total, None)
+        rows = np.flatnonzero(w > 0)
+        row_sets.append((rows, w[rows]))
+    targets = y if plan.n_classes else fixed_point_targets(y, target_shift)
+    return LocalRows.of_trees(table, row_sets, targets, plan.n_classes > 0)
+
+
+def partition_oob_sums(
+    plan: ForestPlan, flat: FlatForest, table: CodeTable, y: npt.NDArray[Any], offset: int,
+    n_total: int, mean: float | None,
+) -> tuple[int, int, int, int, int]:
+    """One partition's share of the out-of-bag score: ``(rows with an estimate, correct,
+    sum_y, ss_res, ss_tot)``, the last three exact sums (``aioforest._exact``) of
+    regression. ``mean`` is None in the first pass (``sum_y`` and ``ss_res``) and the mean
+    of every partition's targets in the second (``ss_tot``), so the score of rows cut any
+    way equals a local fit's bit for bit."""
+    n = y.shape[0]
+    leaves = flat.leaves_of_codes(table.codes.reshape(n, table.n_features))
+    acc, seen = out_of_bag_votes(plan, flat.value, leaves, row_keys(offset + np.arange(n)),
+                                 n_total)
+    has = seen > 0
+    truth, pred = y[has], acc[has] / seen[has, None]
+    correct = sum_y = ss_res = ss_tot = 0
+    if plan.n_classes:
+        correct = int(np.count_nonzero(np.argmax(pred, axis=1) == truth))
+    elif mean is None:
+        sum_y, ss_res = exact_sum(truth), squared_deviations(truth, pred[:, 0])
+    else:
+        ss_tot = squared_deviations(truth, mean)
+    return int(truth.size), correct, sum_y, ss_res, ss_tot
 
 
 def tree_job(

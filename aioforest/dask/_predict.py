@@ -1,0 +1,74 @@
+"""Prediction on dask collections, computed on the workers (dask-ml's ``ParallelPostFit``).
+
+The model travels once, as the bytes of our model file (no pickle): one key in the
+graph that dask copies to each worker the first time a block there needs it; each
+worker loads it once and keeps it (``_LOADED``). Every block is predicted by the loaded
+model's own ``predict`` / ``predict_proba``, so the answers are the local model's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from ..persistence import load_bytes, save_bytes
+
+__all__ = ["predict_collection"]
+
+#: Models a worker keeps loaded, by the SHA-256 of their bytes.
+_LOADED: OrderedDict[str, Any] = OrderedDict()
+_LOADED_LOCK = threading.Lock()
+KEEP_LOADED = 4
+
+
+def _model(digest: str, payload: bytes) -> Any:
+    with _LOADED_LOCK:
+        model = _LOADED.get(digest)
+        if model is None:
+            model = load_bytes(payload)
+            _LOADED[digest] = model
+            while len(_LOADED) > KEEP_LOADED:
+                _LOADED.popitem(last=False)
+        return model
+
+
+def predict_block(model: tuple[str, bytes], block: Any, method: str) -> Any:
+    """One block's predictions, by the model ``(digest, bytes)``."""
+    return np.asarray(getattr(_model(*model), method)(block))
+
+
+def predict_collection(estimator: Any, X: Any, method: str) -> Any:
+    """``estimator.<method>(X)`` for a dask array or DataFrame, as a dask array."""
+    import dask
+    import dask.array as da
+
+    payload = save_bytes(estimator)
+    model = dask.delayed((hashlib.sha256(payload).hexdigest(), payload), pure=True)
+    proba = method == "predict_proba"
+    if proba:
+        dtype: Any = np.float64
+    elif hasattr(estimator, "classes_"):
+        dtype = np.asarray(estimator.classes_).dtype
+    else:
+        dtype = np.float64
+    k = len(estimator.classes_) if proba else 0
+    if not hasattr(X, "chunks"):  # a DataFrame: one block per partition, sizes unknown
+        blocks = list(X.to_delayed())
+        sizes: list[float] = [np.nan] * len(blocks)
+    else:
+        if X.ndim != 2:
+            raise ValueError(f"X should be a 2-D dask array, got {X.ndim} dimensions")
+        if X.numblocks[1] > 1:
+            X = X.rechunk({1: -1})
+        blocks = list(X.to_delayed()[:, 0])
+        sizes = list(X.chunks[0])
+    parts = [
+        da.from_delayed(dask.delayed(predict_block, pure=True)(model, b, method),
+                        shape=(n, k) if proba else (n,), dtype=dtype)
+        for b, n in zip(blocks, sizes, strict=True)
+    ]
+    return da.concatenate(parts, axis=0)
