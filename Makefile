@@ -37,6 +37,7 @@ bench: $(STAMP_TEST)
 	$(PY) benchmarks/bench_cluster.py
 	$(PY) benchmarks/bench_faults.py
 	$(PY) benchmarks/bench_data_parallel.py
+	$(PY) benchmarks/bench_dask.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,9 @@
 The main names are importable from here; each concern lives in its own package:
 ``aioforest.csp`` (channels, select, wait groups), ``aioforest.data`` (datasets, readers,
 splits, binning), ``aioforest.tree`` and ``aioforest.ensemble`` (estimators),
-``aioforest.evaluation`` (metrics, cross-validation), ``aioforest.persistence`` (model files).
+``aioforest.evaluation`` (metrics, cross-validation), ``aioforest.persistence`` (model files),
+``aioforest.cluster`` (our TCP master and workers) and ``aioforest.dask`` (fits and
+predictions on a Dask cluster: ``forest.fit(X, y, cluster=client)``).
 """
 
 from . import dask as _dask_backend  # noqa: F401 - registers fit(cluster=client)

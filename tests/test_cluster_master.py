@@ -112,7 +112,22 @@ async def test_regressor_and_fit_async_with_a_cluster() -> None:
     async with cluster(1) as (master, _):
         forest = RandomForestRegressor(n_estimators=6, random_state=2)
         assert await forest.fit_async(X, y, cluster=master) is forest
+        streamed = RandomForestRegressor(n_estimators=6, random_state=2)
+        done = [p.done async for p in streamed.iter_fit_async(X, y, cluster=master)]
+
+        class OurLocalCluster:  # what fit_async reads of an aioforest LocalCluster
+            pass
+
+        ours = OurLocalCluster()
+        ours.master = master  # type: ignore[attr-defined]
+        via_local = await RandomForestRegressor(n_estimators=6, random_state=2).fit_async(
+            X, y, cluster=ours)
+        with pytest.raises(TypeError, match="fit_async"):
+            RandomForestRegressor(n_estimators=2).fit(X, y, cluster=master)
     assert_same_forest(forest, local)
+    assert_same_forest(streamed, local)
+    assert_same_forest(via_local, local)
+    assert done == [1, 2, 3, 4, 5, 6]
 
 
 @pytest.mark.asyncio

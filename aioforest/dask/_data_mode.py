@@ -155,8 +155,11 @@ def grow_on_dask(
                     if plan.class_weight is not None else None)
     n_workers = session.workers()
     indices = list(job.indices)
-    per_batch = trees_per_batch(data.n_total, n_workers, len(indices), bins.n_features)
-    subtree_rows = local_subtree_rows(data.n_total, n_workers)
+    options = session.options
+    per_batch = options.trees_per_batch or trees_per_batch(data.n_total, n_workers,
+                                                           len(indices), bins.n_features)
+    subtree_rows = (local_subtree_rows(data.n_total, n_workers)
+                    if options.local_subtree_rows is None else options.local_subtree_rows)
     plan_json, bins_arrays = plan.to_json(), tasks.bins_to_arrays(bins)
     trees: dict[int, TreeArrays] = {}
     stats = {"batches": 0, "rounds": 0, "grow_seconds": 0.0}

@@ -155,7 +155,8 @@ def _scattered(session: DaskSession, X: Any, y: Any, sw: Any) -> list[tuple[Any,
     n = len(X)
     if len(y) != n:
         raise ValueError(f"X has {n} rows and y {len(y)}")
-    size = max(1, session.options.partition_rows)
+    # at least one partition per worker thread, so that every worker sums histograms
+    size = max(1, min(session.options.partition_rows, -(-n // session.threads())))
     bounds = [*range(0, n, size), n] if n else [0, 0]
 
     def take(v: Any, lo: int, hi: int) -> Any:

@@ -37,15 +37,25 @@ class DaskCluster:
         client: a ``distributed.Client``, synchronous or asynchronous.
         timeout: seconds without any task finishing before the fit fails with
             :class:`DaskFitError` (a cluster without workers, a task that never runs).
-        partition_rows: rows per partition when numpy or pandas inputs are scattered.
+        partition_rows: rows per partition, at most, when numpy or pandas inputs are
+            scattered (and at least one partition per worker thread).
         retries: times dask reruns a task whose worker died, on top of its own
             ``allowed-failures``.
+        trees_per_batch: ``mode="data"``: trees grown together (default: as many as the
+            workers' memory budget allows, ``aioforest.cluster.trees_per_batch``).
+        local_subtree_rows: ``mode="data"``: nodes with at most this many instances
+            finish their subtrees in one task (default: the TCP cluster's policy,
+            ``aioforest.cluster.local_subtree_rows``; 0: never).
+
+    None of these options changes the forest.
     """
 
     client: Any
     timeout: float = 600.0
     partition_rows: int = 1 << 17
     retries: int = 3
+    trees_per_batch: int | None = None
+    local_subtree_rows: int | None = None
 
 
 @dataclass
@@ -99,19 +109,35 @@ class DaskSession:
                 last = time.monotonic()
                 for future in done:
                     pending.discard(future)
-                    if future.status == "error":
-                        raise self._failed(what, future)
-                    if future.status == "cancelled":
-                        raise DaskFitError(f"{what}: a task was cancelled by the cluster "
-                                           f"({future.key}); its data was lost")
+                    self._check(future, what)
                     yield future
         finally:
             self.waits += time.perf_counter() - t0
 
     def results(self, futures: Sequence[Any], what: str) -> list[Any]:
-        """Every future's result, in order."""
-        for _ in self.completed(futures, what):
-            pass
+        """Every future's result, in order (one wait for all: the common case)."""
+        from distributed import wait
+
+        t0 = time.perf_counter()
+        last, n_done = time.monotonic(), 0
+        try:
+            while True:
+                if self.stop.is_set():
+                    raise FitCancelled("the fit on Dask was stopped")
+                try:
+                    wait(list(futures), timeout=POLL_SECONDS, return_when="ALL_COMPLETED")
+                    break
+                except TimeoutError:
+                    done = sum(1 for f in futures if f.done())
+                    if done > n_done:
+                        last, n_done = time.monotonic(), done
+                    elif time.monotonic() - last > self.options.timeout:
+                        raise DaskFitError(self._stalled(what, len(futures) - done,
+                                                         len(futures))) from None
+        finally:
+            self.waits += time.perf_counter() - t0
+        for future in futures:
+            self._check(future, what)
         return list(self.client.gather(list(futures)))
 
     def _stalled(self, what: str, pending: int, total: int) -> str:
@@ -122,6 +148,13 @@ class DaskSession:
         return (f"{what}: the Dask cluster made no progress for {self.options.timeout:g} s "
                 f"({pending} of {total} tasks unfinished, {workers} workers); see the "
                 "dashboard, or give DaskCluster(client, timeout=...)")
+
+    def _check(self, future: Any, what: str) -> None:
+        if future.status == "error":
+            raise self._failed(what, future)
+        if future.status == "cancelled":
+            raise DaskFitError(f"{what}: a task was cancelled by the cluster ({future.key}); "
+                               "its data was lost")
 
     @staticmethod
     def _failed(what: str, future: Any) -> BaseException:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._malloc import tune_malloc
 from .._validation import check_labels
 from ..data import (
     Binner,
@@ -107,6 +108,7 @@ def encode_part(index: int, X: Any, y: Any, sw: Any, features: list[list[Any]],
                 classes: npt.NDArray[Any] | None, use_weights: bool) -> Arrays:
     """The partition encoded in the job's schema: ``X`` float64, ``y`` class codes (int64)
     or targets (float64), ``sw`` (empty when the job has no weights)."""
+    tune_malloc()  # dask's workers trim malloc's heap at 64 KiB: see aioforest._malloc
     try:
         schema = features_from_json(features)
         labels = check_labels(y, classes is not None)
@@ -162,6 +164,7 @@ def bins_from_arrays(arrays: Arrays) -> Bins:
 
 def bin_part(enc: Arrays, bins: Arrays) -> Arrays:
     """The partition's codes, feature-major ``(n_features, rows)`` uint8, with its labels."""
+    tune_malloc()  # dask's workers trim malloc's heap at 64 KiB: see aioforest._malloc
     return {"codes": bins_from_arrays(bins).transform(enc["X"]), "y": enc["y"],
             "sw": enc["sw"]}
 
@@ -181,6 +184,7 @@ def concat_parts(*binned: Arrays) -> Arrays:
 def fit_batch(data: Arrays, plan: dict[str, Any], bins: Arrays, indices: list[int]
               ) -> list[Arrays]:
     """Trees ``indices`` of the forest, on the whole dataset: each tree's arrays."""
+    tune_malloc()  # dask's workers trim malloc's heap at 64 KiB: see aioforest._malloc
     sw = data["sw"] if data["sw"].size else None
     trees = fit_trees(ForestPlan.from_json(plan), bins_from_arrays(bins), data["codes"],
                       data["y"], sw, indices)
@@ -195,6 +199,7 @@ def tree_from_arrays(arrays: Arrays) -> TreeArrays:
 def start_batch(binned: Arrays, bins: Arrays, plan: dict[str, Any], trees: list[int],
                 offset: int, n_total: int, target_shift: int) -> Arrays:
     """The partition's share of a batch of trees, every instance at its tree's root."""
+    tune_malloc()  # dask's workers trim malloc's heap at 64 KiB: see aioforest._malloc
     b = bins_from_arrays(bins)
     table = code_table(b, binned["codes"])
     local = partition_rows(ForestPlan.from_json(plan), trees, table, binned["y"], offset,
@@ -209,6 +214,7 @@ def _state(table: CodeTable, rows: LevelRows) -> Arrays:
 
 
 def state_rows(state: Arrays) -> LocalRows:
+    tune_malloc()  # dask's workers trim malloc's heap at 64 KiB: see aioforest._malloc
     table = CodeTable(state["codes"], int(state["n_features"][0]), state["n_bins"],
                       state["is_categorical"])
     return LocalRows(table, LevelRows(state["row"], state["weight"], state["y"],
@@ -270,6 +276,7 @@ def grow_owned(bins: Arrays, plan: dict[str, Any], trees: list[int], exact: list
     """Grow the subtrees ``start`` describes (one owner's) from the rows every partition
     took for them: the driver's own ``grow_subtrees_here``. ``start["subtrees"]`` are their
     ids among the level's, which the records carry back."""
+    tune_malloc()  # dask's workers trim malloc's heap at 64 KiB: see aioforest._malloc
     b, forest = bins_from_arrays(bins), ForestPlan.from_json(plan)
     owned = start["subtrees"]
     rows = SubtreeRows.concat([SubtreeRows(p["codes"], p["y"], p["weight"], p["subtree"])
@@ -292,6 +299,7 @@ def grow_owned(bins: Arrays, plan: dict[str, Any], trees: list[int], exact: list
 def oob_sums(binned: Arrays, bins: Arrays, plan: dict[str, Any], forest: Arrays,
              offset: int, n_total: int, mean: float | None) -> list[Any]:
     """The partition's out-of-bag sums (exact integers as decimal strings)."""
+    tune_malloc()  # dask's workers trim malloc's heap at 64 KiB: see aioforest._malloc
     b = bins_from_arrays(bins)
     flat = FlatForest.from_parts(b, forest)
     sums = partition_oob_sums(ForestPlan.from_json(plan), flat, code_table(b, binned["codes"]),

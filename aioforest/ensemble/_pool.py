@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .._malloc import tune_malloc
+
 __all__ = ["ArraySpec", "SharedArrays", "attach", "effective_n_jobs", "get_executor"]
 
 #: (segment name, shape, dtype string) of one array in shared memory.
@@ -205,13 +207,15 @@ def _context() -> Any:
 
 
 def _watch_parent(interval: float = 1.0) -> None:
-    """Pool-process initializer: exit when the process that started us is gone.
+    """Pool-process initializer: malloc thresholds fit for tree growth (``tune_malloc``),
+    and exit when the process that started us is gone.
 
     Pool processes block on a queue whose write end they hold themselves, so they never see
     EOF when the owner is SIGKILLed, and with forkserver they also keep the server alive.
     ``multiprocessing.parent_process()`` is the owner (its sentinel pipe closes when the
     owner dies, however it dies); a daemon thread polls it and ends this process.
     """
+    tune_malloc()
     owner = mp.parent_process()
     if owner is None:
         return
