@@ -26,7 +26,7 @@ from ..data import Bins, Feature
 from . import _tasks as tasks
 from ._session import DaskSession
 
-__all__ = ["DaskData", "is_dask_collection", "load"]
+__all__ = ["DaskData", "is_dask_collection", "load", "row_blocks"]
 
 
 def is_dask_collection(obj: object) -> bool:
@@ -99,16 +99,8 @@ def bin_rows(session: DaskSession, data: DaskData, bins: Bins) -> None:
 
 def _partitions(session: DaskSession, X: Any, y: Any, sw: Any) -> list[tuple[Any, Any, Any]]:
     if is_dask_collection(X):
-        if not hasattr(X, "chunks"):  # a DataFrame
-            blocks = list(X.to_delayed())
-            rows: list[int] | None = None
-        else:
-            if X.ndim != 2:
-                raise ValueError(f"X should be a 2-D dask array, got {X.ndim} dimensions")
-            if X.numblocks[1] > 1:
-                X = X.rechunk({1: -1})
-            blocks = list(X.to_delayed()[:, 0])
-            rows = None if any(math.isnan(c) for c in X.chunks[0]) else list(X.chunks[0])
+        blocks, sizes = row_blocks(X)
+        rows = None if any(math.isnan(c) for c in sizes) else [int(c) for c in sizes]
         ys = _aligned(session, y, len(blocks), rows, "y")
         ws = _aligned(session, sw, len(blocks), rows, "sample_weight")
         futures = session.client.compute([*blocks, *[v for v in (*ys, *ws) if _lazy(v)]])
@@ -118,6 +110,19 @@ def _partitions(session: DaskSession, X: Any, y: Any, sw: Any) -> list[tuple[Any
         ws = [next(it) if _lazy(v) else v for v in ws]
         return list(zip(xs, ys, ws, strict=True))
     return _scattered(session, X, y, sw)
+
+
+def row_blocks(X: Any) -> tuple[list[Any], list[float]]:
+    """A dask array's or DataFrame's blocks of whole rows (delayed) and their row counts
+    (NaN where dask does not know them)."""
+    if not hasattr(X, "chunks"):  # a DataFrame: one block per partition
+        blocks = list(X.to_delayed())
+        return blocks, [math.nan] * len(blocks)
+    if X.ndim != 2:
+        raise ValueError(f"X should be a 2-D dask array, got {X.ndim} dimensions")
+    if X.numblocks[1] > 1:
+        X = X.rechunk({1: -1})
+    return list(X.to_delayed()[:, 0]), [float(c) for c in X.chunks[0]]
 
 
 def _lazy(value: Any) -> bool:

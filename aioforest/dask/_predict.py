@@ -9,6 +9,7 @@ model's own ``predict`` / ``predict_proba``, so the answers are the local model'
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..persistence import load_bytes, save_bytes
+from ._inputs import row_blocks
 
 __all__ = ["predict_collection"]
 
@@ -56,16 +58,8 @@ def predict_collection(estimator: Any, X: Any, method: str) -> Any:
     else:
         dtype = np.float64
     k = len(estimator.classes_) if proba else 0
-    if not hasattr(X, "chunks"):  # a DataFrame: one block per partition, sizes unknown
-        blocks = list(X.to_delayed())
-        sizes: list[float] = [np.nan] * len(blocks)
-    else:
-        if X.ndim != 2:
-            raise ValueError(f"X should be a 2-D dask array, got {X.ndim} dimensions")
-        if X.numblocks[1] > 1:
-            X = X.rechunk({1: -1})
-        blocks = list(X.to_delayed()[:, 0])
-        sizes = list(X.chunks[0])
+    blocks, counts = row_blocks(X)
+    sizes = [n if math.isnan(n) else int(n) for n in counts]  # NaN: unknown to dask
     parts = [
         da.from_delayed(dask.delayed(predict_block, pure=True)(model, b, method),
                         shape=(n, k) if proba else (n,), dtype=dtype)
