@@ -36,7 +36,6 @@ from ..tree import (
     TreeArrays,
     arithmetic,
     grow,
-    sum_histograms,
     tree_spec,
 )
 from . import _tasks as tasks
@@ -107,9 +106,12 @@ class DaskRows:
                 "integral": request.integral, "with_counts": request.with_counts}
         arrays = {"candidates": request.candidates, "features": request.drawn.features,
                   "valid": request.drawn.valid}
-        parts = self._ask(tasks.histograms, "building histograms", args, arrays)
+        # summed where the parts are (exact integers): the client holds one histogram
+        parts = [self.session.submit(tasks.histograms, s, args, arrays) for s in self.states]
+        total = self.session.submit(tasks.sum_histograms_of, *parts)
+        (summed,) = self.session.results([total], "building histograms")
         self.rounds += 1
-        return sum_histograms([Histograms.from_arrays(p) for p in parts])
+        return Histograms.from_arrays(summed)
 
     def route(self, splits: NodeSplits) -> None:
         self._update(tasks.route, {

@@ -47,8 +47,7 @@ def fit_on_dask(
         job = estimator.job_for(data.prepared)
         if not job.indices:
             return estimator
-        bins = job.bins if job.warm else learn_bins(session, data, estimator.max_bins,
-                                                    job.binner)
+        bins = job.bins if job.warm else learn_bins(session, data, job.binner.max_bins)
         job.use_bins(bins)
         bin_rows(session, data, bins)
         if mode == "model":

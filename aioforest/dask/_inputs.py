@@ -78,16 +78,17 @@ def load(session: DaskSession, X: Any, y: Any, sample_weight: Any, classificatio
     return DaskData(raw, offsets, prep, target_max, use_weights, encoded)
 
 
-def learn_bins(session: DaskSession, data: DaskData, max_bins: int, binner: Any) -> Bins:
-    """The bins of every partition's rows, as a local fit would learn them."""
+def learn_bins(session: DaskSession, data: DaskData, max_bins: int) -> Bins:
+    """The bins of every partition's rows, as a local fit would learn them. The
+    partitions' summaries (up to ``BIN_SAMPLE_ROWS`` sampled values per feature) merge
+    on a worker; only the bins come here."""
     is_cat = data.prepared.is_categorical
-    summaries = session.results(
-        [session.submit(tasks.summarize_part, enc, int(data.offsets[p]), data.n_total,
-                        max_bins, is_cat) for p, enc in enumerate(data.encoded)],
-        "summarising the bins")
-    merged = tasks.merge_summaries(summaries, max_bins)
-    bins: Bins = binner.fit_summaries([merged], is_cat, data.prepared.n_categories)
-    return bins
+    summaries = [session.submit(tasks.summarize_part, enc, int(data.offsets[p]), data.n_total,
+                                max_bins, is_cat) for p, enc in enumerate(data.encoded)]
+    fitted = session.submit(tasks.fit_bins, max_bins, is_cat, data.prepared.n_categories,
+                            *summaries)
+    (bins,) = session.results([fitted], "learning the bins")
+    return tasks.bins_from_arrays(bins)
 
 
 def bin_rows(session: DaskSession, data: DaskData, bins: Bins) -> None:

@@ -45,6 +45,7 @@ from ..tree import (
     grow_subtrees_here,
     partition_oob_sums,
     partition_rows,
+    sum_histograms,
     tree_spec,
 )
 
@@ -141,12 +142,12 @@ def summarize_part(enc: Arrays, offset: int, n_total: int, max_bins: int,
                                       sample_weight=sw).arrays()
 
 
-def merge_summaries(summaries: list[Arrays], max_bins: int) -> BinSummary:
-    parts = [BinSummary.from_arrays(s) for s in summaries]
-    merged = parts[0]
-    for other in parts[1:]:
-        merged = merged.merge(other, max_bins)
-    return merged
+def fit_bins(max_bins: int, is_categorical: npt.NDArray[np.bool_],
+             n_categories: npt.NDArray[np.int64], *summaries: Arrays) -> Arrays:
+    """The bins of the rows the partitions' summaries describe."""
+    bins = Binner(max_bins).fit_summaries([BinSummary.from_arrays(s) for s in summaries],
+                                          is_categorical, n_categories)
+    return bins_to_arrays(bins)
 
 
 def bins_to_arrays(bins: Bins) -> Arrays:
@@ -248,6 +249,12 @@ def histograms(state: Arrays, args: dict[str, Any], arrays: Arrays) -> Arrays:
     if not isinstance(hist, Histograms):  # never: the request has no Gini-scan totals
         raise TypeError(f"a partition answered {type(hist).__name__}, not Histograms")
     return hist.arrays()
+
+
+def sum_histograms_of(*parts: Arrays) -> Arrays:
+    """The partitions' histograms summed, on a worker: the client receives one (the stats
+    are integers, so the order of the sums does not matter)."""
+    return sum_histograms([Histograms.from_arrays(p) for p in parts]).arrays()
 
 
 def route(state: Arrays, split: Arrays) -> Arrays:
