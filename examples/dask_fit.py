@@ -43,8 +43,8 @@ def main() -> None:
         for mode in ("model", "data"):
             forest = aioforest.RandomForestClassifier(n_estimators=20, random_state=0)
             forest.fit(X, y, cluster=client, mode=mode,
-                       on_progress=lambda p: print(f"\r{mode}: {p.done}/{p.total} trees",
-                                                   end=""))
+                       on_progress=lambda p, m=mode: print(
+                           f"\r{m}: {p.done}/{p.total} trees", end=""))
             print()
         labels = forest.predict(X[:1000])  # a dask array, computed on the workers
         print("accuracy on the first 1000 rows:",

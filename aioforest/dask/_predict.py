@@ -1,8 +1,8 @@
 """Prediction on dask collections, computed on the workers (dask-ml's ``ParallelPostFit``).
 
-The model travels once, as the bytes of our model file (no pickle): one key in the
-graph that dask copies to each worker the first time a block there needs it; each
-worker loads it once and keeps it (``_LOADED``). Every block is predicted by the loaded
+The model travels once, as the bytes of our model file (no pickle): scattered to every
+worker when a distributed client is about (else one key of the graph); each worker loads
+it once and keeps it (``_LOADED``). Every block is predicted by the loaded
 model's own ``predict`` / ``predict_proba``, so the answers are the local model's.
 """
 
@@ -43,13 +43,29 @@ def predict_block(model: tuple[str, bytes], block: Any, method: str) -> Any:
     return np.asarray(getattr(_model(*model), method)(block))
 
 
+def _shipped(model: tuple[str, bytes]) -> Any:
+    """The model as the graph's input: with a distributed client, scattered to every
+    worker once (the graph then holds a small reference, not the bytes); otherwise a
+    single key of the graph."""
+    import dask
+
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):  # no distributed, or no client: a local scheduler
+        return dask.delayed(model, pure=True)
+    (future,) = client.scatter([model], broadcast=True, hash=False)
+    return future
+
+
 def predict_collection(estimator: Any, X: Any, method: str) -> Any:
     """``estimator.<method>(X)`` for a dask array or DataFrame, as a dask array."""
     import dask
     import dask.array as da
 
     payload = save_bytes(estimator)
-    model = dask.delayed((hashlib.sha256(payload).hexdigest(), payload), pure=True)
+    model = _shipped((hashlib.sha256(payload).hexdigest(), payload))
     proba = method == "predict_proba"
     if proba:
         dtype: Any = np.float64
