@@ -177,8 +177,10 @@ def report(label: str, trees: int, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         peak = f"{r['client_peak']:.2f}" if "client_peak" in r else ""
         same = {True: "yes", False: "NO"}.get(r.get("identical"), "")  # type: ignore[call-overload]
-        print(f"| {r['row']} | {r['seconds']:.2f} | {r['seconds'] / sk:.2f} | "
-              f"{r['seconds'] / tcp:.2f} | {r['accuracy']:.4f} | {same} | {peak} |")
+        timed = r["seconds"] == r["seconds"]  # the memory-only rows are not timed (NaN)
+        times = (f"{r['seconds']:.2f} | {r['seconds'] / sk:.2f} | {r['seconds'] / tcp:.2f}"
+                 if timed else "– | – | –")
+        print(f"| {r['row']} | {times} | {r['accuracy']:.4f} | {same} | {peak} |")
 
 
 def main() -> None:
