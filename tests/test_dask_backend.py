@@ -113,6 +113,29 @@ def test_a_dask_dataframe_with_a_categorical_column(client: Any) -> None:
     np.testing.assert_array_equal(got.compute(), local.predict(df))
 
 
+def test_partitions_that_each_miss_categories_and_classes(client: Any) -> None:
+    # sorted by colour, so that no partition sees every colour or every class: the schema
+    # and the classes are still the local fit's (unions, sorted)
+    rng = np.random.default_rng(3)
+    n = 900
+    colour = np.sort(rng.choice(["red", "green", "blue"], size=n))
+    df = pd.DataFrame({"x": rng.normal(size=n), "colour": colour.astype(object)})
+    target = pd.Series(np.where(colour == "red", "r", np.where(df["x"] > 0, "p", "n")))
+    weights = rng.integers(0, 3, size=n).astype(float)
+    local = RandomForestClassifier(4, random_state=1).fit(df, target, sample_weight=weights)
+    fitted = RandomForestClassifier(4, random_state=1).fit(
+        dd.from_pandas(df, npartitions=4, sort=False),
+        dd.from_pandas(target, npartitions=4, sort=False),
+        sample_weight=dd.from_pandas(pd.Series(weights), npartitions=4, sort=False),
+        cluster=client, mode="model")
+    assert_same_forest(local, fitted)
+    assert fitted.features_ == local.features_
+    assert list(fitted.classes_) == ["n", "p", "r"]
+    with pytest.raises(ValueError, match="sample_weight"):
+        RandomForestClassifier(2).fit(df, target, sample_weight=weights, cluster=client,
+                                      mode="data")
+
+
 def test_prediction_on_a_dask_array_is_computed_on_the_workers(client: Any) -> None:
     X, y = _classification(seed=4)
     model = RandomForestClassifier(5, random_state=0).fit(X, y)
