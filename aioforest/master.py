@@ -22,7 +22,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -44,7 +44,7 @@ from .evaluation import accuracy, cross_validated_metric
 from .persistence import save
 from .wire import check_tls_pair, load_token, server_ssl_context
 
-__all__ = ["build_parser", "main", "parse_max_features"]
+__all__ = ["ProgressLine", "build_parser", "main", "parse_max_features"]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -189,34 +189,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _ProgressLine:
-    """A one-line progress display: trees done, trees per second, ETA."""
+class ProgressLine:
+    """Progress on ``stream``: trees done, trees per second, ETA.
 
-    def __init__(self, stream: TextIO, enabled: bool, min_interval: float = 0.1) -> None:
+    On a terminal, one live line rewritten in place (at most ~10 times a second). Anywhere
+    else (a log file, CI, a pipe), plain lines ending in a newline, with no carriage
+    return: at most one every ``log_interval`` seconds, and always the last one.
+    ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, stream: TextIO, enabled: bool, min_interval: float = 0.1, *,
+                 log_interval: float = 5.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
         self.stream = stream
         self.enabled = enabled
+        self.live = _is_terminal(stream)
         self.shown = False
-        self.min_interval = min_interval
+        self.min_interval = min_interval if self.live else log_interval
+        self.clock = clock
         self._last = -math.inf
 
     def __call__(self, p: FitProgress) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
+        now = self.clock()
         if p.done < p.total and now - self._last < self.min_interval:
-            return  # at most ~10 updates a second, and always the last one
+            return  # rate-limited, and always the last one
         self._last = now
         eta = f"{p.eta:6.1f}s" if np.isfinite(p.eta) else "     ?"
-        self.stream.write(
-            f"\rtrees {p.done}/{p.total}  {p.trees_per_second:8.1f} trees/s  ETA {eta}"
-        )
+        text = f"trees {p.done}/{p.total}  {p.trees_per_second:8.1f} trees/s  ETA {eta}"
+        self.stream.write(f"\r{text}" if self.live else f"{text}\n")
         self.stream.flush()
         self.shown = True
 
     def end(self) -> None:
-        if self.shown:
+        if self.shown and self.live:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
 
 
 def _size(n: float) -> str:
@@ -278,7 +294,7 @@ def _estimator(args: argparse.Namespace) -> RandomForestClassifier:
 
 async def _cross_validate(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> int:
     forest = _estimator(args)
-    progress = _ProgressLine(sys.stderr, not args.quiet)
+    progress = ProgressLine(sys.stderr, not args.quiet)
     async with _cluster(args, token) as master:
         t0 = time.perf_counter()
         try:
@@ -306,7 +322,7 @@ async def _train(args: argparse.Namespace, ds: Dataset | Partitions, token: byte
         assert isinstance(ds, Dataset)
         return await _cross_validate(args, ds, token)
     forest = _estimator(args)
-    progress = _ProgressLine(sys.stderr, not args.quiet)
+    progress = ProgressLine(sys.stderr, not args.quiet)
     async with _cluster(args, token) as master:
         t0 = time.perf_counter()
         try:

@@ -85,6 +85,7 @@ async def test_cli_embedded_default_starts_local_workers(tmp_path: Path) -> None
     assert "mode shards" in out
     assert re.search(r"tasks per worker: local-1: \d+, local-2: \d+", out), out
     assert re.search(r"trees 12/12 +[\d.]+ trees/s +ETA", err), err  # the progress line
+    assert "\r" not in err and err.endswith("\n")  # stderr is a pipe: plain lines for a log
     forest = load(model)
     assert len(forest.trees_) == 12
     iris = read_csv(dataset_path("iris_headers.csv"))
