@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TextIO
 
 import numpy as np
+import numpy.typing as npt
 
 from ._runtime import int_argument, run
 from .cluster import (
@@ -39,12 +40,17 @@ from .cluster import (
 )
 from .data import DataError, Dataset, Partitions, read_csv
 from .datasets import path as dataset_path
-from .ensemble import FitProgress, RandomForestClassifier
+from .ensemble import FitProgress, RandomForestClassifier, RandomForestRegressor
 from .evaluation import accuracy, cross_validated_metric
 from .persistence import save
 from .wire import check_tls_pair, load_token, server_ssl_context
 
-__all__ = ["ProgressLine", "build_parser", "main", "parse_max_features"]
+__all__ = ["ProgressLine", "build_parser", "main", "parse_max_features", "resolve_task"]
+
+#: ``--task auto``: a numeric target with more distinct values than this is regression.
+AUTO_MAX_CLASSES = 50
+#: A classification target with more classes than this (or than half the rows) is refused.
+MAX_CLASSES = 10_000
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -63,6 +69,9 @@ examples:
   # every tree checkpointed at once; after a crash, continue where it stopped
   aioforest-master --data train.csv --trees 500 --checkpoint-dir ckpt/ --out model.aiof
   aioforest-master --data train.csv --trees 500 --checkpoint-dir ckpt/ --out model.aiof --resume
+  # a numeric target trains a regressor (R² and RMSE); --task forces either
+  aioforest-master --data prices.csv --target price --trees 100 --out prices.aiof
+  aioforest-master --data grades.csv --target grade --task regression
   # 10-fold cross-validation: per-fold accuracy, mean and variance (data sent once)
   python -m aioforest.master --cv 10 --trees 50 --seed 1
   # external workers on other machines (a token is required off loopback)
@@ -113,6 +122,12 @@ def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
                       help="random_state (default: a fresh seed)")
     data.add_argument("--max-features", type=parse_max_features, metavar="F",
                       help="features tried per split: sqrt (default), log2, all, N or a fraction")
+    data.add_argument("--task", choices=("auto", "classification", "regression"),
+                      default="auto",
+                      help="auto (default): regression when every target value is a number "
+                      f"and they are not integers, or more than {AUTO_MAX_CLASSES} distinct "
+                      "ones; else classification (in --mode data, auto is classification: "
+                      "the master does not read the files)")
     data.add_argument("--oob", action="store_true",
                       help="also report the out-of-bag accuracy (model mode only)")
     data.add_argument("--mode", choices=("model", "data", "shards"), default="model",
@@ -279,7 +294,38 @@ def _master_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _estimator(args: argparse.Namespace) -> RandomForestClassifier:
+def resolve_task(ds: Dataset, task: str) -> Dataset:
+    """The dataset with the labels of ``task`` (``auto``: the rule in ``--help``); a
+    classification with an absurd number of classes is refused (``ValueError``)."""
+    labels = [str(v) for v in np.asarray(ds.y).tolist()]
+    numbers = _as_numbers(labels)
+    if task == "auto":
+        regression = numbers is not None and (
+            bool(np.any(numbers != np.round(numbers))) or np.unique(numbers).size
+            > AUTO_MAX_CLASSES)
+        task = "regression" if regression else "classification"
+    if task == "regression":
+        if numbers is None:
+            bad = next(v for v in labels if _as_numbers([v]) is None)
+            raise ValueError(f"--task regression needs a numeric target; {bad!r} is not one")
+        return ds.with_labels(numbers, task="regression")
+    n_classes = len(set(labels))
+    if n_classes > MAX_CLASSES or (n_classes > 2 and n_classes > ds.n_samples / 2):
+        raise ValueError(
+            f"the target has {n_classes} classes in {ds.n_samples} rows: that is not a "
+            "classification (for a numeric target, use --task regression)")
+    return ds
+
+
+def _as_numbers(texts: Sequence[str]) -> npt.NDArray[np.float64] | None:
+    try:
+        values = np.array([float(t) for t in texts], dtype=np.float64)
+    except ValueError:
+        return None
+    return values if bool(np.isfinite(values).all()) else None
+
+
+def _estimator(args: argparse.Namespace, task: str = "classification") -> Any:
     params: dict[str, Any] = {}
     if args.trees is not None:
         params["n_estimators"] = args.trees
@@ -289,6 +335,8 @@ def _estimator(args: argparse.Namespace) -> RandomForestClassifier:
         params["max_features"] = args.max_features
     if args.oob:
         params["oob_score"] = True
+    if task == "regression":
+        return RandomForestRegressor(**params)
     return RandomForestClassifier(**params)
 
 
@@ -321,7 +369,7 @@ async def _train(args: argparse.Namespace, ds: Dataset | Partitions, token: byte
     if args.cv is not None:
         assert isinstance(ds, Dataset)
         return await _cross_validate(args, ds, token)
-    forest = _estimator(args)
+    forest = _estimator(args, ds.task)
     progress = ProgressLine(sys.stderr, not args.quiet)
     async with _cluster(args, token) as master:
         t0 = time.perf_counter()
@@ -337,7 +385,8 @@ async def _train(args: argparse.Namespace, ds: Dataset | Partitions, token: byte
         status = master.status()
     _report_fit(args, forest, ds, elapsed)
     if getattr(forest, "oob_score_", None) is not None:
-        print(f"out-of-bag accuracy: {forest.oob_score_:.4f}")
+        what = "R²" if ds.task == "regression" else "accuracy"
+        print(f"out-of-bag {what}: {forest.oob_score_:.4f}")
     per_worker = ", ".join(f"{k}: {v}" for k, v in sorted(status["tasks_done_by_worker"].items()))
     if args.mode != "data":
         print(f"tasks per worker: {per_worker}")
@@ -385,7 +434,13 @@ def _report_fit(args: argparse.Namespace, forest: Any, ds: Dataset | Partitions,
         f"trained {len(forest.trees_)} trees on {ds.n_samples} rows x "
         f"{len(forest.features_)} features in {elapsed:.2f} s (mode {args.mode})"
     )
-    print(f"training accuracy: {forest.score(ds, np.asarray(ds.y)):.4f}")
+    truth = np.asarray(ds.y)
+    if ds.task == "regression":
+        pred = np.asarray(forest.predict(ds), dtype=np.float64)
+        rmse = math.sqrt(float(np.mean((pred - truth.astype(np.float64)) ** 2)))
+        print(f"training R²: {forest.score(ds, truth):.4f}  RMSE: {rmse:.6g}")
+        return
+    print(f"training accuracy: {forest.score(ds, truth):.4f}")
 
 
 #: Parameter names in the classes' errors, and the options that set them.
@@ -474,14 +529,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ds: Dataset | Partitions
         if args.mode == "data":  # the master only lists the files: workers read them
-            ds = Partitions(source, target=target)
-        elif glob.has_magic(source):
-            ds = Partitions(source, target=target).read()
+            ds = Partitions(source, target=target, task=(
+                "regression" if args.task == "regression" else "classification"))
         else:
-            ds = read_csv(source, target=target)
+            read = (Partitions(source, target=target).read() if glob.has_magic(source)
+                    else read_csv(source, target=target))
+            ds = resolve_task(read, args.task)
     except (OSError, DataError) as exc:
         print(f"{prog}: error: cannot read {source}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ValueError as exc:
+        print(f"{prog}: error: {source}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.cv is not None and ds.task == "regression":
+        parser.error("--cv reports confusion matrices: it needs a classification target")
     try:
         return run(_train(args, ds, token))
     except (ClusterError, ValueError, TimeoutError, OSError) as exc:  # ssl.SSLError is one

@@ -1,0 +1,113 @@
+"""The command line: progress (a live line on a terminal, plain lines in a log) and the
+task (classification or regression) chosen from the target."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from aioforest import FitProgress, load
+from aioforest.master import ProgressLine, resolve_task
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _feed(line: ProgressLine, clock: FakeClock, total: int, step: float) -> None:
+    for done in range(1, total + 1):
+        clock.now = done * step
+        line(FitProgress(done - 1, done, total, clock.now))
+    line.end()
+
+
+def test_a_log_gets_plain_lines_at_most_every_few_seconds_and_the_last() -> None:
+    log, clock = io.StringIO(), FakeClock()
+    _feed(ProgressLine(log, True, log_interval=5.0, clock=clock), clock, total=20, step=1.0)
+    text = log.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert [ln.split()[1] for ln in lines] == ["1/20", "6/20", "11/20", "16/20", "20/20"]
+    assert text.endswith("\n")
+
+
+def test_a_terminal_gets_one_live_line() -> None:
+    tty, clock = Terminal(), FakeClock()
+    _feed(ProgressLine(tty, True, clock=clock), clock, total=5, step=1.0)
+    text = tty.getvalue()
+    assert text.count("\r") == 5 and text.count("\n") == 1 and text.endswith("trees/s  ETA "
+                                                                              "   0.0s\n")
+
+
+def test_quiet_writes_nothing() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    _feed(ProgressLine(out, False, clock=clock), clock, total=3, step=10.0)
+    assert out.getvalue() == ""
+
+
+# --- the task: classification or regression ---------------------------------------------
+def _dataset(labels: list[str]) -> Any:
+    from aioforest import read_csv
+
+    rows = "\n".join(f"{i},{i % 7},{v}" for i, v in enumerate(labels))
+    return read_csv(io.StringIO(f"a,b,target\n{rows}\n"))
+
+
+def test_a_float_target_is_regression_and_integer_grades_are_classes() -> None:
+    floats = _dataset([f"{0.37 * i:.3f}" for i in range(200)])
+    assert resolve_task(floats, "auto").task == "regression"
+    grades = _dataset([str(1 + i % 6) for i in range(200)])
+    assert resolve_task(grades, "auto").task == "classification"
+    assert resolve_task(grades, "regression").task == "regression"
+    many_ints = _dataset([str(i % 120) for i in range(400)])  # more than 50 values
+    assert resolve_task(many_ints, "auto").task == "regression"
+    assert resolve_task(many_ints, "classification").task == "classification"
+    words = _dataset(["yes" if i % 3 else "no" for i in range(30)])
+    assert resolve_task(words, "auto").task == "classification"
+    with pytest.raises(ValueError, match="needs a numeric target; 'no'"):
+        resolve_task(words, "regression")
+
+
+def test_a_classification_with_absurdly_many_classes_is_refused() -> None:
+    floats = _dataset([f"{0.37 * i:.3f}" for i in range(200)])
+    with pytest.raises(ValueError, match=r"200 classes in 200 rows.*--task regression"):
+        resolve_task(floats, "classification")
+
+
+def test_the_cli_trains_a_regressor_on_a_numeric_target(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = 2.0 * X[:, 0] + X[:, 1] ** 2
+    path = tmp_path / "reg.csv"
+    path.write_text("a,b,c,target\n" + "\n".join(
+        ",".join(f"{v:.6f}" for v in (*row, t)) for row, t in zip(X, y, strict=True)) + "\n")
+    model = tmp_path / "reg.aiof"
+    out = subprocess.run(
+        [sys.executable, "-m", "aioforest.master", "--data", str(path), "--trees", "8",
+         "--seed", "1", "--local-workers", "1", "--out", str(model), "--quiet"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"training R²: 0\.\d{4}  RMSE: [\d.]+", out.stdout), out.stdout
+    assert type(load(model)).__name__ == "RandomForestRegressor"
+    refused = subprocess.run(
+        [sys.executable, "-m", "aioforest.master", "--data", str(path), "--task",
+         "classification"], capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2
+    assert "300 classes in 300 rows" in refused.stderr and "--task regression" in refused.stderr
+    assert "Traceback" not in refused.stderr
