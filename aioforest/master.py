@@ -45,7 +45,10 @@ from .evaluation import accuracy, cross_validated_metric
 from .persistence import save
 from .wire import check_tls_pair, load_token, server_ssl_context
 
-__all__ = ["ProgressLine", "build_parser", "main", "parse_max_features", "resolve_task"]
+__all__ = [
+    "ProgressLine", "build_parser", "main", "parse_class_weight", "parse_count",
+    "parse_max_features", "resolve_task",
+]
 
 #: ``--task auto``: a numeric target with more distinct values than this is regression.
 AUTO_MAX_CLASSES = 50
@@ -102,6 +105,36 @@ def parse_max_features(text: str) -> int | float | str | None:
         ) from None
 
 
+def parse_count(text: str) -> int | float:
+    """``--min-samples-leaf`` and friends: an integer count, or a fraction like 0.01."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}"
+                                         ) from None
+
+
+def parse_class_weight(text: str) -> str | dict[str, float]:
+    """``--class-weight``: ``balanced``, ``balanced_subsample`` or ``A=2,B=0.5``."""
+    if text in ("balanced", "balanced_subsample"):
+        return text
+    weights: dict[str, float] = {}
+    for item in text.split(","):
+        label, sep, value = item.rpartition("=")
+        try:
+            weights[label] = float(value)
+        except ValueError:
+            label = ""
+        if not sep or not label:
+            raise argparse.ArgumentTypeError(
+                f"expected balanced, balanced_subsample or LABEL=WEIGHT,..., got {item!r}")
+    return weights
+
+
 def _target(text: str) -> int | str:
     try:
         return int(text)
@@ -122,6 +155,26 @@ def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
                       help="random_state (default: a fresh seed)")
     data.add_argument("--max-features", type=parse_max_features, metavar="F",
                       help="features tried per split: sqrt (default), log2, all, N or a fraction")
+    tree = data  # the forest's parameters: defaults are the estimator's, it checks them
+    tree.add_argument("--max-depth", type=int_argument(1), metavar="D",
+                      help="deepest level of a tree (default: grown until pure)")
+    tree.add_argument("--min-samples-split", type=parse_count, metavar="N",
+                      help="fewest samples to split a node: a count, or a fraction of the "
+                      "rows (default 2)")
+    tree.add_argument("--min-samples-leaf", type=parse_count, metavar="N",
+                      help="fewest samples in a leaf: a count or a fraction (default 1)")
+    tree.add_argument("--criterion", metavar="C",
+                      help="split quality: gini (default), entropy or log_loss; "
+                      "squared_error for regression")
+    tree.add_argument("--class-weight", type=parse_class_weight, metavar="W",
+                      help="balanced, balanced_subsample, or weights per class as "
+                      "LABEL=W,LABEL=W (classification; default: all 1)")
+    tree.add_argument("--max-samples", type=parse_count, metavar="N",
+                      help="rows drawn per tree: a count or a fraction (default: all)")
+    tree.add_argument("--bootstrap", action=argparse.BooleanOptionalAction, default=None,
+                      help="draw each tree's rows with replacement (default: yes)")
+    tree.add_argument("--max-bins", type=int_argument(2), metavar="B",
+                      help="histogram bins per feature, at most 255 (default 255)")
     data.add_argument("--task", choices=("auto", "classification", "regression"),
                       default="auto",
                       help="auto (default): regression when every target value is a number "
@@ -335,8 +388,18 @@ def _estimator(args: argparse.Namespace, task: str = "classification") -> Any:
         params["max_features"] = args.max_features
     if args.oob:
         params["oob_score"] = True
+    for name in ("max_depth", "min_samples_split", "min_samples_leaf", "criterion",
+                 "max_samples", "bootstrap", "max_bins"):
+        if getattr(args, name) is not None:
+            params[name] = getattr(args, name)
     if task == "regression":
+        if args.class_weight is not None:
+            raise ValueError("--class-weight applies to classification, not regression")
+        if args.criterion is None:
+            params.pop("criterion", None)
         return RandomForestRegressor(**params)
+    if args.class_weight is not None:
+        params["class_weight"] = args.class_weight
     return RandomForestClassifier(**params)
 
 
@@ -450,6 +513,15 @@ _OPTION_OF = {
     "n_shards": "--shards",
     "replicas": "--replicas",
     "oob_score=True": "--oob",
+    "max_depth": "--max-depth",
+    "min_samples_split": "--min-samples-split",
+    "min_samples_leaf": "--min-samples-leaf",
+    "criterion": "--criterion",
+    "class_weight": "--class-weight",
+    "max_samples": "--max-samples",
+    "bootstrap=True": "--bootstrap",
+    "bootstrap": "--bootstrap",
+    "max_bins": "--max-bins",
     "mode='shards'": "--mode shards",
     "worker_cert": "--tls-worker-cert",
     "worker_key": "--tls-worker-key",
@@ -546,7 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(_train(args, ds, token))
     except (ClusterError, ValueError, TimeoutError, OSError) as exc:  # ssl.SSLError is one
-        print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {type(exc).__name__}: {_in_option_terms(str(exc))}",
+              file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

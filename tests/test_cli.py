@@ -111,3 +111,49 @@ def test_the_cli_trains_a_regressor_on_a_numeric_target(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "300 classes in 300 rows" in refused.stderr and "--task regression" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_forest_parameters_reach_the_estimator(tmp_path: Path) -> None:
+    from forest_helpers import assert_same_forest
+
+    from aioforest import RandomForestClassifier, read_csv
+    from aioforest.datasets import path as dataset_path
+
+    data = str(dataset_path("iris_headers.csv"))
+    model = tmp_path / "iris.aiof"
+    flags = ["--max-depth", "3", "--min-samples-leaf", "2", "--min-samples-split", "0.05",
+             "--criterion", "entropy", "--class-weight", "balanced", "--max-samples", "0.8",
+             "--max-bins", "16", "--no-bootstrap"]
+    out = subprocess.run(
+        [sys.executable, "-m", "aioforest.master", "--data", data, "--trees", "6", "--seed",
+         "2", "--local-workers", "1", "--out", str(model), "--quiet", *flags],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    local = RandomForestClassifier(
+        n_estimators=6, random_state=2, max_depth=3, min_samples_leaf=2,
+        min_samples_split=0.05, criterion="entropy", class_weight="balanced",
+        max_samples=0.8, max_bins=16, bootstrap=False).fit(read_csv(data))
+    fitted = load(model)
+    assert fitted.get_params() == local.get_params()
+    assert_same_forest(fitted, local)
+    bad = subprocess.run(
+        [sys.executable, "-m", "aioforest.master", "--data", data, "--trees", "2",
+         "--local-workers", "1", "--quiet", "--criterion", "purity"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 1
+    assert "--criterion" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_class_weights_parse_as_labels_and_weights() -> None:
+    import argparse
+
+    from aioforest.master import parse_class_weight, parse_count
+
+    assert parse_class_weight("balanced") == "balanced"
+    assert parse_class_weight("yes=2,no=0.5") == {"yes": 2.0, "no": 0.5}
+    with pytest.raises(argparse.ArgumentTypeError, match="LABEL=WEIGHT"):
+        parse_class_weight("yes:2")
+    assert parse_count("3") == 3 and parse_count("0.25") == 0.25
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_count("many")
