@@ -1,4 +1,5 @@
-"""``python -m aioforest``: a short demo on the bundled iris data.
+"""``python -m aioforest``: a short demo on the bundled iris data; ``python -m aioforest
+predict ...`` and ``python -m aioforest info ...`` apply and describe a saved model.
 
 Fits a forest on a process pool without blocking the event loop (a ticker keeps running and
 a progress line updates per tree), cross-validates GoLearn-style, and prints the results.
@@ -7,8 +8,10 @@ a progress line updates per tree), cross-validates GoLearn-style, and prints the
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from . import RandomForestClassifier, cross_validate, cross_validated_metric, read_csv
+from ._commands import info_main, predict_main
 from ._runtime import run
 from .csp import WaitGroup
 from .datasets import path
@@ -45,9 +48,19 @@ async def _demo() -> None:
     print(f"5-fold cross-validated accuracy: {mean:.4f} (variance {var:.5f})")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "predict":
+        return predict_main(args[1:])
+    if args and args[0] == "info":
+        return info_main(args[1:])
+    if args:
+        print("usage: python -m aioforest [predict --model M --data FILE [--out F] [--proba] "
+              "| info --model M]", file=sys.stderr)
+        return 2
     run(_demo())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -157,3 +157,83 @@ def test_class_weights_parse_as_labels_and_weights() -> None:
     assert parse_count("3") == 3 and parse_count("0.25") == 0.25
     with pytest.raises(argparse.ArgumentTypeError):
         parse_count("many")
+
+
+# --- predict and info -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def iris_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from aioforest import RandomForestClassifier, read_csv
+    from aioforest.datasets import path as dataset_path
+    from aioforest.persistence import save
+
+    data = Path(dataset_path("iris_headers.csv"))
+    model = tmp_path_factory.mktemp("m") / "iris.aiof"
+    save(RandomForestClassifier(5, random_state=0).fit(read_csv(data)), model)
+    return model, data
+
+
+def test_predict_writes_the_models_predictions_in_input_order(
+    iris_model: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import csv
+
+    from aioforest import read_csv
+
+    model, data = iris_model
+    expected = load(model).predict(read_csv(data, target=None))
+    out = subprocess.run([sys.executable, "-m", "aioforest", "predict", "--model", str(model),
+                          "--data", str(data)], capture_output=True, text=True, timeout=60,
+                         check=True)
+    rows = list(csv.reader(io.StringIO(out.stdout)))
+    assert rows[0] == ["prediction"]
+    assert [r[0] for r in rows[1:]] == [str(v) for v in expected]
+    proba_file = tmp_path / "p.csv"
+    from aioforest._commands import predict_main
+
+    assert predict_main(["--model", str(model), "--data", str(data), "--proba",
+                         "--out", str(proba_file)]) == 0
+    with proba_file.open() as f:
+        proba = list(csv.reader(f))
+    fitted = load(model)
+    assert proba[0] == [f"proba_{c}" for c in fitted.classes_]
+    np.testing.assert_array_equal(np.array(proba[1:], dtype=float),
+                                  fitted.predict_proba(read_csv(data, target=None)))
+
+
+def test_predict_and_info_errors_are_one_line(
+    iris_model: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aioforest._commands import info_main, predict_main
+
+    model, data = iris_model
+    not_a_model = tmp_path / "x.aiof"
+    not_a_model.write_text("hello")
+    other = tmp_path / "other.csv"
+    other.write_text("u,v\n1,2\n")
+    cases = [
+        (["--model", str(tmp_path / "nope.aiof"), "--data", str(data)], "no such model file"),
+        (["--model", str(not_a_model), "--data", str(data)], "aioforest file"),
+        (["--model", str(model), "--data", str(tmp_path / "nope.csv")], "nope.csv"),
+        (["--model", str(model), "--data", str(other)], "column"),
+    ]
+    for argv, what in cases:
+        assert predict_main(argv) == 2
+        err = capsys.readouterr().err
+        assert what in err and len(err.strip().splitlines()) == 1, err
+    assert info_main(["--model", str(not_a_model)]) == 2
+    assert "aioforest file" in capsys.readouterr().err
+
+
+def test_info_says_what_a_model_is(iris_model: tuple[Path, Path],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from aioforest._commands import info_main
+
+    model, _ = iris_model
+    assert info_main(["--model", str(model)]) == 0
+    out = capsys.readouterr().out
+    for needle in ("kind: RandomForestClassifier", "trees: 5", "features: 4",
+                   "classes: Iris-setosa", "n_estimators: 5", "format version: 2",
+                   f"file size: {model.stat().st_size} bytes",
+                   "training rows drawn per tree: 150"):
+        assert needle in out, out
+    assert re.search(r"\n  Sepal length: numeric\n", out)

@@ -9,6 +9,7 @@ registry the estimator classes join by decorator, not a hard-coded list):
   :func:`trees_to_arrays` / :func:`trees_from_arrays` pack trees for it and for the wire.
 * :func:`encode_params` / :func:`decode_params` (and ``_value``): the one tagged JSON
   encoding of estimator parameters, for model files and checkpoint specs.
+* :func:`file_version`: the format version in a file's header.
 * :class:`FormatError` names what is wrong with a damaged or foreign file
   (:class:`FormatVersionError`: a file of a format version not read here).
 """
@@ -19,6 +20,7 @@ from ._container import (
     FormatError,
     FormatVersionError,
     dumps,
+    file_version,
     fsync_dir,
     loads,
     write_atomic,
@@ -37,6 +39,7 @@ __all__ = [
     "dumps",
     "encode_params",
     "encode_value",
+    "file_version",
     "fsync_dir",
     "load",
     "load_bytes",

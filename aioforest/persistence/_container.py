@@ -177,6 +177,15 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
 Arrays = dict[str, np.ndarray[Any, Any]]
 
 
+def file_version(path: str | os.PathLike[str]) -> int:
+    """The format version in an aioforest file's header (``FormatError`` if it has none)."""
+    with open(path, "rb") as f:
+        head = f.read(_HEAD.size)
+    if len(head) < _HEAD.size or head[:8] != MAGIC:
+        raise FormatError(f"{path}: not an aioforest file")
+    return int(_HEAD.unpack(head)[1])
+
+
 def read(
     path: str | os.PathLike[str], *, kind: str | None = None, oldest: int = FORMAT_VERSION
 ) -> tuple[str, dict[str, Any], Arrays]:
