@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import logging
 import math
 import re
 import secrets
@@ -27,6 +28,7 @@ from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from ._runtime import int_argument, run
 from .cluster import (
@@ -46,7 +48,7 @@ from .persistence import save
 from .wire import check_tls_pair, load_token, server_ssl_context
 
 __all__ = [
-    "ProgressLine", "build_parser", "main", "parse_class_weight", "parse_count",
+    "JsonLogHandler", "ProgressLine", "build_parser", "main", "parse_class_weight", "parse_count",
     "parse_max_features", "resolve_task",
 ]
 
@@ -254,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="certificate for the local workers (with --tls-ca)")
     tls.add_argument("--tls-worker-key", metavar="FILE", help="key of --tls-worker-cert")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: one JSON object per line on stderr (progress, worker "
+                        "joined/left/lost, task failures, every log record), and the final "
+                        "report as one JSON object on stdout")
     return parser
 
 
@@ -267,11 +273,12 @@ class ProgressLine:
     """
 
     def __init__(self, stream: TextIO, enabled: bool, min_interval: float = 0.1, *,
-                 log_interval: float = 5.0, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+                 log_interval: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 as_json: bool = False) -> None:
         self.stream = stream
         self.enabled = enabled
-        self.live = _is_terminal(stream)
+        self.as_json = as_json
+        self.live = _is_terminal(stream) and not as_json
         self.shown = False
         self.min_interval = min_interval if self.live else log_interval
         self.clock = clock
@@ -284,6 +291,13 @@ class ProgressLine:
         if p.done < p.total and now - self._last < self.min_interval:
             return  # rate-limited, and always the last one
         self._last = now
+        if self.as_json:
+            self.stream.write(_json_line({
+                "event": "progress", "done": p.done, "total": p.total,
+                "trees_per_second": round(p.trees_per_second, 3),
+                "eta_seconds": round(p.eta, 3) if np.isfinite(p.eta) else None}))
+            self.stream.flush()
+            return
         eta = f"{p.eta:6.1f}s" if np.isfinite(p.eta) else "     ?"
         text = f"trees {p.done}/{p.total}  {p.trees_per_second:8.1f} trees/s  ETA {eta}"
         self.stream.write(f"\r{text}" if self.live else f"{text}\n")
@@ -294,6 +308,32 @@ class ProgressLine:
         if self.shown and self.live:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _json_line(obj: dict[str, Any]) -> str:
+    return orjson.dumps({"time": round(time.time(), 3), **obj}).decode() + "\n"
+
+
+class JsonLogHandler(logging.Handler):
+    """Log records as JSON lines: ``event`` (a record's ``extra={"event": ...}``, else
+    ``log``), ``level``, ``message`` and the event's own fields."""
+
+    FIELDS = ("worker", "slots", "reason", "task")
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            obj: dict[str, Any] = {"event": getattr(record, "event", "log"),
+                                   "level": record.levelname.lower(),
+                                   "message": record.getMessage()}
+            obj |= {k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)}
+            self.stream.write(_json_line(obj))
+            self.stream.flush()
+        except Exception:  # logging must not raise
+            self.handleError(record)
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -311,6 +351,12 @@ def _size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _say(args: argparse.Namespace, text: str, **fields: Any) -> None:
+    """A line on stdout: the text, or with ``--log-format json`` the fields as JSON."""
+    print(_json_line(fields) if args.log_format == "json" else text, end=(
+        "" if args.log_format == "json" else "\n"), flush=True)
+
+
 @contextlib.asynccontextmanager
 async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterator[Master]:
     if args.workers is not None:
@@ -320,10 +366,8 @@ async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterat
         )
         async with Master(args.bind, args.port, token, ssl=context,
                           **_master_options(args)) as master:
-            print(
-                f"master listening on {master.address}; waiting for {args.workers} workers",
-                flush=True,
-            )
+            _say(args, f"master listening on {master.address}; waiting for {args.workers} "
+                 "workers", event="listening", address=master.address, workers=args.workers)
             await master.wait_for_workers(args.workers, timeout=args.wait_timeout)
             yield master
     else:
@@ -334,7 +378,8 @@ async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterat
         async with LocalCluster(
             n, args.processes_per_worker, token, tls=tls, **_master_options(args)
         ) as cluster:
-            print(f"started {n} local workers; master on {cluster.master.address}", flush=True)
+            _say(args, f"started {n} local workers; master on {cluster.master.address}",
+                 event="listening", address=cluster.master.address, workers=n)
             yield cluster.master
 
 
@@ -405,7 +450,7 @@ def _estimator(args: argparse.Namespace, task: str = "classification") -> Any:
 
 async def _cross_validate(args: argparse.Namespace, ds: Dataset, token: bytes | None) -> int:
     forest = _estimator(args)
-    progress = ProgressLine(sys.stderr, not args.quiet)
+    progress = ProgressLine(sys.stderr, not args.quiet, as_json=args.log_format == "json")
     async with _cluster(args, token) as master:
         t0 = time.perf_counter()
         try:
@@ -433,7 +478,7 @@ async def _train(args: argparse.Namespace, ds: Dataset | Partitions, token: byte
         assert isinstance(ds, Dataset)
         return await _cross_validate(args, ds, token)
     forest = _estimator(args, ds.task)
-    progress = ProgressLine(sys.stderr, not args.quiet)
+    progress = ProgressLine(sys.stderr, not args.quiet, as_json=args.log_format == "json")
     async with _cluster(args, token) as master:
         t0 = time.perf_counter()
         try:
@@ -446,6 +491,11 @@ async def _train(args: argparse.Namespace, ds: Dataset | Partitions, token: byte
             progress.end()
         elapsed = time.perf_counter() - t0
         status = master.status()
+    if args.log_format == "json":
+        print(_json_line(_json_report(args, forest, ds, elapsed, status)), end="")
+        if args.out:
+            save(forest, args.out)
+        return 0
     _report_fit(args, forest, ds, elapsed)
     if getattr(forest, "oob_score_", None) is not None:
         what = "R²" if ds.task == "regression" else "accuracy"
@@ -474,6 +524,34 @@ async def _train(args: argparse.Namespace, ds: Dataset | Partitions, token: byte
         save(forest, args.out)
         print(f"model saved to {args.out}")
     return 0
+
+
+def _json_report(args: argparse.Namespace, forest: Any, ds: Dataset | Partitions,
+                 elapsed: float, status: dict[str, Any]) -> dict[str, Any]:
+    """The final report of ``--log-format json``: what the text report says, as fields."""
+    report: dict[str, Any] = {
+        "event": "report", "estimator": type(forest).__name__, "trees": len(forest.trees_),
+        "features": len(forest.features_), "mode": args.mode, "seconds": round(elapsed, 3),
+        "workers_lost": status["workers_lost"], "retries": status["retries"],
+        "backups": status["backups"], "results_discarded": status["discarded_results"],
+        "bytes": status["bytes"], "tasks_per_worker": status["tasks_done_by_worker"],
+        "model": args.out,
+    }
+    if isinstance(ds, Dataset):
+        truth = np.asarray(ds.y)
+        report["rows"] = ds.n_samples
+        if ds.task == "regression":
+            pred = np.asarray(forest.predict(ds), dtype=np.float64)
+            report["training_r2"] = forest.score(ds, truth)
+            report["training_rmse"] = math.sqrt(float(np.mean((pred - truth.astype(float)) ** 2)))
+        else:
+            report["training_accuracy"] = forest.score(ds, truth)
+    else:
+        report["rows"] = forest.data_parallel_stats_["n_rows"]
+        report["data_parallel"] = forest.data_parallel_stats_
+    if getattr(forest, "oob_score_", None) is not None:
+        report["oob_score"] = forest.oob_score_
+    return report
 
 
 def _report_fit(args: argparse.Namespace, forest: Any, ds: Dataset | Partitions,
@@ -615,6 +693,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.cv is not None and ds.task == "regression":
         parser.error("--cv reports confusion matrices: it needs a classification target")
+    if args.log_format == "json":
+        handler = JsonLogHandler(sys.stderr)
+        log = logging.getLogger("aioforest")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
     try:
         return run(_train(args, ds, token))
     except (ClusterError, ValueError, TimeoutError, OSError) as exc:  # ssl.SSLError is one

@@ -237,3 +237,26 @@ def test_info_says_what_a_model_is(iris_model: tuple[Path, Path],
                    "training rows drawn per tree: 150"):
         assert needle in out, out
     assert re.search(r"\n  Sepal length: numeric\n", out)
+
+
+def test_log_format_json_writes_one_object_per_line() -> None:
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-m", "aioforest.master", "--log-format", "json", "--trees", "6",
+         "--seed", "1", "--local-workers", "2"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    logged = [json.loads(line) for line in out.stderr.splitlines()]
+    said = [json.loads(line) for line in out.stdout.splitlines()]
+    events = [e["event"] for e in logged]
+    assert events.count("worker_joined") == 2
+    assert {e["worker"] for e in logged if e["event"] == "worker_joined"} == {"local-1",
+                                                                             "local-2"}
+    progress = [e for e in logged if e["event"] == "progress"]
+    assert progress and progress[-1]["done"] == progress[-1]["total"] == 6
+    assert [e["event"] for e in said] == ["listening", "report"]
+    report = said[-1]
+    assert report["trees"] == 6 and report["rows"] == 150
+    assert 0.9 <= report["training_accuracy"] <= 1.0
+    assert report["workers_lost"] == 0 and "\r" not in out.stderr

@@ -500,7 +500,8 @@ class Master:
             self._admit(peer, reg)
             peer.sender = go(self._send_loop(peer), name=f"aioforest-master-send-{name}")
             logger.info(
-                "master: worker %s joined from %s with %d slots", name, conn.peer, reg.slots
+                "master: worker %s joined from %s with %d slots", name, conn.peer, reg.slots,
+                extra={"event": "worker_joined", "worker": name, "slots": reg.slots},
             )
             await self._notify_peers()
             self._pump()
@@ -509,7 +510,8 @@ class Master:
                     await conn.recv(timeout=self.heartbeat_timeout), expect=_MASTER_RECEIVES
                 )
                 if isinstance(msg, Bye):
-                    logger.info("master: worker %s left: %s", name, msg.reason)
+                    logger.info("master: worker %s left: %s", name, msg.reason,
+                                extra={"event": "worker_left", "worker": name})
                     graceful = True
                     break
                 self._on_message(peer, msg)
@@ -517,17 +519,20 @@ class Master:
             logger.warning(
                 "master: worker %s (%s) sent nothing for %.1f s; dropping it",
                 name, conn.peer, self.heartbeat_timeout,
+                extra={"event": "worker_lost", "worker": name, "reason": "silent"},
             )
         except ConnectionClosed as exc:
             if not self._closing:
                 logger.warning(
-                    "master: lost worker %s (%s): %s", name, conn.peer, _closed_reason(exc)
+                    "master: lost worker %s (%s): %s", name, conn.peer, _closed_reason(exc),
+                    extra={"event": "worker_lost", "worker": name, "reason": "disconnected"},
                 )
         except ProtocolError as exc:
             # The peer's fault, not ours: a warning, like every other hostile peer.
             where = "" if exc.frame is None else f"frame {exc.frame}: "
             logger.warning(
-                "master: dropping worker %s (%s): %s%s", name, conn.peer, where, exc.detail
+                "master: dropping worker %s (%s): %s%s", name, conn.peer, where, exc.detail,
+                extra={"event": "worker_lost", "worker": name, "reason": "protocol error"},
             )
         except Exception:  # a bug of ours: drop the worker (its tasks are requeued), say why
             logger.exception("master: internal error while serving worker %s (%s)", name, conn.peer)
@@ -597,6 +602,8 @@ class Master:
                 logger.info(
                     "master: worker %s: task %d/%d failed (%s): %s",
                     peer.name, msg.job_id, msg.task_id, msg.reason, msg.detail,
+                    extra={"event": "task_failed", "worker": peer.name, "task": msg.task_id,
+                           "reason": msg.reason},
                 )
             if failure is not None:
                 self._fail_job(failure.job_id, self._job_error(failure), failure.cancels)
