@@ -23,6 +23,7 @@ from ..data import (
     BinSummary,
     Feature,
     as_dataset,
+    as_target,
     encode_features,
     is_dataframe,
 )
@@ -84,7 +85,7 @@ def scan_part(index: int, X: Any, y: Any, sw: Any, classification: bool) -> dict
             uniq, counts = np.unique(np.asarray(ds.y), return_counts=True)
             out["labels"], out["label_counts"] = uniq, counts.astype(np.int64)
         else:
-            target = np.asarray(ds.y, dtype=np.float64)
+            target = np.asarray(labels, dtype=np.float64)
             if not np.isfinite(target).all():
                 raise ValueError("y contains NaN or infinity")
             out["target_max"] = float(np.max(np.abs(target), initial=0.0))
@@ -112,19 +113,19 @@ def encode_part(index: int, X: Any, y: Any, sw: Any, features: list[list[Any]],
     tune_malloc()  # dask's workers trim malloc's heap at 64 KiB: see aioforest._malloc
     try:
         schema = features_from_json(features)
-        labels = check_labels(y, classes is not None)
-        ds = as_dataset(X, labels, task="classification" if classes is not None
-                        else "regression")
+        # the features in the job's schema, the labels as a Dataset holds them: one pass
         Xe = np.ascontiguousarray(encode_features(X, schema), dtype=np.float64)
+        labels, _ = as_target(check_labels(y, classes is not None), Xe.shape[0],
+                              "classification" if classes is not None else "regression")
         if classes is not None:
-            values = np.asarray(ds.y)
+            values = np.asarray(labels)
             codes = np.searchsorted(classes, values)
             if codes.size and (codes.max() >= classes.size
                                or not np.array_equal(classes[codes], values)):
                 raise ValueError("a label is not among the classes the scan found")
             target: npt.NDArray[Any] = codes.astype(np.int64)
         else:
-            target = np.asarray(ds.y, dtype=np.float64)
+            target = np.asarray(labels, dtype=np.float64)
         weights = (np.asarray(sw, dtype=np.float64) if use_weights and sw is not None
                    else np.ones(Xe.shape[0]) if use_weights else np.zeros(0))
         return {"X": Xe, "y": target, "sw": weights}

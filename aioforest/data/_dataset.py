@@ -475,6 +475,16 @@ def _as_target(y: object, n: int, task: Task | None) -> tuple[np.ndarray[Any, An
     return _freeze(arr), task
 
 
+def as_target(y: object, n: int, task: Task | None = None) -> tuple[np.ndarray[Any, Any], Task]:
+    """The labels a :class:`Dataset` of ``n`` rows would hold for ``y`` (a Series or array),
+    and the task; ``DataError`` names a missing or malformed label. For a reader that
+    encodes the features itself (in a known schema) and needs the labels alone."""
+    if y is None:
+        raise DataError("no labels given", array="y")
+    labels, resolved = _as_target(y, n, task)
+    return cast("np.ndarray[Any, Any]", labels), resolved
+
+
 def _is_series(obj: object) -> bool:
     pd = sys.modules.get("pandas")
     return pd is not None and isinstance(obj, pd.Series)
