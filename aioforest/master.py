@@ -43,7 +43,7 @@ from .cluster import (
 from .data import DataError, Dataset, Partitions, read_csv
 from .datasets import path as dataset_path
 from .ensemble import FitProgress, RandomForestClassifier, RandomForestRegressor
-from .evaluation import accuracy, cross_validated_metric
+from .evaluation import accuracy, accuracy_score, cross_validated_metric, r2_score
 from .persistence import save
 from .wire import check_tls_pair, load_token, server_ssl_context
 
@@ -538,14 +538,8 @@ def _json_report(args: argparse.Namespace, forest: Any, ds: Dataset | Partitions
         "model": args.out,
     }
     if isinstance(ds, Dataset):
-        truth = np.asarray(ds.y)
         report["rows"] = ds.n_samples
-        if ds.task == "regression":
-            pred = np.asarray(forest.predict(ds), dtype=np.float64)
-            report["training_r2"] = forest.score(ds, truth)
-            report["training_rmse"] = math.sqrt(float(np.mean((pred - truth.astype(float)) ** 2)))
-        else:
-            report["training_accuracy"] = forest.score(ds, truth)
+        report |= {f"training_{k}": v for k, v in _training_scores(forest, ds).items()}
     else:
         report["rows"] = forest.data_parallel_stats_["n_rows"]
         report["data_parallel"] = forest.data_parallel_stats_
@@ -575,13 +569,20 @@ def _report_fit(args: argparse.Namespace, forest: Any, ds: Dataset | Partitions,
         f"trained {len(forest.trees_)} trees on {ds.n_samples} rows x "
         f"{len(forest.features_)} features in {elapsed:.2f} s (mode {args.mode})"
     )
-    truth = np.asarray(ds.y)
-    if ds.task == "regression":
-        pred = np.asarray(forest.predict(ds), dtype=np.float64)
-        rmse = math.sqrt(float(np.mean((pred - truth.astype(np.float64)) ** 2)))
-        print(f"training R²: {forest.score(ds, truth):.4f}  RMSE: {rmse:.6g}")
-        return
-    print(f"training accuracy: {forest.score(ds, truth):.4f}")
+    scores = _training_scores(forest, ds)
+    if "r2" in scores:
+        print(f"training R²: {scores['r2']:.4f}  RMSE: {scores['rmse']:.6g}")
+    else:
+        print(f"training accuracy: {scores['accuracy']:.4f}")
+
+
+def _training_scores(forest: Any, ds: Dataset) -> dict[str, float]:
+    """Accuracy, or R² and RMSE, of the forest on its training rows (one prediction)."""
+    truth, pred = np.asarray(ds.y), np.asarray(forest.predict(ds))
+    if ds.task != "regression":
+        return {"accuracy": accuracy_score(truth, pred)}
+    y, p = truth.astype(np.float64), pred.astype(np.float64)
+    return {"r2": r2_score(y, p), "rmse": math.sqrt(float(np.mean((p - y) ** 2)))}
 
 
 #: Parameter names in the classes' errors, and the options that set them.
