@@ -9,18 +9,17 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import dask.array as da
+import dask.dataframe as dd
+import distributed
 import numpy as np
+import pandas as pd
 import pytest
 from forest_helpers import assert_same_forest
 
 from aioforest import RandomForestClassifier, RandomForestRegressor
 from aioforest.dask import DaskCluster, DaskFitError
 from aioforest.ensemble import FitProgress
-
-da = pytest.importorskip("dask.array")
-dd = pytest.importorskip("dask.dataframe")
-distributed = pytest.importorskip("distributed")
-pd = pytest.importorskip("pandas")
 
 pytestmark = [
     # dask's own chatter (ports, graph sizes, shutdown) is not under test here
