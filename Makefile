@@ -23,6 +23,7 @@ run: $(STAMP_RUN)
 	$(PY) -m aioforest.master --seed 7 --oob --out out/iris-forest.aiof
 
 test: $(STAMP_TEST)
+	bash .ci/install-chromium  # the dashboard's browser test (Debian chromium; as root)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP_TEST)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import importlib.util
 import logging
 import math
 import re
@@ -40,6 +41,7 @@ from .cluster import (
     checkpoint_spec,
     is_loopback,
 )
+from .dashboard import parse_bind
 from .data import DataError, Dataset, Partitions, read_csv
 from .datasets import path as dataset_path
 from .ensemble import FitProgress, RandomForestClassifier, RandomForestRegressor
@@ -82,6 +84,10 @@ examples:
   # external workers on other machines (a token is required off loopback)
   aioforest-master --data train.csv --bind 0.0.0.0 --port 7341 --token-file token --workers 3
   aioforest-worker --connect master.example:7341 --token-file token   # on each worker
+  # a live status page on http://127.0.0.1:8787/ (JSON at /status.json, Prometheus at /metrics)
+  aioforest-master --data train.csv --trees 500 --dashboard 8787
+  # the page for everyone on the network: it asks for the token (or a Bearer header)
+  aioforest-master --data train.csv --token-file token --dashboard 0.0.0.0:8787
   # the same over mutual TLS
   aioforest-master ... --tls-cert master.pem --tls-key master.key --tls-ca ca.pem --workers 3
   aioforest-worker ... --tls-ca ca.pem --tls-cert worker.pem --tls-key worker.key
@@ -244,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pool processes of each local worker (default 1)")
     net.add_argument("--wait-timeout", type=float, default=300.0, metavar="SECONDS",
                      help="how long to wait for external workers (default 300)")
+    net.add_argument("--dashboard", type=_dashboard_bind, metavar="[HOST:]PORT",
+                     help="serve a live status page (HTML, /status.json, Prometheus "
+                          "/metrics) on HOST (default 127.0.0.1); off loopback it asks for "
+                          "the cluster token. Needs aioforest[dashboard]")
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls-cert", metavar="FILE",
                      help="the master's certificate (chain); turns TLS on")
@@ -357,6 +367,12 @@ def _say(args: argparse.Namespace, text: str, **fields: Any) -> None:
         "" if args.log_format == "json" else "\n"), flush=True)
 
 
+def _say_dashboard(args: argparse.Namespace, master: Master) -> None:
+    if master.dashboard is not None:
+        url = master.dashboard.url
+        _say(args, f"dashboard on {url}", event="dashboard", url=url)
+
+
 @contextlib.asynccontextmanager
 async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterator[Master]:
     if args.workers is not None:
@@ -368,6 +384,7 @@ async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterat
                           **_master_options(args)) as master:
             _say(args, f"master listening on {master.address}; waiting for {args.workers} "
                  "workers", event="listening", address=master.address, workers=args.workers)
+            _say_dashboard(args, master)
             await master.wait_for_workers(args.workers, timeout=args.wait_timeout)
             yield master
     else:
@@ -380,11 +397,20 @@ async def _cluster(args: argparse.Namespace, token: bytes | None) -> AsyncIterat
         ) as cluster:
             _say(args, f"started {n} local workers; master on {cluster.master.address}",
                  event="listening", address=cluster.master.address, workers=n)
+            _say_dashboard(args, cluster.master)
             yield cluster.master
+
+
+def _dashboard_bind(text: str) -> tuple[str, int]:
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _master_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
+        "dashboard": args.dashboard,
         "max_attempts": args.max_attempts,
         "heartbeat_interval": args.heartbeat_interval,
         "heartbeat_timeout": args.heartbeat_timeout,
@@ -623,6 +649,28 @@ def _check_options(args: argparse.Namespace) -> None:
             raise ValueError("--tls-ca and --tls-worker-cert need --tls-cert/--tls-key")
     elif args.workers is None:
         _cluster_tls(args)
+    if args.cv is not None and (args.mode != "model" or args.out or args.oob):
+        raise ValueError("--cv cannot be combined with --mode shards, --out or --oob")
+    if args.resume and args.checkpoint_dir is None:
+        raise ValueError("--resume needs --checkpoint-dir (the directory of the killed job)")
+    if args.cv is not None and args.checkpoint_dir is not None:
+        raise ValueError("--checkpoint-dir applies to one fit, not --cv")
+
+
+def _network_problem(args: argparse.Namespace, token: bytes | None) -> str:
+    """Why the master or its dashboard cannot listen where asked (empty if they can)."""
+    if args.workers is not None and token is None and not is_loopback(args.bind):
+        return (f"--bind {args.bind} needs a token (--token-file or AIOFOREST_TOKEN): "
+                "without one anyone who can reach the port could join")
+    if args.dashboard is None:
+        return ""
+    host = args.dashboard[0]
+    if importlib.util.find_spec("aiohttp") is None:
+        return "--dashboard needs aiohttp: pip install 'aioforest[dashboard]'"
+    if token is None and not is_loopback(host):
+        return (f"--dashboard {host} needs a token (--token-file or AIOFOREST_TOKEN): "
+                "the page asks for it off loopback")
+    return ""
 
 
 def _cluster_tls(args: argparse.Namespace) -> ClusterTLS:
@@ -639,12 +687,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_options(args)
     except ValueError as exc:
         parser.error(_in_option_terms(str(exc)))
-    if args.cv is not None and (args.mode != "model" or args.out or args.oob):
-        parser.error("--cv cannot be combined with --mode shards, --out or --oob")
-    if args.resume and args.checkpoint_dir is None:
-        parser.error("--resume needs --checkpoint-dir (the directory of the killed job)")
-    if args.cv is not None and args.checkpoint_dir is not None:
-        parser.error("--checkpoint-dir applies to one fit, not --cv")
     spec = None
     if args.resume:  # before any worker starts: is there anything to resume?
         try:
@@ -670,11 +712,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"{prog}: error: cannot read the token: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.workers is not None and token is None and not is_loopback(args.bind):
-        parser.error(
-            f"--bind {args.bind} needs a token (--token-file or AIOFOREST_TOKEN): without one "
-            "anyone who can reach the port could join"
-        )
+    problem = _network_problem(args, token)
+    if problem:
+        parser.error(problem)
     source = args.data if args.data is not None else str(dataset_path("iris_headers.csv"))
     target = args.target if args.target is not None else -1
     try:

@@ -170,6 +170,29 @@ class GatedExecutor(ThreadPoolExecutor):
         return super().submit(gated)
 
 
+class SteppedExecutor(ThreadPoolExecutor):
+    """Runs tasks in threads, each only once the test has allowed one more (:meth:`allow`):
+    a fit advances exactly as far as the test says. :meth:`open` lets everything run."""
+
+    def __init__(self, workers: int = 2) -> None:
+        super().__init__(workers)
+        self._permits = threading.Semaphore(0)
+
+    def allow(self, n: int = 1) -> None:
+        self._permits.release(n)
+
+    def open(self) -> None:
+        self._permits.release(1_000_000)
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def stepped() -> Any:
+            if not self._permits.acquire(timeout=TEST_TIMEOUT):
+                raise TimeoutError("the test never allowed this task to run")
+            return fn(*args, **kwargs)
+
+        return super().submit(stepped)
+
+
 def python_env(**extra: str) -> dict[str, str]:
     """The environment for a child Python: this checkout importable, no stray token."""
     env = {k: v for k, v in os.environ.items() if k != "AIOFOREST_TOKEN"}

@@ -244,7 +244,7 @@ def test_log_format_json_writes_one_object_per_line() -> None:
 
     out = subprocess.run(
         [sys.executable, "-m", "aioforest.master", "--log-format", "json", "--trees", "6",
-         "--seed", "1", "--local-workers", "2"],
+         "--seed", "1", "--local-workers", "2", "--dashboard", "127.0.0.1:0"],
         capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     logged = [json.loads(line) for line in out.stderr.splitlines()]
@@ -255,7 +255,9 @@ def test_log_format_json_writes_one_object_per_line() -> None:
                                                                              "local-2"}
     progress = [e for e in logged if e["event"] == "progress"]
     assert progress and progress[-1]["done"] == progress[-1]["total"] == 6
-    assert [e["event"] for e in said] == ["listening", "report"]
+    assert [e["event"] for e in said] == ["listening", "dashboard", "report"]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", said[1]["url"])
+    assert not said[1]["url"].endswith(":0/")  # the port actually bound
     report = said[-1]
     assert report["trees"] == 6 and report["rows"] == 150
     assert 0.9 <= report["training_accuracy"] <= 1.0

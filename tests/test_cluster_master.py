@@ -25,8 +25,8 @@ from aioforest.cluster import (
     JobFailedError,
     Master,
     Worker,
+    is_loopback,
 )
-from aioforest.cluster._master import is_loopback
 from aioforest.cluster._protocol import (
     Bye,
     Cancel,

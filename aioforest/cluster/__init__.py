@@ -19,12 +19,13 @@
   ``_scheduler``; every message is JSON plus raw numpy buffers, never pickle.
 """
 
+from ..wire import is_loopback  # re-exported: the CLI and embedders check binds with it
 from ._checkpoint import CheckpointError, checkpoint_spec
 from ._data_parallel import balanced_owners, local_subtree_rows, trees_per_batch
 from ._errors import ClusterError
 from ._faults import Faults
 from ._local import ClusterTLS, LocalCluster
-from ._master import ClusterClosed, JobFailedError, Master, is_loopback
+from ._master import ClusterClosed, JobFailedError, Master
 from ._protocol import CLUSTER_PROTOCOL_VERSION, MessageError
 from ._scheduler import Scheduler
 from ._worker import Backoff, Worker

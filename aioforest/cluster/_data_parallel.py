@@ -161,6 +161,9 @@ class PartSession:
         self.log: list[tuple[str, dict[str, Any], Arrays]] = []
         self.applied: dict[int, int] = {}
         self.stats = _Stats()
+        self.trees_total = 0  # in this fit (set once the job is planned)
+        self.trees_done = 0
+        self.started = time.perf_counter()
         #: Set when the fit ends (done, failed or cancelled): a driver thread still
         #: running stops at its next operation.
         self.stopping = False
@@ -170,6 +173,18 @@ class PartSession:
         self._tickets = itertools.count(secrets.randbits(40) << 20)
         self._peers: dict[str, list[Any]] = {}  # worker -> [host, port] of its peer server
         self._pending: dict[int, _Pending] = {}
+
+    def progress(self, clock: float) -> dict[str, Any]:
+        """Where the fit stands, for :meth:`Master.status` (``clock``: ``perf_counter()``)."""
+        return {
+            "trees": self.trees_total, "trees_done": self.trees_done,
+            "elapsed_s": clock - self.started, "rows": self.n_total,
+            "partitions": len(self.relative), "workers": len(self.members),
+            "rounds": self.stats.rounds, "levels": self.stats.levels,
+            "batches": self.stats.batches, "hist_bytes": self.stats.hist_bytes,
+            "bytes_out": self.stats.bytes_out, "bytes_in": self.stats.bytes_in,
+            "partitions_moved": self.stats.partitions_moved,
+        }
 
     # --- messages --------------------------------------------------------------------------
     def on_reply(self, worker: str, reply: PartReply) -> None:
@@ -945,6 +960,7 @@ async def fit_partitions(
                 mode="data", n_shards=None))
             saved = checkpoint.trees
         todo = [i for i in job.indices if i not in saved]
+        session.trees_total, session.trees_done = len(job.indices), len(saved)
         trees = await _grow_batches(session, job, bins, todo, on_progress, checkpoint)
         await asyncio.to_thread(job.install, {**saved, **trees})
         if estimator.oob_score:
@@ -1028,6 +1044,7 @@ async def _grow_batches(
             await asyncio.to_thread(checkpoint.clear_round)
     loop = asyncio.get_running_loop()
     trees: dict[int, TreeArrays] = {}
+    fit_t0 = time.perf_counter()
     for n, batch in enumerate(batches):
         if n:
             await session.admit_newcomers()
@@ -1049,9 +1066,10 @@ async def _grow_batches(
             await asyncio.to_thread(checkpoint.clear_round)
         for i, tree in zip(batch, grown, strict=True):
             trees[i] = tree
+            session.trees_done += 1
             if on_progress is not None:
                 on_progress(FitProgress(i, len(trees), len(indices),
-                                        time.perf_counter() - t0, tree))
+                                        time.perf_counter() - fit_t0, tree))
     return trees
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
 import itertools
 import logging
 import math
@@ -25,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -45,6 +44,7 @@ from ..wire import (
     WireConfig,
     accept,
     format_peer,
+    is_loopback,
 )
 from ._checkpoint import Checkpoint, CheckpointError, job_spec, tree_ranges
 from ._data_parallel import PartSession, WorkerGone, fit_partitions
@@ -67,6 +67,9 @@ from ._protocol import (
     decode,
 )
 from ._scheduler import JobFailed, Scheduler, TaskSpec
+
+if TYPE_CHECKING:
+    from ..dashboard import Dashboard
 
 __all__ = ["ClusterClosed", "ClusterError", "JobFailedError", "Master"]
 
@@ -92,16 +95,6 @@ class JobFailedError(ClusterError):
 
 class ClusterClosed(ClusterError):
     """The master was closed while a fit was running, or before it started."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names only this machine (an IP literal in 127/8 or ::1, or localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass
@@ -168,6 +161,8 @@ class _Peer:
     datasets_sent: int = 0
     tasks_sent: int = 0
     results: int = 0
+    trees: int = 0  # accepted from it
+    last_heard: float = field(default_factory=time.monotonic)  # any message, heartbeats too
 
 
 def _task_size(n_trees: int, n_draws: int, slots: int) -> int:
@@ -197,6 +192,9 @@ class Master:
         backup_min_seconds: never back up a task that has run less than this.
         config: wire limits and compression settings.
         ssl: a server TLS context (see :func:`aioforest.wire.server_ssl_context`).
+        dashboard: ``(host, port)`` of a live status page (:class:`aioforest.dashboard.
+            Dashboard`, the ``aioforest[dashboard]`` extra) that starts and stops with the
+            master; off loopback it asks for ``token``. :attr:`dashboard` is the server.
     """
 
     def __init__(
@@ -215,6 +213,7 @@ class Master:
         backup_min_seconds: float = 1.0,
         config: WireConfig = DEFAULT_CONFIG,
         ssl: ssl_module.SSLContext | None = None,
+        dashboard: tuple[str, int] | None = None,
     ) -> None:
         self.host = host
         self._requested_port = int(port)
@@ -256,6 +255,15 @@ class Master:
         self._trees_resumed = 0  # loaded from checkpoints instead of fitted
         self._trees_refitted = 0  # in copies started again (retries, backups)
         self._part_sessions: dict[int, PartSession] = {}  # data-parallel fits
+        self.dashboard: Dashboard | None = None
+        if dashboard is not None:
+            from ..dashboard import Dashboard
+
+            dash_host, dash_port = dashboard
+            self.dashboard = Dashboard(
+                self.status, dash_host, dash_port,
+                token=None if is_loopback(dash_host) else self._token,
+            )
 
     # ------------------------------------------------------------------ data-parallel link
 
@@ -312,6 +320,12 @@ class Master:
         )
         self._port = int(self._server.sockets[0].getsockname()[1])
         logger.info("master listening on %s", self.address)
+        if self.dashboard is not None:
+            try:
+                await self.dashboard.start()
+            except BaseException:  # the port is taken, say: the master does not stay up
+                await self.close()
+                raise
         return self
 
     async def __aenter__(self) -> Master:
@@ -366,6 +380,8 @@ class Master:
                 await asyncio.wait(pending)
         if self._server is not None:
             await self._server.wait_closed()
+        if self.dashboard is not None:
+            await self.dashboard.close()
 
     @staticmethod
     async def _goodbye(peer: _Peer) -> None:
@@ -509,6 +525,7 @@ class Master:
                 msg = decode(
                     await conn.recv(timeout=self.heartbeat_timeout), expect=_MASTER_RECEIVES
                 )
+                peer.last_heard = time.monotonic()
                 if isinstance(msg, Bye):
                     logger.info("master: worker %s left: %s", name, msg.reason,
                                 extra={"event": "worker_left", "worker": name})
@@ -642,6 +659,7 @@ class Master:
         self._tasks_done_by[peer.name] = self._tasks_done_by.get(peer.name, 0) + 1
         assert job is not None and info is not None
         self._trees_received += len(res.trees)
+        peer.trees += len(res.trees)
         if job.checkpoint is not None:
             self._save(job, dict(zip(info.indices, res.trees, strict=True)))
         for index, tree in zip(info.indices, res.trees, strict=True):
@@ -1072,9 +1090,12 @@ class Master:
     def status(self) -> dict[str, Any]:
         """A snapshot: workers (load, tasks, bytes), task counts, running fits, bytes on the wire.
 
-        ``bytes`` counts every connection so far; ``raw`` is what the frames would weigh
-        without compression, ``wire`` what was actually sent.
+        O(workers + fits), so a status page may call it often. ``bytes`` counts every
+        connection so far; ``raw`` is what the frames would weigh without compression,
+        ``wire`` what was actually sent. ``jobs`` are the running model-parallel fits,
+        ``data_fits`` the data-parallel ones (with their rounds and histogram bytes).
         """
+        now, clock = time.monotonic(), time.perf_counter()
         totals = dict(self._closed_bytes)
         workers: dict[str, Any] = {}
         for name, peer in self._peers.items():
@@ -1085,27 +1106,33 @@ class Master:
             totals["sent_wire"] += stats.sent.wire_bytes
             totals["received_raw"] += stats.received.raw_bytes
             totals["received_wire"] += stats.received.wire_bytes
-            info = self._scheduler.worker_info(name)
             workers[name] = {
                 "peer": peer.conn.peer,
-                **info,
+                **self._scheduler.worker_info(name),
                 "tasks_sent": peer.tasks_sent,
                 "datasets_received": peer.datasets_sent,
                 "results": peer.results,
+                "trees_done": peer.trees,
+                "heartbeat_age_s": max(0.0, now - peer.last_heard),
                 "bytes_sent_raw": stats.sent.raw_bytes,
                 "bytes_sent_wire": stats.sent.wire_bytes,
+                "bytes_received_raw": stats.received.raw_bytes,
+                "bytes_received_wire": stats.received.wire_bytes,
                 "messages_sent": stats.sent.messages,
             }
         jobs = {
-            job_id: {"trees": job.total, "trees_done": len(job.trees)}
+            job_id: {"trees": job.total, "trees_done": len(job.trees),
+                     "elapsed_s": clock - job.t0}
             for job_id, job in self._jobs.items()
         }
+        data_fits = {sid: session.progress(clock) for sid, session in self._part_sessions.items()}
         return {
             "address": self.address if self._server is not None else None,
             "workers": workers,
             "tasks": self._scheduler.counts(),
             "tasks_done_by_worker": dict(self._tasks_done_by),
             "jobs": jobs,
+            "data_fits": data_fits,
             "datasets_sent": self._datasets_sent,
             "bytes": totals,
             "auth_failures": self._auth_failures,

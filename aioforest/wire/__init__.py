@@ -6,7 +6,8 @@
 - :class:`ServerHandshake` / :class:`ClientHandshake`: version check and mutual
   HMAC-SHA256 challenge-response over a shared token (:func:`load_token`).
 - :func:`open_connection` / :func:`accept` / :class:`Connection`: the asyncio adapter
-  with fair interleaving of small messages between chunks, and optional TLS.
+  with fair interleaving of small messages between chunks, and optional TLS;
+  :func:`format_peer` and :func:`is_loopback` for addresses in messages and checks.
 
 Every decoding failure raises a :class:`ProtocolError` subclass naming the frame,
 field and (in the adapter) the peer.
@@ -56,6 +57,7 @@ from ._stream import (
     check_tls_pair,
     client_ssl_context,
     format_peer,
+    is_loopback,
     open_connection,
     server_ssl_context,
 )
@@ -102,6 +104,7 @@ __all__ = [
     "check_tls_pair",
     "client_ssl_context",
     "format_peer",
+    "is_loopback",
     "json_type",
     "load_token",
     "open_connection",

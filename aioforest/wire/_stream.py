@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
 import ssl as ssl_module
 from collections import deque
@@ -42,6 +43,8 @@ __all__ = [
     "accept",
     "check_tls_pair",
     "client_ssl_context",
+    "format_peer",
+    "is_loopback",
     "open_connection",
     "server_ssl_context",
 ]
@@ -79,6 +82,16 @@ def format_peer(peername: object) -> str:
     if isinstance(peername, str) and peername:
         return peername
     return "unknown peer"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (an IP literal in 127/8 or ::1, or localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Connection:
