@@ -734,6 +734,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.cv is not None and ds.task == "regression":
         parser.error("--cv reports confusion matrices: it needs a classification target")
+    if isinstance(ds, Dataset):  # the estimator checks its parameters on the data, now
+        try:  # rather than once the workers are up (fit_job plans; it does not bin)
+            _estimator(args, ds.task).fit_job(ds)
+        except ValueError as exc:
+            parser.error(_in_option_terms(str(exc)))
     if args.log_format == "json":
         handler = JsonLogHandler(sys.stderr)
         log = logging.getLogger("aioforest")
