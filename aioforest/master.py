@@ -32,6 +32,7 @@ import numpy.typing as npt
 import orjson
 
 from ._runtime import int_argument, run
+from ._validation import Prepared
 from .cluster import (
     CheckpointError,
     ClusterError,
@@ -411,6 +412,11 @@ def _dashboard_bind(text: str) -> tuple[str, int]:
 def _master_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "dashboard": args.dashboard,
+        # the page over HTTPS with the master's certificate, without asking the browser
+        # for a client certificate (--tls-ca is for workers)
+        "dashboard_ssl": (server_ssl_context(args.tls_cert, args.tls_key)
+                          if args.dashboard is not None and args.tls_cert is not None
+                          else None),
         "max_attempts": args.max_attempts,
         "heartbeat_interval": args.heartbeat_interval,
         "heartbeat_timeout": args.heartbeat_timeout,
@@ -657,6 +663,14 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ValueError("--checkpoint-dir applies to one fit, not --cv")
 
 
+def _described(ds: Dataset) -> Prepared:
+    """``ds`` by its schema only: planning a fit on it costs nothing per row (the class
+    counts are placeholders: only the parameters are being checked)."""
+    classes = np.array(ds.classes, dtype=object) if ds.task == "classification" else None
+    counts = np.ones(len(ds.classes), dtype=np.int64) if classes is not None else None
+    return Prepared.described(ds.features, ds.n_samples, classes, counts)
+
+
 def _network_problem(args: argparse.Namespace, token: bytes | None) -> str:
     """Why the master or its dashboard cannot listen where asked (empty if they can)."""
     if args.workers is not None and token is None and not is_loopback(args.bind):
@@ -734,9 +748,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.cv is not None and ds.task == "regression":
         parser.error("--cv reports confusion matrices: it needs a classification target")
-    if isinstance(ds, Dataset):  # the estimator checks its parameters on the data, now
-        try:  # rather than once the workers are up (fit_job plans; it does not bin)
-            _estimator(args, ds.task).fit_job(ds)
+    if isinstance(ds, Dataset):  # the estimator checks its parameters now, on the data's
+        try:  # schema, rather than once the workers are up
+            _estimator(args, ds.task).job_for(_described(ds))
         except ValueError as exc:
             parser.error(_in_option_terms(str(exc)))
     if args.log_format == "json":

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def chromium_binary() -> str:
+    """The Chromium to drive, installed first where it is missing (synchronous: call it
+    from a fixture, before any event loop runs)."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
         done = subprocess.run(["bash", str(ROOT / ".ci" / "install-chromium")],
@@ -89,19 +91,18 @@ class Page:
     async def wait_for(self, probe: Callable[[], Awaitable[bool]], what: str,
                        timeout: float = 20.0) -> None:  # noqa: ASYNC109
         """Until ``probe()`` holds, looking again after each of the page's renders (it
-        fires ``aioforest:rendered`` on ``document`` after every update)."""
+        counts them in ``window.aioforestRenders`` and fires ``aioforest:rendered``)."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    rendered = asyncio.ensure_future(self.evaluate(
-                        "new Promise(done => document.addEventListener('aioforest:rendered',"
-                        " () => done(true), {once: true}))", await_promise=True))
-                    try:
-                        if await probe():
-                            return
-                        await rendered
-                    finally:
-                        rendered.cancel()
+                    seen = await self.evaluate("window.aioforestRenders || 0")
+                    if await probe():
+                        return
+                    await self.evaluate(  # resolves at once if a render came in between
+                        "new Promise(done => { const check = () => (window.aioforestRenders"
+                        f" || 0) > {int(seen)} ? done(true) : document.addEventListener("
+                        "'aioforest:rendered', check, {once: true}); check(); })",
+                        await_promise=True)
         except TimeoutError:
             raise AssertionError(f"the page never showed {what}") from None
 
@@ -112,10 +113,10 @@ class Page:
 
 
 @contextlib.asynccontextmanager
-async def chromium(profile: Path) -> AsyncIterator[Page]:
+async def chromium(binary: str, profile: Path) -> AsyncIterator[Page]:
     """A headless Chromium with its profile in ``profile``, closed on exit."""
     proc = await asyncio.create_subprocess_exec(
-        chromium_binary(), "--headless=new", "--no-sandbox", "--disable-gpu",
+        binary, "--headless=new", "--no-sandbox", "--disable-gpu",
         "--disable-dev-shm-usage", "--no-first-run", "--window-size=1200,900",
         "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,

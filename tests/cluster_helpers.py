@@ -263,16 +263,19 @@ async def in_process_cluster(
     *,
     worker_ssl: Any = None,
     worker_options: dict[str, Any] | None = None,
+    names: list[str] | None = None,
     **master_options: Any,
 ) -> AsyncIterator[tuple[Any, list[Any]]]:
-    """A master plus ``n_workers`` in-process workers (one pool process each), always closed."""
+    """A master plus ``n_workers`` in-process workers (one pool process each, named
+    ``names`` or w0, w1, ...), always closed."""
     from aioforest.cluster import Master, Worker
 
     async with asyncio.timeout(TEST_TIMEOUT), Master(token=TOKEN, **master_options) as master:
         extra: dict[str, Any] = dict(worker_options or {})
         if worker_ssl is not None:
             extra["ssl"] = worker_ssl
-        workers = [Worker(HOST, master.port, TOKEN, processes=1, name=f"w{i}", **extra)
+        names = names or [f"w{i}" for i in range(n_workers)]
+        workers = [Worker(HOST, master.port, TOKEN, processes=1, name=names[i], **extra)
                    for i in range(n_workers)]
         tasks = [asyncio.ensure_future(w.run()) for w in workers]
         try:

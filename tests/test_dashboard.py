@@ -78,7 +78,9 @@ def test_metrics_parse_as_prometheus_text_even_with_hostile_worker_names() -> No
     assert samples[("aioforest_retries_total", ())] == 3
     assert samples[("aioforest_bytes_sent_total", (("encoding", "wire"),))] == 8
     assert samples[("aioforest_worker_running_tasks", (("worker", odd),))] == 3
-    assert samples[("aioforest_job_rounds_total", (("job", "7"), ("mode", "data")))] == 12
+    assert samples[("aioforest_job_rounds_total", (("fit", "7"), ("mode", "data")))] == 12
+    assert samples[("aioforest_tasks", (("state", "queued"),))] == 4
+    assert samples[("aioforest_tasks_done_total", ())] == 5
 
 
 @pytest.mark.parametrize(("text", "bind"), [
@@ -89,7 +91,7 @@ def test_binds_parse(text: str, bind: tuple[str, int]) -> None:
     assert parse_bind(text) == bind
 
 
-@pytest.mark.parametrize("text", ["", "host:", "host:http", "1:65536", "-1"])
+@pytest.mark.parametrize("text", ["", "host:", "host:http", "1:65536", "-1", "::1"])
 def test_bad_binds_say_what_is_expected(text: str) -> None:
     with pytest.raises(ValueError, match="expected HOST:PORT"):
         parse_bind(text)
@@ -141,12 +143,64 @@ async def test_with_a_token_every_page_needs_the_bearer_or_the_login_cookie(
         async with http.post(url + "login", data={"token": "guess"}) as r:
             assert r.status == 401 and "Wrong token" in await r.text()
         assert dash.login_failures == 1
-        async with http.post(url + "login", data={"token": "s3cret"}) as r:
-            assert r.status == 200 and 'id="workers"' in await r.text()  # back on the page
+        async with http.post(url + "login", data={"token": "s3cret"},
+                             allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == "."
+            set_cookie = r.headers["Set-Cookie"]
+            assert set_cookie.startswith(dash.cookie + "=")
+            assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
+            assert "s3cret" not in set_cookie  # a value derived from it, not the token
+        async with http.get(url) as r:
+            assert r.status == 200 and 'id="workers"' in await r.text()
             assert "default-src 'self'" in r.headers["Content-Security-Policy"]
         async with http.get(url + "status.json") as r:  # the cookie the login set
             assert r.status == 200 and (await r.json())["address"] == "127.0.0.1:7341"
-        assert all("s3cret" not in cookie.value for cookie in http.cookie_jar)
+        async with http.post(url + "login", data={"token": "s3cret"},
+                             headers={"Origin": "http://evil.example"}) as r:
+            assert r.status == 403  # another site's form: no cookie for it
+
+
+@pytest.mark.asyncio
+async def test_logins_pause_after_too_many_wrong_tokens(http: aiohttp.ClientSession) -> None:
+    from aioforest.dashboard._server import LOGIN_ATTEMPTS, LOGIN_WINDOW
+
+    now = [0.0]
+    async with asyncio.timeout(TEST_TIMEOUT), Dashboard(
+            _status, port=0, token="s3cret", clock=lambda: now[0]) as dash:
+        for _ in range(LOGIN_ATTEMPTS):
+            async with http.post(dash.url + "login", data={"token": "guess"}) as r:
+                assert r.status == 401
+        async with http.post(dash.url + "login", data={"token": "s3cret"}) as r:
+            assert r.status == 429 and r.headers["Retry-After"] == "60"
+        now[0] = LOGIN_WINDOW + 1.0  # the failures have aged out
+        async with http.post(dash.url + "login", data={"token": "s3cret"}) as r:
+            assert r.status == 200 and 'id="workers"' in await r.text()
+
+
+@pytest.mark.asyncio
+async def test_credentials_that_are_not_text_are_refused_not_crashed_on() -> None:
+    async with asyncio.timeout(TEST_TIMEOUT), Dashboard(_status, port=0, token="s3cret") as dash:
+        reader, writer = await asyncio.open_connection("127.0.0.1", dash.port)
+        writer.write(b"GET /status.json HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Authorization: Bearer \xff\xfe\r\nCookie: " + dash.cookie.encode()
+                     + b"=\xc3\x28\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        assert status_line.split()[1] == b"401"
+
+
+@pytest.mark.asyncio
+async def test_without_a_token_only_this_machines_names_are_answered(
+        http: aiohttp.ClientSession) -> None:
+    # a web page elsewhere whose name resolves to 127.0.0.1 (DNS rebinding) reads nothing
+    async with asyncio.timeout(TEST_TIMEOUT), Dashboard(_status, port=0) as dash:
+        for host, status in [(f"127.0.0.1:{dash.port}", 200), (f"localhost:{dash.port}", 200),
+                             (f"evil.example:{dash.port}", 421), ("127.0.0.1:1", 421)]:
+            for path in ("", "status.json", "metrics"):
+                async with http.get(dash.url + path, headers={"Host": host}) as r:
+                    assert r.status == status, (host, path)
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> tuple[dict[str, Any], str]:
@@ -186,8 +240,9 @@ async def test_status_json_and_metrics_follow_a_fit_on_two_workers(
         http: aiohttp.ClientSession) -> None:
     executor = SteppedExecutor(2)
     progress = Progress()
+    # no backup copies: each permit is one tree of the fit, nothing else
     async with in_process_cluster(2, worker_options={"executor": executor},
-                                  dashboard=("127.0.0.1", 0)) as (master, _):
+                                  dashboard=("127.0.0.1", 0), backup_factor=None) as (master, _):
         assert master.dashboard is not None
         master.dashboard.min_interval = 0.0  # every request sees the latest status
         url = master.dashboard.url
@@ -266,4 +321,4 @@ async def test_a_data_parallel_fit_shows_its_rounds_and_histogram_bytes(
     assert after["jobs"] == []
     samples = _samples(metrics_text(seen[-1]))
     assert samples[("aioforest_job_histogram_bytes_total",
-                    (("job", str(last["id"])), ("mode", "data")))] == last["hist_bytes"]
+                    (("fit", str(last["id"])), ("mode", "data")))] == last["hist_bytes"]

@@ -7,11 +7,18 @@ import json
 from pathlib import Path
 
 import pytest
-from browser_helpers import Page, chromium
+from browser_helpers import Page, chromium, chromium_binary
 from cluster_helpers import SteppedExecutor, in_process_cluster
 from test_dashboard import Progress, stepped_fit
 
 PNG = b"\x89PNG\r\n\x1a\n"
+#: A worker may call itself anything: the page must show this as text, never run it.
+HOSTILE = "<img src=x onerror=\"document.title='pwned'\">"
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    return chromium_binary()
 
 
 async def _rows(page: Page, table: str) -> list[dict[str, str]]:
@@ -24,12 +31,12 @@ async def _rows(page: Page, table: str) -> list[dict[str, str]]:
 
 
 @pytest.mark.asyncio
-async def test_the_page_shows_a_fit_live_in_chromium(tmp_path: Path) -> None:
+async def test_the_page_shows_a_fit_live_in_chromium(tmp_path: Path, browser: str) -> None:
     executor = SteppedExecutor(2)
     progress = Progress()
-    async with in_process_cluster(2, worker_options={"executor": executor},
-                                  dashboard=("127.0.0.1", 0)) as (master, _), \
-            chromium(tmp_path / "profile") as page:
+    async with chromium(browser, tmp_path / "profile") as page, in_process_cluster(
+            2, worker_options={"executor": executor}, names=["w0", HOSTILE],
+            dashboard=("127.0.0.1", 0), backup_factor=None) as (master, _):
         assert master.dashboard is not None
         master.dashboard.refresh, master.dashboard.min_interval = 0.1, 0.0
         await page.goto(master.dashboard.url)
@@ -52,7 +59,9 @@ async def test_the_page_shows_a_fit_live_in_chromium(tmp_path: Path) -> None:
             await page.wait_for(two_done, "2 of 6 trees")
             assert (await page.screenshot(tmp_path / "dashboard-during-fit.png"))[:8] == PNG
             workers = await _rows(page, "#workers")
-            assert sorted(w["name"] for w in workers) == ["w0", "w1"]
+            assert sorted(w["name"] for w in workers) == sorted(["w0", HOSTILE])
+            assert await page.evaluate("document.querySelectorAll('img').length") == 0
+            assert await page.evaluate("document.title") == "aioforest master"
             assert all(w["address"].startswith("127.0.0.1:") for w in workers)
             assert sum(int(w["num trees"]) for w in workers) == 2
             assert all(w["num heartbeat"].endswith(" s ago") for w in workers)

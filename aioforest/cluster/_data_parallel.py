@@ -163,6 +163,7 @@ class PartSession:
         self.stats = _Stats()
         self.trees_total = 0  # in this fit (set once the job is planned)
         self.trees_done = 0
+        self.trees_resumed = 0  # of trees_done: loaded from the checkpoint
         self.started = time.perf_counter()
         #: Set when the fit ends (done, failed or cancelled): a driver thread still
         #: running stops at its next operation.
@@ -178,6 +179,7 @@ class PartSession:
         """Where the fit stands, for :meth:`Master.status` (``clock``: ``perf_counter()``)."""
         return {
             "trees": self.trees_total, "trees_done": self.trees_done,
+            "trees_resumed": self.trees_resumed,
             "elapsed_s": clock - self.started, "rows": self.n_total,
             "partitions": len(self.relative), "workers": len(self.members),
             "rounds": self.stats.rounds, "levels": self.stats.levels,
@@ -960,7 +962,8 @@ async def fit_partitions(
                 mode="data", n_shards=None))
             saved = checkpoint.trees
         todo = [i for i in job.indices if i not in saved]
-        session.trees_total, session.trees_done = len(job.indices), len(saved)
+        session.trees_total = len(job.indices)
+        session.trees_done = session.trees_resumed = len(saved)
         trees = await _grow_batches(session, job, bins, todo, on_progress, checkpoint)
         await asyncio.to_thread(job.install, {**saved, **trees})
         if estimator.oob_score:

@@ -195,6 +195,9 @@ class Master:
         dashboard: ``(host, port)`` of a live status page (:class:`aioforest.dashboard.
             Dashboard`, the ``aioforest[dashboard]`` extra) that starts and stops with the
             master; off loopback it asks for ``token``. :attr:`dashboard` is the server.
+        dashboard_ssl: a TLS context for the page (HTTPS); without one, off loopback the
+            token crosses the network in clear. Not ``ssl``, which may demand client
+            certificates that browsers do not have.
     """
 
     def __init__(
@@ -214,6 +217,7 @@ class Master:
         config: WireConfig = DEFAULT_CONFIG,
         ssl: ssl_module.SSLContext | None = None,
         dashboard: tuple[str, int] | None = None,
+        dashboard_ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.host = host
         self._requested_port = int(port)
@@ -262,7 +266,7 @@ class Master:
             dash_host, dash_port = dashboard
             self.dashboard = Dashboard(
                 self.status, dash_host, dash_port,
-                token=None if is_loopback(dash_host) else self._token,
+                token=None if is_loopback(dash_host) else self._token, ssl=dashboard_ssl,
             )
 
     # ------------------------------------------------------------------ data-parallel link
@@ -361,6 +365,13 @@ class Master:
         if self._closing:
             return
         self._closing = True
+        try:
+            await self._shut_down()
+        finally:  # even if saying goodbye failed or was cancelled: stop serving the page
+            if self.dashboard is not None:
+                await self.dashboard.close()
+
+    async def _shut_down(self) -> None:
         if self._server is not None:
             self._server.close()
         for job in self._jobs.values():
@@ -380,8 +391,6 @@ class Master:
                 await asyncio.wait(pending)
         if self._server is not None:
             await self._server.wait_closed()
-        if self.dashboard is not None:
-            await self.dashboard.close()
 
     @staticmethod
     async def _goodbye(peer: _Peer) -> None:
@@ -1090,7 +1099,8 @@ class Master:
     def status(self) -> dict[str, Any]:
         """A snapshot: workers (load, tasks, bytes), task counts, running fits, bytes on the wire.
 
-        O(workers + fits), so a status page may call it often. ``bytes`` counts every
+        O(workers + the running fits' tasks), cheap enough for a status page a few times
+        a second (the dashboard caches it for ``min_interval``). ``bytes`` counts every
         connection so far; ``raw`` is what the frames would weigh without compression,
         ``wire`` what was actually sent. ``jobs`` are the running model-parallel fits,
         ``data_fits`` the data-parallel ones (with their rounds and histogram bytes).

@@ -40,8 +40,9 @@ def metrics_text(view: Mapping[str, Any]) -> str:
     """The :func:`~aioforest.dashboard.status_view` ``view`` as Prometheus metrics.
 
     Cluster-wide figures have no labels; per-worker ones carry ``worker``, per-fit ones
-    ``job`` and ``mode``. Counters end in ``_total`` and only grow while the master runs
-    (a fit's own counters start again with each fit, under a new ``job`` label).
+    ``fit`` and ``mode`` (not ``job``: Prometheus gives its targets that label). Counters
+    end in ``_total`` and only grow while the master runs (a fit's own counters start
+    again with each fit, under a new ``fit`` label).
     """
     jobs, workers = view["jobs"], view["workers"]
     out: list[str] = []
@@ -66,11 +67,14 @@ def metrics_text(view: Mapping[str, Any]) -> str:
              ({"encoding": "raw"}, b["received_raw"])])
     for key, text in _FAULT_HELP.items():
         _family(out, f"aioforest_{key}_total", "counter", text, [({}, view["faults"][key])])
+    tasks = view["tasks"]
     _family(out, "aioforest_tasks", "gauge", "Tasks of the running fits by state.",
-            [({"state": state}, n) for state, n in sorted(view["tasks"].items())])
+            [({"state": state}, tasks.get(state, 0)) for state in ("queued", "running")])
+    _family(out, "aioforest_tasks_done_total", "counter", "Tasks finished, over all fits.",
+            [({}, tasks.get("done_total", 0))])
     for name, kind, text, key in _WORKER_METRICS:
         _family(out, name, kind, text, [({"worker": w["name"]}, w[key]) for w in workers])
-    job_labels = [{"job": str(j["id"]), "mode": j["mode"]} for j in jobs]
+    job_labels = [{"fit": str(j["id"]), "mode": j["mode"]} for j in jobs]
     _family(out, "aioforest_job_trees_done", "gauge", "Trees done in the fit.",
             [(lab, j["trees_done"]) for lab, j in zip(job_labels, jobs, strict=True)])
     _family(out, "aioforest_job_trees", "gauge", "Trees of the fit.",

@@ -153,6 +153,7 @@ function render(s) {
   renderJobs(s.jobs);
   renderWorkers(s.workers);
   setText("updated", "updated " + new Date(1000 * s.time).toLocaleTimeString());
+  window.aioforestRenders = (window.aioforestRenders || 0) + 1;
   document.dispatchEvent(new CustomEvent("aioforest:rendered", {detail: s}));
 }
 

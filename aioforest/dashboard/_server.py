@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import importlib.util
@@ -28,7 +29,8 @@ __all__ = ["Dashboard", "parse_bind"]
 
 logger = logging.getLogger("aioforest.dashboard")
 
-COOKIE = "aioforest_dashboard"
+#: Failed logins tolerated in ``LOGIN_WINDOW`` seconds before logins pause for as long.
+LOGIN_ATTEMPTS, LOGIN_WINDOW = 10, 60.0
 #: Security headers on every answer: nothing from elsewhere, no framing, no sniffing.
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -38,16 +40,28 @@ _HEADERS = {
 }
 
 
+def _same(given: str, expected: bytes) -> bool:
+    """``given`` (from a header, a cookie or a form) equals ``expected``, in constant time."""
+    try:
+        raw = given.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # not text a token could be
+        return False
+    return hmac.compare_digest(raw, expected)
+
+
 def parse_bind(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     """``"HOST:PORT"``, ``":PORT"`` or ``"PORT"`` (on ``default_host``) as ``(host, port)``;
     an IPv6 host goes in brackets (``"[::1]:8787"``). ``ValueError`` says what is wrong."""
     host, sep, port_text = text.rpartition(":")
     if not sep:
         host, port_text = "", text
-    host = host.strip("[]") or default_host
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"expected HOST:PORT with a port from 0 to 65535, got {text!r}")
-    return host, int(port_text)
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if (not port_text.isdigit() or not 0 <= int(port_text) <= 65535
+            or (":" in host and not bracketed)):
+        raise ValueError(f"expected HOST:PORT with a port from 0 to 65535 (an IPv6 host in "
+                         f"brackets: [::1]:8787), got {text!r}")
+    return host or default_host, int(port_text)
 
 
 class Dashboard:
@@ -61,7 +75,12 @@ class Dashboard:
     Off loopback ``token`` (the cluster's) is required, and every route but ``/login``
     answers only a request with ``Authorization: Bearer <token>`` or the cookie the login
     form sets (valid for this dashboard's lifetime). The token is compared in constant
-    time. Without ``ssl`` the page is plain HTTP: off loopback, serve it behind TLS.
+    time; a login must come from the page itself (``Origin``), and after
+    ``LOGIN_ATTEMPTS`` wrong tokens in ``LOGIN_WINDOW`` seconds logins pause that long.
+    Without a token, only requests that name this machine in ``Host`` are answered, so a
+    web page elsewhere cannot read the status through DNS rebinding. Without ``ssl`` the
+    page is plain HTTP and the token crosses the network in clear: off loopback, give it
+    a TLS context (the CLI uses ``--tls-cert``) or put it behind a TLS proxy.
     """
 
     def __init__(
@@ -101,6 +120,7 @@ class Dashboard:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self.login_failures = 0
+        self._recent_failures: collections.deque[float] = collections.deque()
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> Dashboard:
@@ -129,6 +149,9 @@ class Dashboard:
         self._runner = runner
         self._port = int(runner.addresses[0][1])
         logger.info("dashboard on %s", self.url)
+        if self._ssl is None and not is_loopback(self.host):
+            logger.warning("dashboard: %s is plain HTTP off loopback: the cluster token "
+                           "crosses the network in clear (use TLS)", self.url)
         return self
 
     async def close(self) -> None:
@@ -150,6 +173,11 @@ class Dashboard:
         return self._port
 
     @property
+    def cookie(self) -> str:
+        """The login cookie's name (browsers share cookies across ports: it has ours)."""
+        return f"aioforest_dashboard_{self.port}"
+
+    @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self._ssl is not None else 'http'}://{host}:{self.port}/"
@@ -165,18 +193,24 @@ class Dashboard:
     # --- handlers ----------------------------------------------------------------------
     def _authorized(self, request: web.Request) -> bool:
         if self._token is None:
-            return True
+            return self._names_this_machine(request.host)
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-                credential.strip().encode(), self._token):
+        if scheme.lower() == "bearer" and _same(credential.strip(), self._token):
             return True
-        cookie = request.cookies.get(COOKIE, "")
-        return bool(cookie) and hmac.compare_digest(cookie.encode(), self._session.encode())
+        cookie = request.cookies.get(self.cookie, "")
+        return bool(cookie) and _same(cookie, self._session.encode())
 
-    @staticmethod
-    def _refused() -> web.Response:
+    def _names_this_machine(self, host_header: str) -> bool:
+        host, _, port = host_header.rpartition(":")
+        return port == str(self.port) and (host.strip("[]") == "localhost"
+                                           or is_loopback(host))
+
+    def _refused(self) -> web.Response:
         from aiohttp import web
 
+        if self._token is None:  # a request for another host name (DNS rebinding)
+            return web.Response(status=421, text="this dashboard answers requests for "
+                                f"127.0.0.1:{self.port} and localhost:{self.port} only\n")
         return web.Response(status=401, text="the dashboard needs the cluster token\n",
                             headers={"WWW-Authenticate": 'Bearer realm="aioforest"'})
 
@@ -184,6 +218,8 @@ class Dashboard:
         from aiohttp import web
 
         if not self._authorized(request):
+            if self._token is None:
+                return self._refused()
             raise web.HTTPSeeOther("login")
         html = PAGE_HTML.replace("{refresh}", f"{self.refresh:g}")
         return web.Response(text=html, content_type="text/html")
@@ -220,17 +256,27 @@ class Dashboard:
     async def _login(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
-        form = await request.post()
-        given = form.get("token")
-        if (self._token is not None and isinstance(given, str)
-                and hmac.compare_digest(given.strip().encode(), self._token)):
-            response = web.HTTPSeeOther(".")
-            response.set_cookie(COOKIE, self._session, httponly=True, samesite="Strict",
-                                secure=self._ssl is not None, path="/")
-            raise response
         if self._token is None:
             raise web.HTTPSeeOther(".")  # nothing to log in to
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.partition("://")[2] != request.host:
+            # another site's form posting here (login CSRF): not from our page
+            return web.Response(status=403, text="a login must come from this page\n")
+        now = self._clock()
+        while self._recent_failures and now - self._recent_failures[0] > LOGIN_WINDOW:
+            self._recent_failures.popleft()
+        if len(self._recent_failures) >= LOGIN_ATTEMPTS:
+            return web.Response(status=429, text="too many wrong tokens: try again later\n",
+                                headers={"Retry-After": f"{LOGIN_WINDOW:.0f}"})
+        form = await request.post()
+        given = form.get("token")
+        if isinstance(given, str) and _same(given.strip(), self._token):
+            response = web.HTTPSeeOther(".")
+            response.set_cookie(self.cookie, self._session, httponly=True, samesite="Strict",
+                                secure=self._ssl is not None, path="/")
+            raise response
         self.login_failures += 1
+        self._recent_failures.append(now)
         logger.warning("dashboard: a login from %s gave a wrong token", request.remote)
         return web.Response(status=401, content_type="text/html",
                             text=LOGIN_HTML.replace("{message}", "Wrong token."))

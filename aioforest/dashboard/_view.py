@@ -56,7 +56,8 @@ def status_view(status: Mapping[str, Any], *, now: float) -> dict[str, Any]:
 
 def _job(mode: str, job_id: int, job: Mapping[str, Any]) -> dict[str, Any]:
     done, total, elapsed = job["trees_done"], job["trees"], job["elapsed_s"]
-    rate = done / elapsed if done and elapsed > 0 else None
+    grown = done - job.get("trees_resumed", 0)  # trees from a checkpoint took no time
+    rate = grown / elapsed if grown > 0 and elapsed > 0 else None
     return {
         "id": job_id,
         "mode": mode,
