@@ -11,6 +11,15 @@ parallel synchronous predict would gain.
     python benchmarks/bench_predict.py                 # 100k, digits, breast_cancer
     python benchmarks/bench_predict.py --only 100k --repeat 15
 
+Then two latency tables on the 100k forest:
+
+* single-row ``predict_proba``: p50 and p99 over ``--single`` calls, aioforest (one
+  process) against scikit-learn with ``n_jobs=1`` and ``n_jobs=2``;
+* the event loop's lag while ``await forest.predict_async(X)`` runs on 240k rows (a
+  ticker sleeps 1 ms and records how late it wakes: p50, p99 and max), beside the same
+  rows predicted by scikit-learn in a thread (``asyncio.to_thread``), as an async
+  service would call it. Goal: p99 < 5 ms, max < 50 ms.
+
 Datasets: ``make_classification(n_samples=100_000, n_features=20, n_informative=10,
 n_classes=3, random_state=0)`` fitted on the first 75,000 rows and predicted on the other
 25,000; scikit-learn's bundled digits and breast_cancer with a stratified 75/25 split.
@@ -20,6 +29,7 @@ Speed is reported, never asserted.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
 import time
 import warnings
@@ -115,6 +125,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=["100k", "digits", "breast_cancer"])
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--no-pool", action="store_true", help="skip the 2-process prototype")
+    parser.add_argument("--single", type=int, default=2000, help="single-row calls timed")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -158,6 +169,67 @@ def main() -> None:
               f"{ours_t / sk_t:.2f} | {1e3 * pool_t:.1f} | {pool_t / sk_t:.2f} |")
     print(f"\n{N_TREES} trees; predict_proba; best of {args.repeat} runs; ratios are "
           "aioforest / scikit-learn (n_jobs=2), lower is better")
+    if "100k" in args.only:
+        _latency_tables(args.single)
+
+
+def _latency_tables(n_calls: int) -> None:
+    from sklearn.ensemble import RandomForestClassifier as SkForest
+
+    from aioforest.ensemble import RandomForestClassifier
+
+    X_tr, X_te, y_tr, _ = _datasets(["100k"])["100k"]
+    ours = RandomForestClassifier(n_estimators=N_TREES, random_state=0, n_jobs=2)
+    ours.fit(X_tr, y_tr)
+    sk = {j: SkForest(n_estimators=N_TREES, random_state=0, n_jobs=j).fit(X_tr, y_tr)
+          for j in (1, 2)}
+    calls = {"aioforest": ours.predict_proba, "scikit-learn n_jobs=1": sk[1].predict_proba,
+             "scikit-learn n_jobs=2": sk[2].predict_proba}
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(n_calls):  # interleaved, one row each
+        row = X_te[i % len(X_te)][None, :]
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call(row)
+            times[name].append(time.perf_counter() - t0)
+    print("\n| single-row predict_proba | p50 ms | p99 ms |\n|---|---|---|")
+    for name, ts in times.items():
+        arr = 1e3 * np.asarray(ts[10:])  # the first calls warm caches up
+        print(f"| {name} | {np.percentile(arr, 50):.3f} | {np.percentile(arr, 99):.3f} |")
+
+    X_big = np.concatenate([X_te] * 10)  # 250k rows
+    X_big = X_big[:240_000]
+    print("\n| 240k rows predicted in an async service | s | loop lag p50 ms | p99 ms | "
+          "max ms |\n|---|---|---|---|---|")
+    for name, predict in [
+        ("await forest.predict_async(X)", lambda: ours.predict_async(X_big)),
+        ("scikit-learn n_jobs=2 in asyncio.to_thread",
+         lambda: asyncio.to_thread(sk[2].predict, X_big)),
+    ]:
+        elapsed, lags = asyncio.run(_lagged(predict))
+        print(f"| {name} | {elapsed:.2f} | {np.percentile(lags, 50):.2f} | "
+              f"{np.percentile(lags, 99):.2f} | {lags.max():.2f} |")
+
+
+async def _lagged(predict: Callable[[], Any]) -> tuple[float, np.ndarray[Any, Any]]:
+    """Seconds of ``await predict()`` (after one warm-up) and the loop's lags meanwhile."""
+    await predict()
+    lags: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def tick() -> None:
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.001)
+            lags.append((loop.time() - t - 0.001) * 1e3)
+
+    ticker = asyncio.ensure_future(tick())
+    await asyncio.sleep(0.01)
+    t0 = time.perf_counter()
+    await predict()
+    elapsed = time.perf_counter() - t0
+    ticker.cancel()
+    return elapsed, np.asarray(lags)
 
 
 if __name__ == "__main__":

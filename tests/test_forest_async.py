@@ -107,6 +107,42 @@ async def test_predict_async_equals_predict_on_a_large_input() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("n_rows", [20000, 1000])  # the pool path, the thread path
+async def test_predict_async_leaves_o_rows_and_o_model_work_off_the_event_loop(
+        monkeypatch: pytest.MonkeyPatch, n_rows: int) -> None:
+    import threading
+
+    import aioforest.ensemble._forest as forest_module
+    from aioforest.tree._model import TreeModel
+
+    X, y = classification_data(n=300, d=6, seed=36)
+    forest = RandomForestClassifier(n_estimators=6, random_state=1, n_jobs=2).fit(X, y)
+    big = np.random.default_rng(2).normal(size=(n_rows, 6))
+    where: dict[str, list[str]] = {}
+
+    def spy(name: str, fn: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            where.setdefault(name, []).append(threading.current_thread().name)
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(TreeModel, "_encode", spy("encode", TreeModel._encode))
+    monkeypatch.setattr(TreeModel, "_flat_forest", spy("flatten", TreeModel._flat_forest))
+    monkeypatch.setattr(forest_module.np, "concatenate",
+                        spy("concatenate", forest_module.np.concatenate))
+    loop_thread = threading.current_thread().name
+    proba = await forest.predict_proba_async(big)
+    assert where["encode"] and where["flatten"]
+    assert loop_thread not in {t for calls in where.values() for t in calls}, where
+    assert proba.tobytes() == forest.predict_proba(big).tobytes()
+    # a few rows of an already flattened model: on the loop (cheaper than a hand-off)
+    where.clear()
+    few = await forest.predict_proba_async(big[:3])
+    assert where["encode"] == [loop_thread]
+    assert few.tobytes() == forest.predict_proba(big[:3]).tobytes()
+
+
+@pytest.mark.asyncio
 async def test_closing_iter_fit_async_early_leaves_the_estimator_unchanged() -> None:
     X, y = classification_data(n=300, d=5, seed=36)
     forest = RandomForestClassifier(n_estimators=N_TREES, random_state=8, n_jobs=2)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import math
+import threading
 import time
 import warnings
 import weakref
@@ -55,6 +56,10 @@ __all__ = ["FitProgress", "RandomForestClassifier", "RandomForestRegressor"]
 PARALLEL_PREDICT_PAIRS = 400_000
 
 _SHARED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()  # predict_async builds it in a thread: once, not twice
+#: predict_async predicts up to this many rows on the event loop itself (a single row takes
+#: ~0.2 ms; handing it to a thread would cost more than that).
+LOOP_PREDICT_ROWS = 64
 
 
 class ClusterBackend(Protocol):
@@ -373,12 +378,13 @@ class _BaseForest(BaseEstimator, TreeModel):
         from ._shared_model import SharedModel
 
         key = id(self.trees_)
-        shared = _SHARED.get(self)
-        if shared is None or shared.key != key:
-            if shared is not None:
-                shared.close()
-            shared = SharedModel(self._flat_forest(), key)
-            _SHARED[self] = shared
+        with _SHARED_LOCK:
+            shared = _SHARED.get(self)
+            if shared is None or shared.key != key:
+                if shared is not None:
+                    shared.close()
+                shared = SharedModel(self._flat_forest(), key)
+                _SHARED[self] = shared
         return shared
 
     def _mean_value(self, X: object) -> npt.NDArray[np.float64]:
@@ -404,19 +410,36 @@ class _BaseForest(BaseEstimator, TreeModel):
     async def _mean_value_async(
         self, X: object, block_rows: int = 16384
     ) -> npt.NDArray[np.float64]:
-        """Predict in row blocks on the process pool so that the event loop stays free."""
+        """Predict in row blocks on the process pool; the event loop only schedules.
+
+        Encoding the rows, building the flat and the shared model (on first use) and
+        joining the blocks are O(rows) or O(model), so they run in a thread. Up to
+        ``LOOP_PREDICT_ROWS`` rows of a model already flattened are predicted on the loop:
+        less work than any hand-off.
+        """
+        n_rows = _row_count(X)
+        if n_rows is not None and n_rows <= LOOP_PREDICT_ROWS and self._flat_forest_ready():
+            return self._flat_forest().mean_value(self._encode(X))
+        Xe = await asyncio.to_thread(self._encode, X)
+        if Xe.shape[0] <= block_rows // 8:  # small: a thread beats a pool round trip
+            return await asyncio.to_thread(lambda: self._flat_forest().mean_value(Xe))
+        shared = await asyncio.to_thread(self._shared_model)
         loop = asyncio.get_running_loop()
-        Xe = self._encode(X)
-        if Xe.shape[0] <= block_rows // 8:
-            return self._flat_forest().mean_value(Xe)  # tiny: cheaper than a round trip
-        shared = self._shared_model()
         executor = get_executor(max(effective_n_jobs(self.n_jobs), 1))
         futures = [
             loop.run_in_executor(executor, shared.task, Xe[lo : lo + block_rows])
             for lo in range(0, Xe.shape[0], block_rows)
         ]
         parts = await asyncio.gather(*futures)
-        return np.concatenate(parts, axis=0)
+        return await asyncio.to_thread(np.concatenate, parts, axis=0)
+
+
+def _row_count(X: object) -> int | None:
+    """Rows of ``X`` without converting it (None if that would take work)."""
+    shape = getattr(X, "shape", None)
+    if isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[0], int):
+        return shape[0]
+    return len(X) if isinstance(X, list) else None
 
 
 @register_model

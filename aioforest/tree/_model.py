@@ -101,6 +101,13 @@ class TreeModel:
             _FLAT[self] = cached
         return cached[1]
 
+    def _flat_forest_ready(self) -> bool:
+        """Whether :meth:`_flat_forest` would return at once (nothing to build)."""
+        cached = _FLAT.get(self)
+        trees = getattr(self, "trees_", None)
+        return (cached is not None and trees is not None
+                and cached[0] == (id(trees), len(trees), id(self.bins_)))
+
     def _encode(self, X: object) -> F64:
         self._check_is_fitted()
         check_array_input(X)
