@@ -29,12 +29,25 @@ import gc
 import statistics
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aioforest.csp import Chan
 
 _STOP = object()
+
+
+async def _timed(producer: Coroutine[Any, Any, None], consume: Callable[[], Awaitable[int]],
+                 n: int) -> float:
+    """Seconds for ``consume()`` to receive the ``n`` messages ``producer`` sends."""
+    start = time.perf_counter()
+    task = asyncio.get_running_loop().create_task(producer)
+    received = await consume()
+    await task
+    elapsed = time.perf_counter() - start
+    if received != n:
+        raise AssertionError(f"received {received} of {n} messages")
+    return elapsed
 
 
 async def _chan_run(capacity: int, n: int) -> float:
@@ -46,16 +59,13 @@ async def _chan_run(capacity: int, n: int) -> float:
             await send(i)
         ch.close()
 
-    start = time.perf_counter()
-    task = asyncio.get_running_loop().create_task(producer())
-    received = 0
-    async for _ in ch:
-        received += 1
-    await task
-    elapsed = time.perf_counter() - start
-    if received != n:
-        raise AssertionError(f"received {received} of {n} messages")
-    return elapsed
+    async def consume() -> int:
+        received = 0
+        async for _ in ch:
+            received += 1
+        return received
+
+    return await _timed(producer(), consume, n)
 
 
 async def _queue_run(capacity: int, n: int) -> float:
@@ -67,20 +77,14 @@ async def _queue_run(capacity: int, n: int) -> float:
             await put(i)
         await put(_STOP)
 
-    start = time.perf_counter()
-    task = asyncio.get_running_loop().create_task(producer())
-    received = 0
-    get = queue.get
-    while True:
-        item = await get()
-        if item is _STOP:
-            break
-        received += 1
-    await task
-    elapsed = time.perf_counter() - start
-    if received != n:
-        raise AssertionError(f"received {received} of {n} messages")
-    return elapsed
+    async def consume() -> int:
+        received = 0
+        get = queue.get
+        while await get() is not _STOP:
+            received += 1
+        return received
+
+    return await _timed(producer(), consume, n)
 
 
 async def _anyio_run(capacity: int, n: int) -> float:
@@ -94,17 +98,14 @@ async def _anyio_run(capacity: int, n: int) -> float:
             for i in range(n):
                 await send(i)
 
-    start = time.perf_counter()
-    task = asyncio.get_running_loop().create_task(producer())
-    received = 0
-    async with receive_stream:
-        async for _ in receive_stream:
-            received += 1
-    await task
-    elapsed = time.perf_counter() - start
-    if received != n:
-        raise AssertionError(f"received {received} of {n} messages")
-    return elapsed
+    async def consume() -> int:
+        received = 0
+        async with receive_stream:
+            async for _ in receive_stream:
+                received += 1
+        return received
+
+    return await _timed(producer(), consume, n)
 
 
 Runner = Callable[[int, int], Coroutine[Any, Any, float]]
