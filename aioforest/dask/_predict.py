@@ -35,6 +35,8 @@ def _model(digest: str, payload: bytes) -> Any:
             _LOADED[digest] = model
             while len(_LOADED) > KEEP_LOADED:
                 _LOADED.popitem(last=False)
+        else:
+            _LOADED.move_to_end(digest)  # least recently used goes first, not oldest
         return model
 
 
