@@ -15,6 +15,7 @@ import pytest
 
 from aioforest import FitProgress, load
 from aioforest.master import ProgressLine, resolve_task
+from aioforest.persistence import FORMAT_VERSION
 
 
 class FakeClock:
@@ -235,7 +236,7 @@ def test_info_says_what_a_model_is(iris_model: tuple[Path, Path],
     assert info_main(["--model", str(model)]) == 0
     out = capsys.readouterr().out
     for needle in ("kind: RandomForestClassifier", "trees: 5", "features: 4",
-                   "classes: Iris-setosa", "n_estimators: 5", "format version: 2",
+                   "classes: Iris-setosa", "n_estimators: 5", f"format version: {FORMAT_VERSION}",
                    f"file size: {model.stat().st_size} bytes",
                    "training rows drawn per tree: 150"):
         assert needle in out, out

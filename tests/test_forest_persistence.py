@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import mmap
 import pickle
 import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from forest_helpers import assert_same_forest, classification_data, regression_data
 
@@ -232,22 +235,172 @@ def test_a_container_of_another_kind_is_rejected(tmp_path: Path) -> None:
         aioforest.load(_write(tmp_path, other))
 
 
+def _rewritten(tmp_path: Path, path: Path, name: str, **changes: Any) -> Path:
+    """The model at ``path`` with some arrays changed (``None`` drops one), resealed."""
+    kind, meta, arrays = container.read(path)
+    out = {k: np.array(v) for k, v in arrays.items()}
+    for key, value in changes.items():
+        key = key.replace("__", ".")
+        if value is None:
+            del out[key]
+        else:
+            out[key] = value
+    return _write(tmp_path, container.dumps(kind, meta, out), name)
+
+
 def test_consistent_checksum_but_broken_trees_is_rejected(
     tmp_path: Path, saved: tuple[Path, bytes]
 ) -> None:
     path, _ = saved
-    kind, meta, arrays = container.read(path)
-    broken = {k: np.array(v) for k, v in arrays.items()}
-    broken["trees.left"][0] = 0  # the root becomes its own child
-    with pytest.raises(FormatError, match="damaged"):
-        aioforest.load(_write(tmp_path, container.dumps(kind, meta, broken)))
-    bad_feature = {k: np.array(v) for k, v in arrays.items()}
-    bad_feature["trees.feature"][0] = 99
-    with pytest.raises(FormatError):
-        aioforest.load(_write(tmp_path, container.dumps(kind, meta, bad_feature), "f.aiof"))
+    _, meta, arrays = container.read(path)
+    n = int(arrays["trees.node_counts"].sum())
+    mask = np.unpackbits(arrays["trees.split"], count=n)
+    leaf = int(np.flatnonzero(mask == 0)[0])
+    mask[leaf] = 1  # a leaf turned into a split has no children in its tree
+    cases = {
+        "mask": (dict(trees__split=np.packbits(mask)), "split mask is not a tree"),
+        "feature": (dict(trees__split_feature=np.full_like(arrays["trees.split_feature"], 99)),
+                    "feature that does not exist"),
+        "bin": (dict(trees__split_bin=np.full_like(arrays["trees.split_bin"], 250)),
+                "bin its feature does not have"),
+        "short": (dict(trees__split_bin=arrays["trees.split_bin"][:-1]), "one entry per split"),
+        "lost": (dict(trees__impurity=None), "lacks tree array 'trees.impurity'"),
+        "links": (dict(trees__left=np.zeros(n, np.int32), trees__right=np.zeros(n, np.int32)),
+                  "child link points outside"),
+        "one link": (dict(trees__left=np.zeros(n, np.int32)), "one entry per node"),
+    }
+    for name, (changes, message) in cases.items():
+        with pytest.raises(FormatError, match=message):
+            aioforest.load(_rewritten(tmp_path, path, f"{name}.aiof", **changes))
     bad_meta = dict(meta, estimator="os.system")
     with pytest.raises(FormatError, match="malformed"):
-        aioforest.load(_write(tmp_path, container.dumps(kind, bad_meta, arrays), "m.aiof"))
+        aioforest.load(_write(tmp_path, container.dumps("aioforest.model", bad_meta, arrays),
+                              "m.aiof"))
+    with pytest.raises(FormatError, match="unknown tree encoding"):
+        aioforest.load(_write(tmp_path, container.dumps(
+            "aioforest.model", dict(meta, trees_encoding="compact-9"), arrays), "e.aiof"))
+
+
+# --- the compact encoding and compression -------------------------------------------------------
+def _legacy_file(model: Any) -> bytes:
+    """The same model in the layout of format 2: every tree array whole, nothing derived."""
+    from aioforest.persistence import trees_to_arrays
+
+    _, meta, arrays = container.loads(save_bytes(model))
+    meta = {k: v for k, v in meta.items() if k != "trees_encoding"}
+    bins = {k: v for k, v in arrays.items() if k.startswith("bins.")}
+    data = bytearray(container.dumps("aioforest.model", meta,
+                                     {**bins, **trees_to_arrays(model.trees_)}))
+    struct.pack_into(">I", data, 8, 2)
+    body = bytes(data[:-32])
+    return body + hashlib.sha256(body).digest()
+
+
+def test_a_format_2_file_still_loads_the_same_model(tmp_path: Path) -> None:
+    ds, X = _mixed_dataset(seed=3)
+    forest = RandomForestClassifier(n_estimators=4, random_state=3, n_jobs=1).fit(ds)
+    path = _write(tmp_path, _legacy_file(forest), "v2.aiof")
+    assert aioforest.persistence.file_version(path) == 2
+    _assert_same_model(forest, aioforest.load(path), X)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_the_compact_file_is_a_fraction_of_the_whole_arrays(kind: str) -> None:
+    if kind == "classifier":
+        X, y = classification_data(n=3000, d=8, seed=5)
+        model: Any = RandomForestClassifier(n_estimators=6, random_state=5, n_jobs=1)
+    else:
+        X, y = regression_data(n=3000, d=8, seed=5)
+        model = RandomForestRegressor(n_estimators=6, random_state=5, n_jobs=1)
+    model.fit(X, y)
+    compact, legacy = save_bytes(model), _legacy_file(model)
+    # Whole arrays take 67 bytes a node plus the values; the compact file keeps the
+    # regression values, the impurities and the improvements, compressed.
+    assert len(compact) < (0.18 if kind == "classifier" else 0.3) * len(legacy)
+    _, _, arrays = container.loads(compact)
+    derived = {"trees.left", "trees.right", "trees.threshold", "trees.n_node_samples",
+               "trees.weighted_n_node_samples", "trees.cat_index"}
+    if kind == "classifier":
+        derived.add("trees.value")
+    assert not derived & set(arrays)
+
+
+def test_what_a_rule_cannot_rebuild_is_stored_whole(tmp_path: Path) -> None:
+    X, y = classification_data(n=400, d=5, seed=6)
+    weights = np.random.default_rng(6).uniform(0.5, 2.0, y.size)
+    forest = RandomForestClassifier(n_estimators=4, random_state=6, n_jobs=1,
+                                    class_weight="balanced").fit(X, y, sample_weight=weights)
+    data = save_bytes(forest)
+    _, _, arrays = container.loads(data)
+    assert {"trees.value", "trees.weighted_n_node_samples"} <= set(arrays)
+    assert "trees.leaf_counts" not in arrays and "trees.n_node_samples" not in arrays
+    _assert_same_model(forest, load_bytes(data), X)
+
+
+def test_trees_not_in_level_order_keep_their_links(tmp_path: Path) -> None:
+    X, y = classification_data(n=200, d=4, seed=8)
+    forest = RandomForestClassifier(n_estimators=2, random_state=8, n_jobs=1).fit(X, y)
+    tree = forest.trees_[0]
+    assert (tree.feature[:3] >= 0).all() and tree.left[1] == 3 and tree.left[2] == 5
+    # The same tree with the grandchildren's pairs traded: node 1's children become 5 and
+    # 6, node 2's 3 and 4. Children still come in pairs after their parent, but not in
+    # the order the compact encoding rebuilds.
+    swap = np.arange(tree.node_count)
+    swap[[3, 4, 5, 6]] = [5, 6, 3, 4]
+    parts = {k: v[swap] if k != "cat_left" else v for k, v in tree.arrays().items()}
+    for side in ("left", "right"):
+        links = parts[side]
+        parts[side] = np.where(links >= 0, swap[np.maximum(links, 0)], -1).astype(np.int32)
+    forest.trees_ = [type(tree).from_arrays(parts), *forest.trees_[1:]]
+    data = save_bytes(forest)
+    _, _, arrays = container.loads(data)
+    assert "trees.left" in arrays and "trees.right" in arrays
+    _assert_same_model(forest, load_bytes(data), X)
+
+
+def test_compressed_arrays_are_checked_before_they_are_inflated(tmp_path: Path) -> None:
+    raw = np.zeros(100_000)
+    data = container.dumps("aioforest.model", {}, {"x": raw}, compress=True)
+    _, _, arrays = container.loads(data)
+    assert _bits(arrays["x"]) == _bits(raw)
+    header_len = struct.unpack_from(">Q", data, 12)[0]
+    header = orjson.loads(data[20 : 20 + header_len])
+    assert header["arrays"][0]["codec"] == "shuffle-zlib"
+    assert header["arrays"][0]["stored"] < 2000
+
+    def resealed(entry: dict[str, Any], blob: bytes | None = None) -> bytes:
+        head = orjson.dumps({**header, "arrays": [entry]})
+        head += b" " * (-(20 + len(head)) % 64)
+        stored = blob if blob is not None else data[20 + header_len : -32]
+        body = data[:12] + struct.pack(">Q", len(head)) + head + stored
+        return body + hashlib.sha256(body).digest()
+
+    entry = header["arrays"][0]
+    bomb = dict(entry, shape=[10**10], nbytes=8 * 10**10)
+    with pytest.raises(FormatError, match="not zlib data"):
+        container.loads(resealed(bomb))
+    with pytest.raises(FormatError, match="unknown codec"):
+        container.loads(resealed(dict(entry, codec="lz4")))
+    garbage = b"\x01" * 4096
+    with pytest.raises(FormatError, match="does not decompress"):
+        container.loads(resealed(dict(entry, stored=len(garbage)), garbage))
+    short = dict(entry, shape=[50_000], nbytes=400_000)  # the stream holds more
+    with pytest.raises(FormatError, match="other than its 400000 bytes"):
+        container.loads(resealed(short))
+
+
+def test_raw_arrays_are_read_from_a_map_of_the_file(tmp_path: Path) -> None:
+    # Random bit patterns do not compress, so they stay raw.
+    noise = np.frombuffer(np.random.default_rng(0).bytes(400_000), dtype=np.float64)
+    path = _write(tmp_path, container.dumps("k", {}, {"noise": noise}, compress=True))
+    _, _, arrays = container.read(path)
+    got = arrays["noise"]
+    assert _bits(got) == _bits(noise) and not got.flags.writeable
+    assert got.ctypes.data % 64 == 0  # aligned in the file, hence in the map
+    base: Any = got
+    while getattr(base, "base", None) is not None and not isinstance(base, memoryview):
+        base = base.base
+    assert isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
 
 
 def test_missing_file_and_unsavable_models() -> None:

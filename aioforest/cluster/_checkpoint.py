@@ -60,6 +60,7 @@ import orjson
 from .._version import __version__
 from ..persistence import (
     FORMAT_VERSION,
+    SAME_TREES_SINCE,
     FormatError,
     FormatVersionError,
     dumps,
@@ -584,7 +585,7 @@ def _load(path: Path, kind: str, advice: str) -> tuple[dict[str, Any], dict[str,
     """The metadata and arrays of one of our files, or CheckpointError naming the file."""
     try:
         data = path.read_bytes()
-        _, meta, arrays = loads(data, source=str(path), kind=kind)
+        _, meta, arrays = loads(data, source=str(path), kind=kind, oldest=SAME_TREES_SINCE)
     except FormatVersionError as exc:
         raise CheckpointError(
             f"checkpoint file {path} has format version {exc.version}, this aioforest "

@@ -9,7 +9,8 @@ registry the estimator classes join by decorator, not a hard-coded list):
   :func:`trees_to_arrays` / :func:`trees_from_arrays` pack trees for it and for the wire.
 * :func:`encode_params` / :func:`decode_params` (and ``_value``): the one tagged JSON
   encoding of estimator parameters, for model files and checkpoint specs.
-* :func:`file_version`: the format version in a file's header.
+* :func:`file_version`: the format version in a file's header; :data:`SAME_TREES_SINCE`
+  the oldest version whose trees were grown by today's rules (checkpoints resume from it).
 * :class:`FormatError` names what is wrong with a damaged or foreign file
   (:class:`FormatVersionError`: a file of a format version not read here).
 """
@@ -17,6 +18,7 @@ registry the estimator classes join by decorator, not a hard-coded list):
 from ..tree import set_model_writer
 from ._container import (
     FORMAT_VERSION,
+    SAME_TREES_SINCE,
     FormatError,
     FormatVersionError,
     dumps,
@@ -32,6 +34,7 @@ set_model_writer(save)
 
 __all__ = [
     "FORMAT_VERSION",
+    "SAME_TREES_SINCE",
     "FormatError",
     "FormatVersionError",
     "decode_params",

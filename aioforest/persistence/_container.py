@@ -4,24 +4,33 @@ Layout (all integers big-endian)::
 
     magic      8 bytes   b"AIOFMDL\\0"
     version    u32       FORMAT_VERSION
-    meta_len   u64       length of the JSON metadata
+    meta_len   u64       length of the JSON metadata (padded with spaces, so that the data
+                         starts on a 64-byte boundary)
     meta       meta_len  orjson: {"kind": ..., "meta": {...}, "arrays": [{name, dtype, shape,
-                         offset, nbytes}, ...]}
-    data       ...       the arrays' bytes, C order, each at its offset
+                         offset, nbytes[, codec, stored]}, ...]}
+    data       ...       the arrays' bytes, C order, each at its offset (a multiple of 64)
     digest     32 bytes  SHA-256 of everything above
 
+An array with a ``codec`` holds ``stored`` bytes that decode to its ``nbytes``: ``zlib``,
+or ``shuffle-zlib`` (the bytes of each item position grouped first, which lets the
+exponents of floats compress). Arrays that do not compress stay raw, so :func:`read`
+maps them from the file instead of copying them.
+
 Reading checks the magic, the version, the digest and every array's dtype (allow-list),
-shape and extent before touching the data, so a damaged or foreign file fails with a message
-that says what is wrong, never with a crash or a silently wrong model.
+shape and extent before touching the data, and decodes no more bytes than an array
+declares, so a damaged or foreign file fails with a message that says what is wrong,
+never with a crash, a silently wrong model or a memory blow-up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
 import struct
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +38,23 @@ import numpy as np
 import orjson
 
 __all__ = [
-    "FORMAT_VERSION", "FormatError", "FormatVersionError", "dumps", "loads", "read",
-    "write_atomic",
+    "FORMAT_VERSION", "SAME_TREES_SINCE", "FormatError", "FormatVersionError", "dumps",
+    "loads", "read", "write_atomic",
 ]
 
 MAGIC = b"AIOFMDL\x00"
 #: 2: trees from aioforest 0.3 on (per-row Poisson bootstrap, sampled binning). The
 #: container layout is the same as version 1's, whose trees were grown from a global
 #: bootstrap draw: old model files still load and predict; checkpoints refuse them.
-FORMAT_VERSION = 2
+#: 3: compressed arrays, 64-byte aligned data, and model files' compact tree encoding.
+FORMAT_VERSION = 3
+#: Files of version 2 hold the same trees in the older layout: they still load.
+SAME_TREES_SINCE = 2
+_ALIGN = 64
+#: A codec is kept only where it saves at least this share of an array's bytes.
+_WORTH_COMPRESSING = 0.9
+#: zlib cannot expand data by more than about 1032:1; a file claiming more is damaged.
+_MAX_RATIO = 1100
 _HEAD = struct.Struct(">8sIQ")
 _DIGEST = 32
 ALLOWED_DTYPES = frozenset(
@@ -57,9 +74,13 @@ class FormatVersionError(FormatError):
         self.version = version
 
 
-def dumps(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any]]) -> bytes:
+def dumps(
+    kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any]], *,
+    compress: bool = False,
+) -> bytes:
+    """The container's bytes; with ``compress``, each array that shrinks is compressed."""
     directory = []
-    blobs = []
+    blobs: list[bytes] = []
     offset = 0
     for name, arr in arrays.items():
         a = np.ascontiguousarray(arr)
@@ -68,20 +89,36 @@ def dumps(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any
         if dt.str not in ALLOWED_DTYPES:
             raise TypeError(f"array {name!r} has dtype {a.dtype}, which the format does not store")
         raw = a.tobytes()
-        directory.append(
-            {"name": name, "dtype": dt.str, "shape": list(a.shape), "offset": offset,
-             "nbytes": len(raw)}
-        )
-        blobs.append(raw)
-        offset += len(raw)
+        entry: dict[str, Any] = {"name": name, "dtype": dt.str, "shape": list(a.shape),
+                                 "offset": offset, "nbytes": len(raw)}
+        if compress and raw:
+            codec = "shuffle-zlib" if dt.itemsize > 1 else "zlib"
+            packed = zlib.compress(_shuffle(raw, dt.itemsize) if dt.itemsize > 1 else raw, 6)
+            if len(packed) <= _WORTH_COMPRESSING * len(raw):
+                raw = packed
+                entry.update(codec=codec, stored=len(packed))
+        directory.append(entry)
+        pad = -len(raw) % _ALIGN
+        blobs.append(raw + b"\0" * pad)
+        offset += len(raw) + pad
     header = orjson.dumps({"kind": kind, "meta": meta, "arrays": directory},
                           option=orjson.OPT_SERIALIZE_NUMPY)
+    header += b" " * (-(_HEAD.size + len(header)) % _ALIGN)  # data on a 64-byte boundary
     body = _HEAD.pack(MAGIC, FORMAT_VERSION, len(header)) + header + b"".join(blobs)
     return body + hashlib.sha256(body).digest()
 
 
+def _shuffle(raw: bytes, itemsize: int) -> bytes:
+    """Byte ``i`` of every item, for each ``i`` in turn."""
+    return np.frombuffer(raw, np.uint8).reshape(-1, itemsize).T.tobytes()
+
+
+def _unshuffle(raw: bytes, itemsize: int) -> bytes:
+    return np.frombuffer(raw, np.uint8).reshape(itemsize, -1).T.tobytes()
+
+
 def loads(
-    data: bytes | memoryview, *, source: str = "<bytes>", kind: str | None = None,
+    data: bytes | memoryview | mmap.mmap, *, source: str = "<bytes>", kind: str | None = None,
     oldest: int = FORMAT_VERSION,
 ) -> tuple[str, dict[str, Any], dict[str, np.ndarray[Any, Any]]]:
     """Parse a container; returns (kind, meta, arrays). Arrays are read-only views.
@@ -131,12 +168,35 @@ def loads(
         if any(not isinstance(s, int) or s < 0 for s in shape):
             raise FormatError(f"{source}: array {name!r} has a bad shape {list(shape)}")
         expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        if nbytes != expected or offset < 0 or offset + nbytes > data_len:
+        stored = int(entry.get("stored", nbytes))
+        if nbytes != expected or offset < 0 or stored < 0 or offset + stored > data_len:
             raise FormatError(f"{source}: array {name!r} does not fit its declared extent")
-        arr = np.frombuffer(body, dtype=dtype, count=expected // np.dtype(dtype).itemsize,
-                            offset=data_start + offset).reshape(shape)
-        arrays[name] = arr
+        start_at = data_start + offset
+        count = expected // np.dtype(dtype).itemsize
+        if "codec" in entry:
+            raw = _decode(entry["codec"], body[start_at : start_at + stored], expected,
+                          np.dtype(dtype).itemsize, f"{source}: array {name!r}")
+            arr = np.frombuffer(raw, dtype=dtype, count=count)
+        else:
+            arr = np.frombuffer(body, dtype=dtype, count=count, offset=start_at)
+        arrays[name] = arr.reshape(shape)
     return file_kind, meta, arrays
+
+
+def _decode(codec: Any, stored: memoryview, nbytes: int, itemsize: int, where: str) -> bytes:
+    """An array's raw bytes, decoding never more than the ``nbytes`` it declares."""
+    if codec not in ("zlib", "shuffle-zlib"):
+        raise FormatError(f"{where} uses an unknown codec {codec!r}")
+    if nbytes > _MAX_RATIO * len(stored) + _ALIGN:
+        raise FormatError(f"{where} claims {nbytes} bytes from {len(stored)}: not zlib data")
+    inflate = zlib.decompressobj()
+    try:
+        raw = inflate.decompress(stored, nbytes)
+    except zlib.error as exc:
+        raise FormatError(f"{where} does not decompress: {exc}") from None
+    if len(raw) != nbytes or not inflate.eof or inflate.unconsumed_tail:
+        raise FormatError(f"{where} decompresses to other than its {nbytes} bytes")
+    return _unshuffle(raw, itemsize) if codec == "shuffle-zlib" else raw
 
 
 def write_atomic(path: str | os.PathLike[str], payload: bytes, *, sync_dir: bool = True) -> None:
@@ -189,9 +249,19 @@ def file_version(path: str | os.PathLike[str]) -> int:
 def read(
     path: str | os.PathLike[str], *, kind: str | None = None, oldest: int = FORMAT_VERSION
 ) -> tuple[str, dict[str, Any], Arrays]:
+    """Parse the file at ``path``; raw arrays are read-only views of a map of the file.
+
+    Mapping instead of reading means the arrays stored raw cost no copy: their pages are
+    the page cache's. ``write_atomic`` replaces files by renaming, so a mapped file is
+    never rewritten under its readers.
+    """
     p = Path(path)
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return loads(b"", source=str(p), kind=kind, oldest=oldest)
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except FileNotFoundError:
         raise FileNotFoundError(f"no such model file: {p}") from None
     return loads(data, source=str(p), kind=kind, oldest=oldest)

@@ -15,6 +15,7 @@ import numpy as np
 from .._version import __version__
 from ..data import Bins, Feature
 from ..tree import GROWTH_VERSION, ForestPlan, TreeArrays, model_classes
+from ._compact import ENCODING, decode_trees, encode_trees
 from ._container import FormatError, dumps, loads, read, write_atomic
 from ._params import decode_params, encode_params
 
@@ -149,10 +150,12 @@ def save_bytes(estimator: Any) -> bytes:
         "plan": estimator.plan_.to_json() if hasattr(estimator, "plan_") else None,
         "oob_score": getattr(estimator, "oob_score_", None),
         "growth": getattr(estimator, "_growth_version_", GROWTH_VERSION),
+        "trees_encoding": ENCODING,
     }
     _, bin_arrays = _bins_meta(estimator.bins_)
-    arrays = {**bin_arrays, **trees_to_arrays(estimator.trees_)}
-    return dumps(KIND, meta, arrays)
+    trees = encode_trees(estimator.trees_, estimator.bins_, classifier=hasattr(estimator,
+                                                                              "classes_"))
+    return dumps(KIND, meta, {**bin_arrays, **trees}, compress=True)
 
 
 def save(estimator: Any, path: str | os.PathLike[str]) -> None:
@@ -180,7 +183,12 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any]], sour
             Feature(f["name"], f["kind"], tuple(f["categories"])) for f in meta["features"]
         )
         bins = _bins_from(arrays)
-        trees = trees_from_arrays(arrays)
+        if meta.get("trees_encoding") == ENCODING:
+            trees = decode_trees(arrays, bins, classifier=meta.get("classes") is not None)
+        elif "trees_encoding" in meta:
+            raise FormatError(f"unknown tree encoding {meta['trees_encoding']!r}")
+        else:  # files before format 3
+            trees = trees_from_arrays(arrays)
         n_features = int(meta["n_features_in"])
     except FormatError as exc:
         raise FormatError(f"{source}: {exc}") from None

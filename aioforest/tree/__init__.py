@@ -23,7 +23,7 @@ holds ``ForestPlan`` (what a forest's trees depend on) and ``fit_trees``; ``_arr
 fitted ``TreeArrays``; ``_predict`` the flattened forest; ``_classes`` the estimators.
 """
 
-from ._arrays import TreeArrays
+from ._arrays import TreeArrays, split_thresholds
 from ._bootstrap import row_keys
 from ._builder import (
     Arithmetic,
@@ -123,6 +123,7 @@ __all__ = [
     "row_keys",
     "set_collection_predictor",
     "set_model_writer",
+    "split_thresholds",
     "sum_histograms",
     "target_max",
     "tree_key",

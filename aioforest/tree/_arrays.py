@@ -13,7 +13,28 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["TreeArrays"]
+from ..data import Bins
+
+__all__ = ["TreeArrays", "split_thresholds"]
+
+
+def split_thresholds(
+    feature: npt.NDArray[np.integer], threshold_bin: npt.NDArray[np.integer], bins: Bins
+) -> npt.NDArray[np.float64]:
+    """Each numeric split's threshold, the upper edge of its bin; NaN elsewhere.
+
+    The last bin of a feature has +inf as its edge: the "missing vs rest" split sends every
+    non-missing value left. Model files rebuild thresholds this way instead of storing them.
+    """
+    flat_edges = np.concatenate([np.append(e, np.inf) for e in bins.edges])
+    edge_offsets = np.concatenate(
+        [[0], np.cumsum([e.size + 1 for e in bins.edges])[:-1]]
+    ).astype(np.int64)
+    is_split = feature >= 0
+    num = np.flatnonzero(is_split & ~bins.is_categorical[np.maximum(feature, 0)])
+    threshold = np.full(feature.shape, np.nan)
+    threshold[num] = flat_edges[edge_offsets[feature[num]] + threshold_bin[num]]
+    return threshold
 
 
 @dataclass(eq=False)

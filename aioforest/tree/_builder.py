@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..data import Bins
-from ._arrays import TreeArrays
+from ._arrays import TreeArrays, split_thresholds
 from ._criterion import Criterion, criterion_for
 from ._histogram import REGRESSION_TOTALS, CodeTable, squares_from_limbs
 from ._routing import NodeSplits
@@ -652,11 +652,7 @@ def _assemble(rec: _Records, n_trees: int, bins: Bins) -> list[TreeArrays]:
     weighted = _column(rec.wn, order, np.float64)
     improvement = _column(rec.improvement, order, np.float64)
     del order
-    # All features' edges in one array, each followed by +inf (the "missing vs rest" split
-    # sends every non-missing value left).
-    flat_edges = np.concatenate([np.append(e, np.inf) for e in bins.edges])
-    edge_offsets = np.concatenate([[0], np.cumsum([e.size + 1 for e in bins.edges])[:-1]])
-    edge_offsets = edge_offsets.astype(np.int64)
+    thresholds = split_thresholds(feature, threshold_bin, bins)
     out = []
     for t in range(n_trees):
         lo, hi = bounds[t], bounds[t + 1]
@@ -664,9 +660,7 @@ def _assemble(rec: _Records, n_trees: int, bins: Bins) -> list[TreeArrays]:
         thr_bin = threshold_bin[lo:hi]
         is_split = feat >= 0
         cat_split = is_split & bins.is_categorical[np.maximum(feat, 0)]
-        threshold = np.full(feat.size, np.nan)
-        num = np.flatnonzero(is_split & ~cat_split)
-        threshold[num] = flat_edges[edge_offsets[feat[num]] + thr_bin[num]]
+        threshold = thresholds[lo:hi]
         cat_nodes = np.flatnonzero(cat_split)
         cat_index = np.full(feat.size, -1, dtype=np.int32)
         cat_index[cat_nodes] = np.arange(cat_nodes.size, dtype=np.int32)
