@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,27 @@ async def test_model_parallel_fit_is_bit_identical_to_local_fit(weights: str | N
     assert sorted(p.index for p in seen) == list(range(14))
     assert status["tasks"]["done_total"] >= 2
     assert sum(status["tasks_done_by_worker"].values()) == status["tasks"]["done_total"]
+
+
+@pytest.mark.asyncio
+async def test_the_master_checks_and_builds_result_trees_off_its_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aioforest.cluster import _protocol
+
+    threads: list[bool] = []
+    real = _protocol._DECODERS["result"]
+
+    def spy(msg: Any) -> Any:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(msg)
+
+    monkeypatch.setitem(_protocol._DECODERS, "result", spy)
+    X, y = small_data(n=120, d=4, seed=6)
+    async with cluster(1) as (master, _):
+        forest = await master.fit(RandomForestClassifier(n_estimators=4, random_state=1), X, y)
+    assert_same_forest(forest, RandomForestClassifier(n_estimators=4, random_state=1).fit(X, y))
+    assert threads and not any(threads)  # every result was decoded in a thread
 
 
 @pytest.mark.asyncio

@@ -8,6 +8,7 @@ import dataclasses
 import re
 import ssl
 import struct
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,44 @@ async def test_recv_timeout_leaves_the_connection_usable() -> None:
                 await server.recv(timeout=0.05)
             await client.send(Message("late"))
             assert (await server.recv(timeout=10)).type == "late"
+
+
+@pytest.mark.asyncio
+async def test_big_frames_are_decoded_in_a_thread_and_a_cancelled_recv_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    on_loop: list[bool] = []
+    entered, release = threading.Event(), threading.Event()
+    real = Decoder.next_event
+
+    def spy(self: Decoder) -> Any:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        if not on_loop[-1] and not release.is_set():
+            entered.set()
+            release.wait(30)  # held until the recv that started this decode is cancelled
+        return real(self)
+
+    monkeypatch.setattr(Decoder, "next_event", spy)
+    payload = random_bytes(3 * MiB, seed=5)
+    acc = Acceptor(TOKEN)
+    async with serve(acc) as port:
+        client = await open_connection(HOST, port, token=TOKEN)
+        async with client:
+            server = await acc.connection()
+            await client.send(Message("small"))
+            assert (await server.recv(timeout=10)).type == "small"
+            assert on_loop and all(on_loop)  # a small frame never leaves the loop
+            send = asyncio.ensure_future(client.send(Message("big", {}, [payload])))
+            recv = asyncio.ensure_future(server.recv())
+            assert await asyncio.to_thread(entered.wait, 30)
+            recv.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recv
+            release.set()
+            big = await server.recv(timeout=30)
+            await send
+    assert big.type == "big" and np.array_equal(big.arrays[0], payload)
+    assert not all(on_loop)
 
 
 @pytest.mark.asyncio

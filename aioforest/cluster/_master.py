@@ -531,9 +531,11 @@ class Master:
             await self._notify_peers()
             self._pump()
             while True:
-                msg = decode(
-                    await conn.recv(timeout=self.heartbeat_timeout), expect=_MASTER_RECEIVES
-                )
+                received = await conn.recv(timeout=self.heartbeat_timeout)
+                if received.type == Result.TYPE:  # checking and building trees: O(model)
+                    msg = await asyncio.to_thread(decode, received, expect=_MASTER_RECEIVES)
+                else:
+                    msg = decode(received, expect=_MASTER_RECEIVES)
                 peer.last_heard = time.monotonic()
                 if isinstance(msg, Bye):
                     logger.info("master: worker %s left: %s", name, msg.reason,

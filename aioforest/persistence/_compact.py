@@ -87,28 +87,32 @@ class _Layout:
         return np.where(cat_split, rank, -1).astype(np.int32)
 
 
-def _sum_up(leaf_values: npt.NDArray[Any], layout: _Layout, left: npt.NDArray[np.int32],
-            right: npt.NDArray[np.int32]) -> npt.NDArray[Any]:
-    """Every node's sum of its leaves' values (leaves given, splits filled bottom up)."""
-    out = leaf_values.copy()
+Level = tuple[I64, I64, I64]
+
+
+def _split_levels(layout: _Layout, left: npt.NDArray[Any], right: npt.NDArray[Any]
+                  ) -> list[Level]:
+    """The splits of each depth (forest-wide ids) with their children's, roots first."""
     split = np.flatnonzero(layout.is_split)
     glob_left = layout.starts[layout.tree[split]] + left[split]
     glob_right = layout.starts[layout.tree[split]] + right[split]
-    depth = np.zeros(layout.is_split.size, dtype=np.int64)
-    frontier = split[layout.local[split] == 0] if split.size else split
-    # Depth of each split, level by level from the roots (children come after parents).
     child_of = np.full(layout.is_split.size, -1, dtype=np.int64)
     child_of[split] = np.arange(split.size)
-    level = 0
+    frontier = split[layout.local[split] == 0]
+    levels = []
     while frontier.size:
-        depth[frontier] = level
         k = child_of[frontier]
+        levels.append((frontier, glob_left[k], glob_right[k]))
         kids = np.concatenate([glob_left[k], glob_right[k]])
         frontier = kids[layout.is_split[kids]]
-        level += 1
-    for d in range(level - 1, -1, -1):
-        at = np.flatnonzero(depth[split] == d)
-        out[split[at]] = out[glob_left[at]] + out[glob_right[at]]
+    return levels
+
+
+def _sum_up(leaf_values: npt.NDArray[Any], levels: list[Level]) -> npt.NDArray[Any]:
+    """Every node's sum of its leaves' values (leaves given, splits filled bottom up)."""
+    out = leaf_values.copy()
+    for parents, lefts, rights in reversed(levels):
+        out[parents] = out[lefts] + out[rights]
     return out
 
 
@@ -169,6 +173,7 @@ def _derive(stored: Arrays, layout: _Layout, bins: Bins, *, classifier: bool,
     got["cat_index"] = layout.cat_index(is_split & bins.is_categorical[np.maximum(feature, 0)])
     got["impurity"] = stored[_P + "impurity"]
     leaf = ~is_split
+    levels = _split_levels(layout, left, right)
     for name, dtype in (("n_node_samples", np.int64), ("weighted_n_node_samples", np.float64)):
         seed = _P + "leaf_" + name
         if whole is not None:
@@ -177,7 +182,7 @@ def _derive(stored: Arrays, layout: _Layout, bins: Bins, *, classifier: bool,
             continue
         leaves = np.zeros(n, dtype=dtype)
         leaves[leaf] = stored[seed]
-        got[name] = _sum_up(leaves, layout, left, right)
+        got[name] = _sum_up(leaves, levels)
     if classifier:
         if whole is not None:
             weights = whole["value"] * whole["weighted_n_node_samples"][:, None]
@@ -186,7 +191,7 @@ def _derive(stored: Arrays, layout: _Layout, bins: Bins, *, classifier: bool,
             width = stored[_P + "leaf_counts"].shape[1]
             totals = np.zeros((n, width))
             totals[leaf] = stored[_P + "leaf_counts"]
-            totals = _sum_up(totals, layout, left, right)
+            totals = _sum_up(totals, levels)
             with np.errstate(invalid="ignore", divide="ignore"):
                 got["value"] = totals / totals.sum(axis=1, keepdims=True)
     return got

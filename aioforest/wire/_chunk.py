@@ -238,6 +238,16 @@ class Decoder:
         """Bytes received but not yet consumed by a complete frame."""
         return bytes(self._buf)
 
+    @property
+    def ready_frame_cost(self) -> int:
+        """Bytes the next :meth:`next_event` will copy and inflate, if the frame whose
+        prefix was read is all buffered; else 0. Lets a caller decode big frames off the
+        event loop and small ones inline."""
+        p = self._prefix
+        if p is None or len(self._buf) < p.frame_length:
+            return 0
+        return p.frame_length + (p.raw_body_length if p.compressed else 0)
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer received bytes; ``b""`` means the peer closed its side (EOF)."""
         self._raise_if_broken()
