@@ -254,6 +254,7 @@ def test_consistent_checksum_but_broken_trees_is_rejected(
     path, _ = saved
     _, meta, arrays = container.read(path)
     n = int(arrays["trees.node_counts"].sum())
+    model = aioforest.load(path)
     mask = np.unpackbits(arrays["trees.split"], count=n)
     leaf = int(np.flatnonzero(mask == 0)[0])
     mask[leaf] = 1  # a leaf turned into a split has no children in its tree
@@ -268,6 +269,10 @@ def test_consistent_checksum_but_broken_trees_is_rejected(
         "links": (dict(trees__left=np.zeros(n, np.int32), trees__right=np.zeros(n, np.int32)),
                   "child link points outside"),
         "one link": (dict(trees__left=np.zeros(n, np.int32)), "one entry per node"),
+        # A tree, but the prediction table finds the right child after the left one.
+        "swapped": (dict(trees__left=np.concatenate([t.right for t in model.trees_]),
+                         trees__right=np.concatenate([t.left for t in model.trees_])),
+                    "right child must be the node after its left child"),
     }
     for name, (changes, message) in cases.items():
         with pytest.raises(FormatError, match=message):

@@ -112,6 +112,9 @@ class TreeArrays:
         parents = np.flatnonzero(split)
         if np.any(self.left[split] <= parents) or np.any(self.right[split] <= parents):
             raise ValueError("tree children must come after their parent")
+        if np.any(self.right[split] != self.left[split] + 1):
+            # The prediction table stores one link a node and finds the right child next.
+            raise ValueError("a split's right child must be the node after its left child")
         cats = self.cat_index[split & (self.cat_index >= 0)]
         if cats.size and cats.max() >= self.cat_left.shape[0]:
             raise ValueError("tree categorical split index out of range")
