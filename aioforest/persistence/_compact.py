@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..data import Bins
-from ..tree import TreeArrays, split_thresholds
+from ..tree import TreeArrays, class_probabilities, split_thresholds
 from ._container import FormatError
 
 __all__ = ["ENCODING", "decode_trees", "encode_trees"]
@@ -122,7 +122,7 @@ def encode_trees(trees: list[TreeArrays], bins: Bins, classifier: bool) -> Array
     counts = np.array([t.node_count for t in trees], dtype=np.int64)
     feature = whole["feature"]
     is_split = feature >= 0
-    layout = _Layout(counts, is_split)
+    leaf = ~is_split
     cat = np.concatenate([t.cat_left for t in trees]) if trees else np.zeros((0, 256), bool)
     out: Arrays = {
         _P + "node_counts": counts,
@@ -134,8 +134,16 @@ def encode_trees(trees: list[TreeArrays], bins: Bins, classifier: bool) -> Array
         _P + "impurity": whole["impurity"],
         _P + "cat_counts": np.array([t.cat_left.shape[0] for t in trees], dtype=np.int64),
         _P + "cat_left_bits": np.packbits(cat.astype(bool), axis=1),
+        # The seeds of the rules: the leaves' counts and weights ...
+        _P + "leaf_n_node_samples": _counts_or_floats(
+            whole["n_node_samples"][leaf].astype(np.float64)),
+        _P + "leaf_weighted_n_node_samples": _counts_or_floats(
+            whole["weighted_n_node_samples"][leaf]),
     }
-    derived = _derive(out, layout, bins, classifier=classifier, whole=whole)
+    if classifier:  # ... and a classifier's class weights, from values and node weights
+        weights = whole["value"] * whole["weighted_n_node_samples"][:, None]
+        out[_P + "leaf_counts"] = _counts_or_floats(weights[leaf])
+    derived = _derive(out, _Layout(counts, is_split), bins)
     for name, real in whole.items():
         rebuilt = derived.get(name)
         if rebuilt is None or not _same(rebuilt, real):
@@ -144,10 +152,9 @@ def encode_trees(trees: list[TreeArrays], bins: Bins, classifier: bool) -> Array
     return out
 
 
-def _derive(stored: Arrays, layout: _Layout, bins: Bins, *, classifier: bool,
-            whole: Arrays | None = None) -> Arrays:
-    """Every per-node array, from the stored ones (and, when encoding, seeds ``stored``
-    with the leaf arrays the rules start from: ``whole`` holds the real arrays)."""
+def _derive(stored: Arrays, layout: _Layout, bins: Bins) -> Arrays:
+    """Every per-node array the rules rebuild from the ``stored`` ones (a rule whose seed
+    is not stored gives nothing: its array is stored whole)."""
     is_split = layout.is_split
     n = is_split.size
     got: Arrays = {}
@@ -175,25 +182,17 @@ def _derive(stored: Arrays, layout: _Layout, bins: Bins, *, classifier: bool,
     leaf = ~is_split
     levels = _split_levels(layout, left, right)
     for name, dtype in (("n_node_samples", np.int64), ("weighted_n_node_samples", np.float64)):
-        seed = _P + "leaf_" + name
-        if whole is not None:
-            stored[seed] = _counts_or_floats(whole[name][leaf].astype(np.float64))
-        if seed not in stored:  # stored whole
-            continue
-        leaves = np.zeros(n, dtype=dtype)
-        leaves[leaf] = stored[seed]
-        got[name] = _sum_up(leaves, levels)
-    if classifier:
-        if whole is not None:
-            weights = whole["value"] * whole["weighted_n_node_samples"][:, None]
-            stored[_P + "leaf_counts"] = _counts_or_floats(weights[leaf])
-        if _P + "leaf_counts" in stored:
-            width = stored[_P + "leaf_counts"].shape[1]
-            totals = np.zeros((n, width))
-            totals[leaf] = stored[_P + "leaf_counts"]
-            totals = _sum_up(totals, levels)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                got["value"] = totals / totals.sum(axis=1, keepdims=True)
+        seed = stored.get(_P + _SEEDS[name])
+        if seed is not None:
+            leaves = np.zeros(n, dtype=dtype)
+            leaves[leaf] = seed
+            got[name] = _sum_up(leaves, levels)
+    counts = stored.get(_P + _SEEDS["value"])
+    if counts is not None:
+        totals = np.zeros((n, counts.shape[1]))
+        totals[leaf] = counts
+        with np.errstate(invalid="ignore", divide="ignore"):
+            got["value"] = class_probabilities(_sum_up(totals, levels))
     return got
 
 
@@ -211,10 +210,12 @@ def decode_trees(arrays: Arrays, bins: Bins, classifier: bool) -> list[TreeArray
         raise FormatError(f"damaged tree arrays: {exc}") from None
     if (counts < 1).any() or (cat_counts < 0).any() or cat.shape[0] != int(cat_counts.sum()):
         raise FormatError("damaged tree sizes or categorical split sets")
+    if not classifier and _P + _SEEDS["value"] in arrays:
+        raise FormatError("the trees of a regressor hold class counts")
     layout = _Layout(counts, is_split)
     _check_structure(arrays, layout, bins)
     try:
-        got = _derive(dict(arrays), layout, bins, classifier=classifier)
+        got = _derive(arrays, layout, bins)
         for name in _FIELDS:
             got[name] = arrays[_P + name] if _P + name in arrays else got[name]
     except KeyError as exc:

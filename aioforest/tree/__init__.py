@@ -37,6 +37,7 @@ from ._builder import (
     grow_subtrees_here,
 )
 from ._classes import DecisionTreeClassifier, DecisionTreeRegressor, plan_for
+from ._criterion import class_probabilities
 from ._export import export_text
 from ._hashing import tree_key
 from ._histogram import CodeTable, DrawnFeatures, Histograms, LevelRows, sum_histograms
@@ -106,6 +107,7 @@ __all__ = [
     "TreeModel",
     "TreeSpec",
     "arithmetic",
+    "class_probabilities",
     "code_table",
     "export_text",
     "fit_trees",

@@ -30,6 +30,7 @@ __all__ = [
     "Gini",
     "SquaredError",
     "chansum",
+    "class_probabilities",
     "criterion_for",
 ]
 
@@ -111,6 +112,13 @@ class Criterion:
         return f"{type(self).__name__}()"
 
 
+def class_probabilities(class_weights: F64) -> F64:
+    """Each node's class probabilities from its class weights, node-major: a classifier's
+    leaf values (model files rebuild them from the leaves' counts with this rule too)."""
+    return np.asarray(class_weights / class_weights.sum(axis=1, keepdims=True),
+                      dtype=np.float64)
+
+
 class _ClassCriterion(Criterion):
     classification = True
 
@@ -121,7 +129,7 @@ class _ClassCriterion(Criterion):
         return chansum(stats)
 
     def leaf_value(self, total_rows: F64) -> F64:
-        return np.asarray(total_rows / total_rows.sum(axis=1, keepdims=True), dtype=np.float64)
+        return class_probabilities(total_rows)
 
     def is_pure(self, total_rows: F64, impurity: F64) -> B1:
         return np.asarray(np.count_nonzero(total_rows, axis=1) <= 1)
