@@ -109,6 +109,7 @@ async def test_model_parallel_fit_is_bit_identical_to_local_fit(weights: str | N
 async def test_the_master_checks_and_builds_result_trees_off_its_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from aioforest.cluster import _master as master_module
     from aioforest.cluster import _protocol
 
     threads: list[bool] = []
@@ -120,10 +121,17 @@ async def test_the_master_checks_and_builds_result_trees_off_its_loop(
 
     monkeypatch.setitem(_protocol._DECODERS, "result", spy)
     X, y = small_data(n=120, d=4, seed=6)
+    local = RandomForestClassifier(n_estimators=4, random_state=1).fit(X, y)
     async with cluster(1) as (master, _):
-        forest = await master.fit(RandomForestClassifier(n_estimators=4, random_state=1), X, y)
-    assert_same_forest(forest, RandomForestClassifier(n_estimators=4, random_state=1).fit(X, y))
-    assert threads and not any(threads)  # every result was decoded in a thread
+        small = await master.fit(RandomForestClassifier(n_estimators=4, random_state=1), X, y)
+        assert threads and all(threads)  # results of a few KiB: decoded on the loop
+        threads.clear()
+        # The rule is the wire's: from OFF_LOOP_FRAME_BYTES on, in a thread.
+        monkeypatch.setattr(master_module, "OFF_LOOP_FRAME_BYTES", 1)
+        big = await master.fit(RandomForestClassifier(n_estimators=4, random_state=1), X, y)
+        assert threads and not any(threads)
+    assert_same_forest(small, local)
+    assert_same_forest(big, local)
 
 
 @pytest.mark.asyncio

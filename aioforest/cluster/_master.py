@@ -36,6 +36,7 @@ from ..evaluation import ConfusionMatrix, clone, confusion_matrix, cv_inputs, so
 from ..tree import ForestPlan, TreeArrays
 from ..wire import (
     DEFAULT_CONFIG,
+    OFF_LOOP_FRAME_BYTES,
     AuthenticationError,
     Connection,
     ConnectionClosed,
@@ -532,7 +533,9 @@ class Master:
             self._pump()
             while True:
                 received = await conn.recv(timeout=self.heartbeat_timeout)
-                if received.type == Result.TYPE:  # checking and building trees: O(model)
+                # Checking a big message (results become trees) is O(size): off the loop,
+                # by the same rule as the frames it came in.
+                if received.nbytes >= OFF_LOOP_FRAME_BYTES:
                     msg = await asyncio.to_thread(decode, received, expect=_MASTER_RECEIVES)
                 else:
                     msg = decode(received, expect=_MASTER_RECEIVES)

@@ -8,6 +8,7 @@
 - :func:`open_connection` / :func:`accept` / :class:`Connection`: the asyncio adapter
   with fair interleaving of small messages between chunks, and optional TLS;
   :func:`format_peer` and :func:`is_loopback` for addresses in messages and checks.
+  A frame costing :data:`OFF_LOOP_FRAME_BYTES` or more is decoded in a thread.
 
 Every decoding failure raises a :class:`ProtocolError` subclass naming the frame,
 field and (in the adapter) the peer.
@@ -51,6 +52,7 @@ from ._handshake import (
     load_token,
 )
 from ._stream import (
+    OFF_LOOP_FRAME_BYTES,
     Connection,
     ConnectionStats,
     accept,
@@ -69,6 +71,7 @@ __all__ = [
     "HANDSHAKE_CONFIG",
     "MAGIC",
     "NEED_DATA",
+    "OFF_LOOP_FRAME_BYTES",
     "PREFIX_SIZE",
     "PROTOCOL_VERSION",
     "WIRE_VERSION",
