@@ -12,6 +12,7 @@ from aioforest.tree._histogram import (
     GiniScan,
     Histograms,
     LevelRows,
+    _entries_sorted_general,
     build_histograms,
     node_totals,
     squares_from_limbs,
@@ -61,6 +62,35 @@ def test_dense_and_sorted_paths_give_identical_arrays() -> None:
     assert isinstance(a, Histograms) and isinstance(b, Histograms)
     for name in ("cells", "stats", "counts"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+@pytest.mark.parametrize("classification", [True, False], ids=["classes", "targets"])
+def test_sorted_sums_add_each_cell_in_element_order_with_or_without_packed_keys(
+    classification: bool,
+) -> None:
+    # Float sums depend on their order: each cell's must be the sum of its elements in
+    # the order given, whether the cells fit the packed sort key or need the argsort.
+    rng = np.random.default_rng(5)
+    n = 5000
+    cell = rng.integers(0, 40, n).astype(np.int64) * 1009
+    w = rng.random(n) * 10.0 ** rng.integers(-8, 8, n)
+    y = rng.integers(0, 3, n) if classification else rng.normal(size=n) * 1e6
+    n_channels = 3 if classification else 2
+    packed = _entries_sorted_general(cell, y, w, n_channels, classification, False)
+    far = _entries_sorted_general(cell + (1 << 60), y, w, n_channels, classification, False)
+    assert np.array_equal(far.cells - (1 << 60), packed.cells)
+    for hist in (packed, far):
+        assert hist.counts is not None
+        assert hist.counts.tolist() == [int(np.sum(cell == c)) for c in packed.cells]
+        for j, c in enumerate(packed.cells.tolist()):
+            want = [0.0] * n_channels
+            for i in np.flatnonzero(cell == c).tolist():  # element order, one by one
+                if classification:
+                    want[int(y[i])] += float(w[i])
+                else:
+                    want[0] += float(w[i])
+                    want[1] += float(w[i] * y[i])
+            assert hist.stats[:, j].tolist() == want
 
 
 def test_summing_the_histograms_of_row_partitions_gives_the_whole_in_any_order() -> None:

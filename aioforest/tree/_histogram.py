@@ -280,32 +280,59 @@ def _entries_sorted_packed(
     return Histograms(ent_cells, stats.astype(np.int64), counts, 0)
 
 
+def _sorted_cells(cell: I64) -> tuple[npt.NDArray[Any], I64]:
+    """``cell`` sorted, and the order that sorts it.
+
+    While a cell and an element's position fit one 64-bit key together, sorting the keys
+    is several times faster than an argsort (and gives the stable order).
+    """
+    pos_bits = max(int(cell.size).bit_length(), 1)
+    if int(cell.max(initial=0)).bit_length() + pos_bits > 64:
+        order = np.argsort(cell)
+        return cell[order], order
+    keys = cell.astype(np.uint64)
+    keys <<= np.uint64(pos_bits)
+    keys |= np.arange(cell.size, dtype=np.uint64)
+    keys.sort()
+    order = (keys & np.uint64((1 << pos_bits) - 1)).astype(np.int64)
+    keys >>= np.uint64(pos_bits)
+    return keys, order
+
+
 def _entries_sorted_general(
     cell: I64, y: npt.NDArray[Any], w: F64, n_channels: int, classification: bool,
     integral: bool,
 ) -> Histograms:
-    """Histograms via a stable argsort, for weights or targets that cannot be packed."""
-    order = np.argsort(cell, kind="stable")
-    cells_sorted = cell[order]
+    """Histograms via a sort of the cells, for weights or targets that cannot be packed.
+
+    The sort only finds the distinct cells and each element's entry; the sums then run
+    over the elements in their given order, so float sums add up in the same order
+    whatever order the sort leaves equal cells in.
+    """
+    cells_sorted, order = _sorted_cells(cell)
     starts, run = runs(cells_sorted)
+    ent_cells = cells_sorted[starts].astype(np.int64)
+    del cells_sorted
     n_entries = starts.size
-    ws = w[order]
+    entry = np.empty_like(run)
+    entry[order] = run
+    del order, run
+    counts = np.diff(np.append(starts, cell.size))
+    del starts
     if classification:
-        stats = np.bincount(
-            y[order].astype(np.int64) * n_entries + run, weights=ws,
-            minlength=n_entries * n_channels,
+        index = y.astype(np.int64)
+        index *= n_entries
+        index += entry
+        del entry
+        stats: npt.NDArray[Any] = np.bincount(
+            index, weights=w, minlength=n_entries * n_channels
         ).reshape(n_channels, n_entries)
     else:
-        wy = ws * y.astype(np.float64)[order]
-        stats = np.stack(
-            [
-                np.bincount(run, weights=ws, minlength=n_entries),
-                np.bincount(run, weights=wy, minlength=n_entries),
-            ]
-        )
-    counts = np.diff(np.append(starts, cells_sorted.size))
+        stats = np.empty((2, n_entries))
+        stats[0] = np.bincount(entry, weights=w, minlength=n_entries)
+        stats[1] = np.bincount(entry, weights=w * y, minlength=n_entries)
     return Histograms(
-        cells_sorted[starts], stats.astype(np.int64) if integral else stats, counts, 0
+        ent_cells, stats.astype(np.int64) if integral else stats, counts, 0
     )
 
 
