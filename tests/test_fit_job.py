@@ -12,8 +12,8 @@ import pytest
 from forest_helpers import assert_same_forest, classification_data, regression_data
 
 from aioforest import RandomForestClassifier, RandomForestRegressor
-from aioforest.data import Binner, Bins
-from aioforest.ensemble import FitTask
+from aioforest.data import Binner, Bins, Dataset
+from aioforest.ensemble import FitTask, trees_per_task
 from aioforest.ensemble._local_fit import SubmitLoop
 from aioforest.persistence import load_bytes, save_bytes
 from aioforest.tree import TreeArrays
@@ -148,6 +148,65 @@ def test_an_oob_job_keeps_its_rows_and_scores_on_install() -> None:
     job.install(trees)
     np.testing.assert_array_equal(forest.oob_decision_function_, expected.oob_decision_function_)
     assert forest.oob_score_ == expected.oob_score_
+
+
+def _mixed_dataset(n: int = 300, seed: int = 2) -> tuple[Dataset, np.ndarray]:
+    """Five numeric columns with missing values, then two categorical ones."""
+    rng = np.random.default_rng(seed)
+    X = np.empty((n, 7), dtype=object)
+    numeric = rng.normal(size=(n, 5)).round(1)  # ties, and few distinct values in some
+    numeric[rng.random(numeric.shape) < 0.05] = np.nan
+    X[:, :5] = numeric
+    X[:, 5] = np.array(list("abc"))[rng.integers(0, 3, n)]
+    X[:, 6] = np.array(list("xyzw"))[rng.integers(0, 4, n)]
+    y = rng.integers(0, 3, n)
+    return Dataset.from_arrays(X, y, categorical=[5, 6]), rng.integers(0, 3, n).astype(float)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3, 7, 20])
+def test_binning_slices_of_features_in_threads_gives_the_bins_and_codes_of_bin(
+    n_threads: int,
+) -> None:
+    ds, w = _mixed_dataset()
+    whole = RandomForestClassifier(n_estimators=3, max_bins=8, random_state=1)
+    bins, codes = whole.fit_job(ds, sample_weight=w).bin()  # zero weights shape no bins
+    job = RandomForestClassifier(n_estimators=3, max_bins=8, random_state=1).fit_job(
+        ds, sample_weight=w
+    )
+    out = np.full((300, 7), 255, dtype=np.uint8)
+    got = job.bin_into(out, n_threads)
+    assert got.equals(bins) and job.bins is got and bool(got.is_categorical[5:].all())
+    np.testing.assert_array_equal(out, codes.T)
+    with pytest.raises(RuntimeError, match="dropped"):
+        job.X  # noqa: B018 - released once binned, as after bin()
+    with pytest.raises(ValueError, match="shape"):
+        RandomForestClassifier().fit_job(ds).bin_into(np.zeros((300, 6), np.uint8))
+
+
+def test_a_warm_start_bins_into_threads_with_the_fitted_bins() -> None:
+    ds, _ = _mixed_dataset()
+    forest = RandomForestClassifier(n_estimators=2, warm_start=True, random_state=4).fit(ds)
+    forest.set_params(n_estimators=5)
+    job = forest.fit_job(ds)
+    _, codes = forest.fit_job(ds).bin()
+    out = np.zeros((300, 7), dtype=np.uint8)
+    assert job.bin_into(out, 3) is forest.bins_
+    np.testing.assert_array_equal(out, codes.T)
+
+
+def test_default_tasks_differ_by_one_tree_bigger_first_in_whole_rounds() -> None:
+    X, y = classification_data(n=100_000 // 8, d=3, seed=1)
+    for n_trees, runners in [(50, 2), (7, 3), (3, 4), (64, 5), (1, 1), (41, 1)]:
+        job = RandomForestClassifier(n_estimators=n_trees, random_state=0).fit_job(X, y)
+        tasks = job.tasks(n_runners=runners)
+        sizes = [len(t.indices) for t in tasks]
+        assert [i for t in tasks for i in t.indices] == list(range(n_trees))
+        assert sizes == sorted(sizes, reverse=True) and sizes[0] - sizes[-1] <= 1
+        assert sizes[0] <= trees_per_task(n_trees, job.plan.n_draws, runners)
+        if len(tasks) > runners:
+            assert len(tasks) % runners == 0 or len(tasks) == n_trees
+        else:
+            assert len(tasks) == min(runners, n_trees)
 
 
 def test_bins_learned_elsewhere_are_taken_with_use_bins() -> None:

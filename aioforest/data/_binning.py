@@ -214,6 +214,17 @@ class Bins:
         """Each feature's missing-value code (the code right after its last real bin)."""
         return self.n_bins
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[Bins]) -> Bins:
+        """The bins of the features of ``parts``, in order (bins learned column by column)."""
+        if not parts:
+            raise ValueError("concatenate needs at least one Bins")
+        return cls(
+            np.concatenate([p.n_bins for p in parts]),
+            np.concatenate([p.is_categorical for p in parts]),
+            tuple(e for p in parts for e in p.edges),
+        )
+
     def select(self, features: npt.ArrayLike) -> Bins:
         """The bins of the given features only (in that order)."""
         idx = np.asarray(features, dtype=np.int64).reshape(-1)

@@ -18,8 +18,10 @@ installed forest is bit-identical to ``forest.fit(X, y, sample_weight)``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -218,6 +220,41 @@ class FitJob:
         self.use_bins(bins)
         return bins, codes
 
+    def bin_into(self, codes: Codes, n_threads: int = 1) -> Bins:
+        """:meth:`bin`, writing the codes row-major into ``codes`` ``(n_samples,
+        n_features)`` (a shared segment, say) instead of returning them.
+
+        Features bin independently, so ``n_threads`` threads bin a slice of the features
+        each (NumPy's sorts and searches release the GIL); the bins and codes are those of
+        :meth:`bin`, bit for bit.
+        """
+        if codes.shape != (self._prep.X.shape[0], self.n_features):
+            raise ValueError(f"codes of shape {codes.shape} for {self._prep.X.shape} rows")
+        X = self.X
+        bounds = np.linspace(0, self.n_features, max(1, min(n_threads, self.n_features)) + 1)
+        slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds.round())]
+
+        def bin_slice(cols: slice) -> Bins:
+            if self._reuse is not None:
+                bins = self._reuse.select(np.arange(self.n_features)[cols])
+                part = bins.transform(X[:, cols])
+            else:
+                bins, part = self._binner.fit_transform(
+                    X[:, cols], self.is_categorical[cols], self.n_categories[cols],
+                    self.sample_weight,
+                )
+            codes[:, cols] = part.T
+            return bins
+
+        if len(slices) == 1:
+            parts = [bin_slice(slices[0])]
+        else:
+            with ThreadPoolExecutor(len(slices), thread_name_prefix="aioforest-bin") as pool:
+                parts = list(pool.map(bin_slice, slices))
+        bins = self._reuse if self._reuse is not None else Bins.concatenate(parts)
+        self.use_bins(bins)
+        return bins
+
     def use_bins(self, bins: Bins) -> None:
         """Take bins learned elsewhere (by :attr:`binner` on :attr:`X`, e.g. in a pool
         process) instead of calling :meth:`bin`."""
@@ -235,18 +272,32 @@ class FitJob:
             self._released = True
 
     def tasks(self, n_runners: int = 1, per_task: int | None = None) -> list[FitTask]:
-        """The trees to fit, cut into tasks.
+        """The trees to fit, cut into tasks, in tree order.
 
-        ``per_task`` trees each when given; by default small data batches trees (one
+        ``per_task`` trees each when given. By default small data batches trees (one
         vectorised pass) and large data gets one tree a task, with at least ``n_runners``
-        tasks when there are that many trees, so that every runner gets work.
+        tasks when there are that many trees, so that every runner gets work. The default
+        tasks differ in size by one tree at most, the bigger first, and come in whole
+        rounds of ``n_runners``: no runner is left alone with a last big task at the end.
         """
-        if per_task is None:
-            per_task = trees_per_task(len(self._indices), self._plan.n_draws, n_runners)
-        elif per_task < 1:
-            raise ValueError(f"per_task must be >= 1, got {per_task}")
         idx = self._indices
-        return [FitTask(self._plan, idx[i : i + per_task]) for i in range(0, len(idx), per_task)]
+        if per_task is not None:
+            if per_task < 1:
+                raise ValueError(f"per_task must be >= 1, got {per_task}")
+            return [
+                FitTask(self._plan, idx[i : i + per_task]) for i in range(0, len(idx), per_task)
+            ]
+        most = trees_per_task(len(idx), self._plan.n_draws, n_runners)
+        n_tasks = math.ceil(len(idx) / most) if idx else 0
+        if n_tasks > n_runners > 1:
+            n_tasks = min(math.ceil(n_tasks / n_runners) * n_runners, len(idx))
+        size, bigger = divmod(len(idx), max(n_tasks, 1))
+        tasks, start = [], 0
+        for t in range(n_tasks):
+            stop = start + size + (t < bigger)
+            tasks.append(FitTask(self._plan, idx[start:stop]))
+            start = stop
+        return tasks
 
     def install(self, trees: Mapping[int, TreeArrays]) -> None:
         """Install the fitted trees (``trees[i]`` for every ``i`` in :attr:`indices`; other

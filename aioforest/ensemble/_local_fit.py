@@ -91,16 +91,16 @@ def _fit_call(
 def fit_local(job: FitJob, n_jobs: int | None) -> dict[int, TreeArrays]:
     """Bin here, then fit the job's trees in ``n_jobs`` pool processes (or in this one)."""
     n_workers = min(effective_n_jobs(n_jobs), len(job.indices))
-    bins, codes = job.bin()
     if n_workers <= 1:
+        bins, codes = job.bin()
         return FitTask(job.plan, job.indices).run(bins, codes, job.y, job.sample_weight)
     executor = get_executor(n_workers)
     out: dict[int, TreeArrays] = {}
     with _inputs(job) as shared:
         # Row-major, the layout the tree builder reads: workers then use the shared
-        # segment as it is instead of each making a transposed copy per batch.
-        shared.allocate("codes", codes.shape[::-1], np.uint8)[...] = codes.T
-        del codes
+        # segment as it is instead of each making a transposed copy per batch. The
+        # features are binned in n_workers threads, straight into the segment.
+        bins = job.bin_into(shared.allocate("codes", job.X.shape, np.uint8), n_workers)
         call = _fit_call(shared, bins, job.plan)
 
         def submit(task: FitTask) -> Future[TaskResult]:
@@ -122,9 +122,7 @@ async def _bin_into(job: FitJob, shared: SharedArrays, n_workers: int) -> Bins:
     loop = asyncio.get_running_loop()
     codes = shared.allocate("codes", job.X.shape, np.uint8)  # row-major, as in fit_local
     if job.warm:
-        bins, binned = await loop.run_in_executor(None, job.bin)
-        codes[...] = binned.T
-        return bins
+        return await loop.run_in_executor(None, job.bin_into, codes, n_workers)
     x_shared = SharedArrays(
         {"X": job.X} | ({"sw": job.sample_weight} if job.sample_weight is not None else {})
     )
