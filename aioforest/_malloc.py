@@ -12,6 +12,10 @@ our process pool inherits), and that made tree growth 2.3x slower here.
 adaptive mmap threshold), once per process: trees grow at their usual speed and at most
 32 MiB of freed heap is kept back from the operating system. It does nothing where the C
 library is not glibc.
+
+:func:`release_heap` hands freed heap back at once (``malloc_trim``). glibc keeps a freed
+block of a size it has seen freed before in its heap, so a fit's dropped float matrix (and
+the arenas of the threads that binned it) would otherwise stay in the process until exit.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import ctypes
 import platform
 
-__all__ = ["MALLOC_THRESHOLD", "tune_malloc"]
+__all__ = ["MALLOC_THRESHOLD", "release_heap", "tune_malloc"]
 
 MALLOC_THRESHOLD = 32 << 20
 _M_TRIM_THRESHOLD = -1
@@ -27,16 +31,34 @@ _M_MMAP_THRESHOLD = -3
 _tuned = False
 
 
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
+def release_heap() -> bool:
+    """Return the free memory of every malloc arena to the operating system; True if done
+    (glibc only)."""
+    libc = _glibc()
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
 def tune_malloc() -> bool:
     """Set glibc's trim and mmap thresholds (see the module docstring); True if set."""
     global _tuned
     if _tuned:
         return True
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = getattr(_glibc(), "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     ok = bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_THRESHOLD)) and bool(

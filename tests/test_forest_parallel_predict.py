@@ -11,6 +11,7 @@ import pytest
 
 from aioforest import RandomForestClassifier, RandomForestRegressor
 from aioforest.ensemble import _forest
+from aioforest.tree import FlatForest
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +51,45 @@ def test_predict_does_not_change_the_estimator_state(data: tuple[np.ndarray, np.
     before = dict(vars(forest))
     forest.predict(X)
     assert vars(forest).keys() == before.keys()
+
+
+def test_a_pool_forest_builds_its_table_in_shared_memory_and_keeps_values_once(
+    data: tuple[np.ndarray, np.ndarray],
+) -> None:
+    X, y = data
+    forest = RandomForestClassifier(n_estimators=12, max_depth=8, n_jobs=2, random_state=5)
+    forest.fit(X[:3000], y[:3000])
+    flat = forest._flat_forest()
+    shared = _forest._SHARED.get(forest)
+    assert shared is not None and shared.key == id(forest.trees_)  # published at fit
+    segments = shared._shared.arrays
+    for name in FlatForest.PARTS:  # the table's arrays are the shared segments themselves
+        part = flat.parts()[name]
+        assert part.size == 0 or np.shares_memory(part, segments[name]), name
+    for tree, lo in zip(forest.trees_, flat.roots, strict=True):  # values kept once
+        assert np.shares_memory(tree.value, flat.value)
+        assert tree.value.shape == (tree.node_count, 2) and int(lo) >= 0
+    serial = RandomForestClassifier(n_estimators=12, max_depth=8, n_jobs=1, random_state=5)
+    serial.fit(X[:3000], y[:3000])
+    assert _forest._SHARED.get(serial) is None  # no pool: a private table
+    assert all(np.shares_memory(t.value, serial._flat_forest().value) for t in serial.trees_)
+    np.testing.assert_array_equal(forest.predict_proba(X), serial.predict_proba(X))
+    # n_jobs raised after a serial fit: the private table is copied to shared memory once
+    serial.set_params(n_jobs=2)
+    copied = serial._shared_model()
+    assert copied.key == id(serial.trees_) and serial._shared_model() is copied
+    assert not np.shares_memory(copied._shared.arrays["value"], serial._flat_forest().value)
+    np.testing.assert_array_equal(
+        copied.task(X[:500]), serial._flat_forest().mean_value(X[:500])
+    )
+
+
+def test_adopting_values_needs_the_trees_the_table_was_built_from() -> None:
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(300, 3)), rng.integers(0, 2, 300)
+    a = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    b = RandomForestClassifier(n_estimators=3, random_state=1).fit(X, y)
+    with pytest.raises(ValueError, match="built from"):
+        a._flat_forest().adopt_values(b.trees_)
+    with pytest.raises(ValueError, match="2 trees"):
+        a._flat_forest().adopt_values(a.trees_[:2])

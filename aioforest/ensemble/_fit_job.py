@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from .._malloc import release_heap
 from .._validation import Prepared
 from ..data import Binner, Bins, Feature
 from ..tree import BATCH_INSTANCES, ForestPlan, TreeArrays, fit_trees
@@ -210,12 +211,11 @@ class FitJob:
     def bin(self) -> tuple[Bins, Codes]:
         """Learn the bins (a warm start reuses the fitted forest's) and bin the training
         rows: ``(bins, codes)``, codes feature-major ``(n_features, n_samples)`` uint8."""
-        X = self.X
         if self._reuse is not None:
-            bins, codes = self._reuse, self._reuse.transform(X)
+            bins, codes = self._reuse, self._reuse.transform(self.X)
         else:
             bins, codes = self._binner.fit_transform(
-                X, self.is_categorical, self.n_categories, self.sample_weight
+                self.X, self.is_categorical, self.n_categories, self.sample_weight
             )
         self.use_bins(bins)
         return bins, codes
@@ -230,6 +230,12 @@ class FitJob:
         """
         if codes.shape != (self._prep.X.shape[0], self.n_features):
             raise ValueError(f"codes of shape {codes.shape} for {self._prep.X.shape} rows")
+        parts = self._bin_slices(codes, n_threads)
+        bins = self._reuse if self._reuse is not None else Bins.concatenate(parts)
+        self.use_bins(bins)  # no reference to the float matrix is left here to keep it
+        return bins
+
+    def _bin_slices(self, codes: Codes, n_threads: int) -> list[Bins]:
         X = self.X
         bounds = np.linspace(0, self.n_features, max(1, min(n_threads, self.n_features)) + 1)
         slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds.round())]
@@ -247,13 +253,9 @@ class FitJob:
             return bins
 
         if len(slices) == 1:
-            parts = [bin_slice(slices[0])]
-        else:
-            with ThreadPoolExecutor(len(slices), thread_name_prefix="aioforest-bin") as pool:
-                parts = list(pool.map(bin_slice, slices))
-        bins = self._reuse if self._reuse is not None else Bins.concatenate(parts)
-        self.use_bins(bins)
-        return bins
+            return [bin_slice(slices[0])]
+        with ThreadPoolExecutor(len(slices), thread_name_prefix="aioforest-bin") as pool:
+            return list(pool.map(bin_slice, slices))
 
     def use_bins(self, bins: Bins) -> None:
         """Take bins learned elsewhere (by :attr:`binner` on :attr:`X`, e.g. in a pool
@@ -270,6 +272,7 @@ class FitJob:
                 self._prep, X=np.empty((0, self.n_features), dtype=np.float64)
             )
             self._released = True
+            release_heap()  # glibc keeps the freed matrix in its heap otherwise
 
     def tasks(self, n_runners: int = 1, per_task: int | None = None) -> list[FitTask]:
         """The trees to fit, cut into tasks, in tree order.

@@ -36,6 +36,7 @@ from ..tree import (
     ClassifierMixin,
     DecisionTreeClassifier,
     DecisionTreeRegressor,
+    FlatForest,
     ForestPlan,
     RegressorMixin,
     TreeArrays,
@@ -373,19 +374,42 @@ class _BaseForest(BaseEstimator, TreeModel):
                                            squared_deviations(y, mean)) if has.any() else 0.0
 
     # --- async prediction ------------------------------------------------------------------
+    def _build_flat_forest(self) -> FlatForest:
+        """With pool processes to predict in, the prediction table is built in shared
+        memory: they map it, and no second copy of it is made for them."""
+        if effective_n_jobs(self.n_jobs) <= 1:
+            return super()._build_flat_forest()
+        from ._shared_model import SharedModel
+
+        segments = SharedArrays({})
+        try:
+            flat = FlatForest(self.trees_, self.bins_, allocate=segments.allocate)
+        except BaseException:
+            segments.close()
+            raise
+        self._publish(SharedModel(flat, id(self.trees_), segments))
+        return flat
+
+    def _publish(self, shared: Any) -> Any:
+        with _SHARED_LOCK:
+            old = _SHARED.get(self)
+            if old is not None and old is not shared:
+                old.close()
+            _SHARED[self] = shared
+        return shared
+
     def _shared_model(self) -> Any:
         """This fitted model in shared memory for pool processes (cached outside __dict__)."""
         from ._shared_model import SharedModel
 
+        flat = self._flat_forest()
         key = id(self.trees_)
         with _SHARED_LOCK:
             shared = _SHARED.get(self)
-            if shared is None or shared.key != key:
-                if shared is not None:
-                    shared.close()
-                shared = SharedModel(self._flat_forest(), key)
-                _SHARED[self] = shared
-        return shared
+            if shared is not None and shared.key == key:
+                return shared
+        # The table was built in private memory (n_jobs was 1 then): copy it once.
+        return self._publish(SharedModel(flat, key))
 
     def _mean_value(self, X: object) -> npt.NDArray[np.float64]:
         """Mean leaf values; a large batch is split across the ``n_jobs`` pool processes."""

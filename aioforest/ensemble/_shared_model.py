@@ -21,9 +21,13 @@ __all__ = ["SharedModel", "shared_flat_forest"]
 class SharedModel:
     """The parent's handle: owns the segments; ``task`` predicts a block in a pool process."""
 
-    def __init__(self, flat: FlatForest, key: int) -> None:
+    def __init__(self, flat: FlatForest, key: int, segments: SharedArrays | None = None):
+        """``segments``: the shared arrays ``flat`` was built in (it then takes them
+        over); without them, the table's parts are copied into new segments."""
         self.key = key
-        self._shared = SharedArrays(flat.parts())
+        self._shared = SharedArrays(flat.parts()) if segments is None else segments
+        if set(self._shared.specs) != set(FlatForest.PARTS):
+            raise ValueError(f"shared segments {sorted(self._shared.specs)} are not a table")
         self.specs = dict(self._shared.specs)
         self.bins = flat.bins
 

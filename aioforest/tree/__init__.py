@@ -64,7 +64,7 @@ from ._plan import (
     target_max,
     tree_spec,
 )
-from ._predict import FlatForest
+from ._predict import Allocate, FlatForest
 from ._routing import NodeSplits
 from ._rows import (
     GrowHere,
@@ -80,6 +80,7 @@ from ._rows import (
 __all__ = [
     "BATCH_INSTANCES",
     "GROWTH_VERSION",
+    "Allocate",
     "Arithmetic",
     "ClassifierMixin",
     "CodeTable",

@@ -97,9 +97,16 @@ class TreeModel:
         key = (id(self.trees_), len(self.trees_), id(self.bins_))
         cached = _FLAT.get(self)
         if cached is None or cached[0] != key:
-            cached = (key, FlatForest(self.trees_, self.bins_))
+            flat = self._build_flat_forest()
+            flat.adopt_values(self.trees_)  # the leaf values once, not twice
+            cached = (key, flat)
             _FLAT[self] = cached
         return cached[1]
+
+    def _build_flat_forest(self) -> FlatForest:
+        """The prediction table of the trees (forests with a pool build it in shared
+        memory)."""
+        return FlatForest(self.trees_, self.bins_)
 
     def _flat_forest_ready(self) -> bool:
         """Whether :meth:`_flat_forest` would return at once (nothing to build)."""

@@ -41,11 +41,13 @@ import numpy.typing as npt
 from ..data import Bins
 from ._arrays import TreeArrays
 
-__all__ = ["FlatForest"]
+__all__ = ["Allocate", "FlatForest"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
+#: Makes one array of a flat forest: (part name, shape, dtype) -> a new array.
+Allocate = Callable[[str, tuple[int, ...], type], np.ndarray]
 #: Called with (first row of the block, tree, leaf of every row of the block).
 _Visit = Callable[[int, int, I64], None]
 
@@ -81,13 +83,33 @@ _MAX_CELLS = 2**20
 _FLAT_GROUP = 1 << 16
 
 
+def _allocate_private(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    return np.empty(shape, dtype=dtype)
+
+
+def _placed(allocate: Allocate, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``arrays`` copied into arrays that ``allocate`` makes (as they are: private ones)."""
+    if allocate is _allocate_private:
+        return arrays
+    out = {}
+    for name, arr in arrays.items():
+        out[name] = allocate(name, arr.shape, arr.dtype.type)
+        out[name][...] = arr
+    return out
+
+
 class FlatForest:
     """All trees of a forest in one node table, ready for prediction."""
 
     #: The arrays that define a flat forest (what :meth:`parts` returns).
     PARTS = ("roots", "packed", "value", "missing_left", "cat_nodes", "cat_left")
 
-    def __init__(self, trees: Sequence[TreeArrays], bins: Bins) -> None:
+    def __init__(
+        self, trees: Sequence[TreeArrays], bins: Bins, allocate: Allocate | None = None
+    ) -> None:
+        """The node table of ``trees``; ``allocate`` makes its arrays (say in shared
+        memory, so that pool processes map the table instead of a copy of it)."""
+        allocate = _allocate_private if allocate is None else allocate
         if not trees:
             raise ValueError("a forest needs at least one tree")
         d = bins.n_features
@@ -99,9 +121,9 @@ class FlatForest:
         if any(t.feature.size and int(t.feature.max()) >= d for t in trees):
             raise ValueError(f"a tree splits on a feature >= n_features={d}")
         n_bins = bins.n_bins.astype(np.int64)
-        packed = np.empty(total, dtype=np.int64)
-        value = np.empty((total, trees[0].value.shape[1]), dtype=np.float64)
-        missing_left = np.empty(total, dtype=bool)
+        packed = allocate("packed", (total,), np.int64)
+        value = allocate("value", (total, trees[0].value.shape[1]), np.float64)
+        missing_left = allocate("missing_left", (total,), np.bool_)
         cat_nodes = []
         cat_sets = []
         # A group of trees at a time, written into the outputs: forest-wide int64
@@ -152,17 +174,28 @@ class FlatForest:
                 cat_sets.append(t.cat_left[t.cat_index[idx]])
             start = stop
         cat_node_arr = np.concatenate(cat_nodes).astype(np.int64)
-        self._init(
-            bins,
-            roots=roots,
-            packed=packed,
-            value=value,
-            missing_left=missing_left,
-            cat_nodes=cat_node_arr,
-            cat_left=(
-                np.concatenate(cat_sets) if cat_node_arr.size else np.zeros((0, 256), dtype=bool)
-            ),
+        cat_left = (
+            np.concatenate(cat_sets) if cat_node_arr.size else np.zeros((0, 256), dtype=bool)
         )
+        small = _placed(allocate, {"roots": roots, "cat_nodes": cat_node_arr, "cat_left": cat_left})
+        self._init(
+            bins, packed=packed, value=value, missing_left=missing_left,
+            roots=small["roots"], cat_nodes=small["cat_nodes"], cat_left=small["cat_left"],
+        )
+
+    def adopt_values(self, trees: Sequence[TreeArrays]) -> None:
+        """Point each tree's ``value`` at its rows of this table (the trees it was built
+        from): the leaf values are then kept once, not twice."""
+        if len(trees) != self.n_trees:
+            raise ValueError(f"{len(trees)} trees for a table of {self.n_trees}")
+        for tree, lo, hi in zip(trees, self.roots, self._ends, strict=True):
+            rows = self.value[int(lo) : int(hi)]
+            same = rows.shape == tree.value.shape and np.array_equal(
+                rows, tree.value, equal_nan=True
+            )
+            if not same:
+                raise ValueError("adopt_values needs the trees this table was built from")
+            tree.value = rows
 
     @classmethod
     def from_parts(cls, bins: Bins, parts: dict[str, np.ndarray]) -> FlatForest:
