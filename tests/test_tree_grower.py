@@ -302,3 +302,26 @@ def test_growth_continued_from_a_saved_level_gives_the_same_trees() -> None:
         for a, b in zip(whole, resumed, strict=True):
             for name, value in a.arrays().items():
                 assert np.array_equal(value, b.arrays()[name], equal_nan=True), (stop_at, name)
+
+
+@pytest.mark.parametrize("d", [1, 2, 7, 64])
+def test_feature_draws_are_in_the_order_of_a_stable_sort_of_their_keys(d: int) -> None:
+    # Draws sort each node's feature keys with a fast unstable sort; excluded features
+    # tie at the largest key and must still come out in feature order, as a stable sort
+    # leaves them, so that the drawn slots (and so every forest) are unchanged.
+    from aioforest._hashing import mix64
+    from aioforest.tree._splitter import draw_features
+
+    rng = np.random.default_rng(d)
+    for share in (0.0, 0.3, 0.9, 1.0):
+        n = 300
+        excluded = rng.random((n, d)) < share
+        keys = rng.integers(0, 2**63, n).astype(np.uint64)
+        paths = mix64(rng.integers(0, 2**63, n).astype(np.uint64))
+        rounds = rng.integers(0, 3, n)
+        feats, valid = draw_features(keys, paths, rounds, excluded, d)
+        assert np.array_equal(valid, np.sort(~excluded, axis=1)[:, ::-1])
+        assert (np.sort(feats, axis=1) == np.arange(d)).all()  # a permutation per node
+        tail = np.where(~valid, feats, -1)  # the excluded ones, last, in feature order
+        for row, ex in zip(tail, excluded, strict=True):
+            assert row[row >= 0].tolist() == np.flatnonzero(ex).tolist()
