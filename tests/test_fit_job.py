@@ -286,3 +286,11 @@ def test_the_submit_loop_keeps_a_bounded_number_in_flight_and_reads_in_tree_orde
     assert got == [0, 1] and len(loop.pending) == 2 and len(submitted) == 4
     unfinished = loop.cancel()
     assert len(unfinished) == 2 and all(f.cancelled() for f in unfinished)
+
+
+def test_binning_a_job_twice_says_its_matrix_was_dropped() -> None:
+    ds, _ = _mixed_dataset()
+    job = RandomForestClassifier(n_estimators=2).fit_job(ds)
+    job.bin_into(np.zeros((300, 7), dtype=np.uint8))
+    with pytest.raises(RuntimeError, match="dropped"):
+        job.bin_into(np.zeros((300, 7), dtype=np.uint8))

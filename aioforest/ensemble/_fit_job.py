@@ -228,8 +228,9 @@ class FitJob:
         each (NumPy's sorts and searches release the GIL); the bins and codes are those of
         :meth:`bin`, bit for bit.
         """
-        if codes.shape != (self._prep.X.shape[0], self.n_features):
-            raise ValueError(f"codes of shape {codes.shape} for {self._prep.X.shape} rows")
+        shape = self.X.shape  # raises if the matrix was already dropped
+        if codes.shape != shape:
+            raise ValueError(f"codes of shape {codes.shape} for a matrix of shape {shape}")
         parts = self._bin_slices(codes, n_threads)
         bins = self._reuse if self._reuse is not None else Bins.concatenate(parts)
         self.use_bins(bins)  # no reference to the float matrix is left here to keep it

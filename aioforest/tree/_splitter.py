@@ -149,11 +149,11 @@ def _order_of_keys(r: npt.NDArray[np.uint64]) -> I64:
     except the excluded features' ``_U64_MAX``: those come last in both sorts, and the
     stable order of them, by feature, comes from a stable sort of the flags alone.
     """
-    order = np.argsort(r, axis=1).astype(np.int64)
+    order = np.argsort(r, axis=1).astype(np.int64, copy=False)
     is_max = r == _U64_MAX
     if is_max.any():
         tail = np.take_along_axis(is_max, order, axis=1)
-        flags_order = np.argsort(is_max, axis=1, kind="stable").astype(np.int64)
+        flags_order = np.argsort(is_max, axis=1, kind="stable").astype(np.int64, copy=False)
         np.copyto(order, flags_order, where=tail)
     return order
 
