@@ -193,6 +193,7 @@ def test_rounds_cut_into_node_groups_grow_the_same_trees(monkeypatch: pytest.Mon
                                                          ) -> None:
     # Spark's memory budget per round: a level's candidates are scored in groups; each
     # node's split reads only its own cells, so the groups never change a tree.
+    import aioforest.tree._rows as rows_module
     import aioforest.tree._splitter as splitter
 
     rng = np.random.default_rng(3)
@@ -202,12 +203,76 @@ def test_rounds_cut_into_node_groups_grow_the_same_trees(monkeypatch: pytest.Mon
     jobs = [TreeJob(key=k, rows=np.arange(400), weight=rng.integers(0, 3, 400).astype(float))
             for k in range(3)]
     whole = grow_trees(bins, codes, y, jobs, PARAMS, Arithmetic(True, True))
-    monkeypatch.setattr(splitter, "ROUND_CELLS", 64)
+    monkeypatch.setattr(rows_module.LocalRows, "round_cells", 64)
     assert len(splitter.node_groups(np.full(10, 50.0), np.full(10, 2), 255, 64)) > 1
     grouped = grow_trees(bins, codes, y, jobs, PARAMS, Arithmetic(True, True))
     for a, b in zip(whole, grouped, strict=True):
         for name, value in a.arrays().items():
             assert np.array_equal(value, b.arrays()[name], equal_nan=True), name
+
+
+@pytest.mark.parametrize(
+    ("n_classes", "params", "integral"),
+    [(3, GrowParams("gini", 3, 10**9, 2, 1, 0.0, 0.0, 3), True),
+     (3, GrowParams("entropy", 3, 10**9, 4, 2, 0.0, 0.0, 5), False),
+     (0, GrowParams("squared_error", 0, 10**9, 2, 1, 0.0, 0.0, 5), True),
+     (0, GrowParams("squared_error", 0, 10**9, 2, 3, 0.0, 0.0, 5), False)],
+    ids=["gini", "entropy-leaf-rule-float-weights", "regression", "regression-float"],
+)
+def test_stages_run_in_chunks_of_nodes_and_grow_the_same_trees(
+    monkeypatch: pytest.MonkeyPatch, n_classes: int, params: GrowParams, integral: bool
+) -> None:
+    # Histograms are built, and splits chosen, over chunks of whole nodes, to keep the
+    # temporaries small: a node's cells come from its own rows in their order, and with
+    # exact sums its choice reads only them, so the chunks change no tree. Float prefix
+    # sums carry rounding from node to node: those rounds are never cut.
+    import aioforest.tree._histogram as histogram
+    import aioforest.tree._splitting as splitting
+
+    rng = np.random.default_rng(5)
+    n = 500
+    X = rng.normal(size=(n, 5))
+    X[rng.random((n, 5)) < 0.05] = np.nan
+    X[:, 4] = rng.integers(0, 6, n)
+    signal = np.nan_to_num(X[:, 0]) + X[:, 4] * 0.3 + np.nan_to_num(X[:, 1]) ** 2
+    y = np.clip((signal * 1.2).astype(np.int64), 0, 2) if n_classes else signal / 7
+    bins, codes = Binner().fit_transform(X, np.array([False] * 4 + [True]),
+                                         np.array([0, 0, 0, 0, 6]))
+    weight = (rng.integers(0, 3, n) * (1.0 if integral else 0.37)).astype(float)
+    jobs = [TreeJob(key=k, rows=np.arange(n), weight=np.roll(weight, k)) for k in range(3)]
+    exact = Arithmetic(integral, False)
+    if not n_classes and integral:
+        exact = arithmetic(_regression_plan(), n, None, float(np.abs(y).max()))
+    whole = grow_trees(bins, codes, y, jobs, params, exact)
+    calls = {"build": 0, "chunk": 0, "choose": 0, "scored": 0}
+
+    def counted(name: str, fn):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(histogram, "CHUNK_ELEMENTS", 200)
+    monkeypatch.setattr(LocalRows, "round_cells", 400)  # node groups, too
+    monkeypatch.setattr(splitting, "CHUNK_CELLS", 150)
+    monkeypatch.setattr(histogram, "_build_chunk", counted("chunk", histogram._build_chunk))
+    monkeypatch.setattr(splitting, "_choose_chunk", counted("scored", splitting._choose_chunk))
+    import aioforest.tree._rows as rows_module
+    import aioforest.tree._splitter as splitter
+    monkeypatch.setattr(rows_module, "build_histograms",
+                        counted("build", histogram.build_histograms))
+    monkeypatch.setattr(splitter, "choose_splits", counted("choose", splitting.choose_splits))
+    chunked = grow_trees(bins, codes, y, jobs, params, exact)
+    if integral:
+        assert calls["chunk"] > calls["build"] > 0  # some rounds were cut
+        assert calls["scored"] > calls["choose"] > 0
+    else:
+        assert calls["chunk"] == calls["build"] > 0
+        assert calls["scored"] == calls["choose"] > 0
+    for t, (a, b) in enumerate(zip(whole, chunked, strict=True)):
+        assert a.feature.size > 20
+        for name, value in a.arrays().items():
+            assert np.array_equal(value, b.arrays()[name], equal_nan=True), (t, name)
 
 
 @pytest.mark.parametrize("subtree_rows", [8, 20, 60, 10**9], ids=lambda n: f"at{n}")

@@ -57,6 +57,7 @@ from ..data import (
 )
 from ..ensemble import FitProgress
 from ..tree import (
+    ROUND_CELLS,
     Arithmetic,
     FitCancelled,
     ForestPlan,
@@ -763,6 +764,8 @@ class RemoteRows:
     The growth driver runs in a thread and calls these methods; each one runs an
     operation on the event loop and waits for the exact sum of the workers' answers.
     """
+
+    round_cells = ROUND_CELLS  # each histogram request is a round trip: few, large ones
 
     def __init__(self, session: PartSession, loop: asyncio.AbstractEventLoop,
                  exact: Arithmetic) -> None:

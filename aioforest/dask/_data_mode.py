@@ -26,6 +26,7 @@ import numpy.typing as npt
 from ..cluster import balanced_owners, local_subtree_rows, trees_per_batch
 from ..ensemble import FitProgress
 from ..tree import (
+    ROUND_CELLS,
     Arithmetic,
     GrowHere,
     HistogramRequest,
@@ -57,6 +58,8 @@ SUBTREE_TASKS_PER_THREAD = 4
 class DaskRows:
     """A :class:`~aioforest.tree.RowSource` whose parts are partitions on a Dask cluster
     (see the module docstring); the driver calls it from its own thread."""
+
+    round_cells = ROUND_CELLS  # each histogram request is a round trip: few, large ones
 
     def __init__(self, session: DaskSession, data: DaskData, bins: dict[str, Any],
                  plan: dict[str, Any], batch: list[int], exact: Arithmetic) -> None:

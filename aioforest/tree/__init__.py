@@ -67,6 +67,7 @@ from ._plan import (
 from ._predict import Allocate, FlatForest
 from ._routing import NodeSplits
 from ._rows import (
+    ROUND_CELLS,
     GrowHere,
     HistogramRequest,
     LocalRows,
@@ -80,6 +81,7 @@ from ._rows import (
 __all__ = [
     "BATCH_INSTANCES",
     "GROWTH_VERSION",
+    "ROUND_CELLS",
     "Allocate",
     "Arithmetic",
     "ClassifierMixin",

@@ -17,6 +17,8 @@ data-parallel growth: only :class:`Histograms` (plain arrays) crosses it.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "CHUNK_ELEMENTS",
     "REGRESSION_TOTALS",
     "CodeTable",
     "DrawnFeatures",
@@ -32,6 +35,7 @@ __all__ = [
     "Histograms",
     "LevelRows",
     "build_histograms",
+    "consecutive_spans",
     "node_totals",
     "runs",
     "squares_from_limbs",
@@ -456,6 +460,27 @@ def _element_cells(
     return cell, e_y, e_w
 
 
+#: Stage 1 runs over the candidates in chunks of whole nodes of at most about this many
+#: elements. A chunk's per-element temporaries (a few MiB each) then stay under glibc's
+#: 32 MiB trim and mmap thresholds (see ``aioforest._malloc``), so the freed ones are reused
+#: instead of being handed back and faulted in again page by page (that had cost a third
+#: of a regression fit), and they fit the CPU caches better. Chunks never change a
+#: histogram (a node's cells are built from its own rows, in their order); they are cut
+#: for exact sums only, because float prefix sums run on through the cells of a chunk
+#: (see ``choose_splits``), so float trees keep the cut they always had.
+CHUNK_ELEMENTS = 1 << 18
+
+
+def consecutive_spans(cost: npt.NDArray[Any], budget: float) -> list[slice]:
+    """Consecutive index ranges of about ``budget`` total ``cost`` each (at least one index
+    each); each index joins the range its first unit of cost falls in."""
+    if cost.size == 0 or float(cost.sum()) <= budget:
+        return [slice(0, cost.size)]
+    span = ((np.cumsum(cost) - cost) // budget).astype(np.int64)
+    bounds = [*np.flatnonzero(np.diff(span, prepend=-1)).tolist(), cost.size]
+    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+
 def build_histograms(
     table: CodeTable,
     rows: LevelRows,
@@ -474,12 +499,79 @@ def build_histograms(
     n_channels, n_elements)`` chooses the dense or the sorted path. With
     ``gini_scan_totals`` (the candidates' class totals, channel-major) the result is a
     :class:`GiniScan` where that form applies (exact integer weights and no missing
-    value), else :class:`Histograms`. The per-element temporaries are dropped as soon as
-    they are used, which bounds a round's peak memory at a few of them.
+    value), else :class:`Histograms`. The candidates are taken in chunks of about
+    ``CHUNK_ELEMENTS`` elements, and a chunk's per-element temporaries are dropped as soon
+    as they are used, which bounds the peak memory at a few of them.
     """
     k = drawn.features.shape[1]
     n_bins_d = int(table.n_bins[drawn.features[drawn.valid]].max(initial=1)) + 1
     if rows.size == 0:  # a part of cut rows may hold none of the candidates' rows
+        return Histograms(
+            np.zeros(0, dtype=np.int64),
+            np.zeros((n_channels, 0), dtype=np.int64 if integral else np.float64),
+            np.zeros(0, dtype=np.int64) if with_counts else None, n_bins_d,
+        )
+    build = functools.partial(
+        _build_chunk, table, n_bins_d=n_bins_d, n_channels=n_channels,
+        classification=classification, integral=integral, with_counts=with_counts,
+        prefer_dense=prefer_dense,
+    )
+    s = drawn.features.shape[0]
+    per_node = np.bincount(rows.node, minlength=s) * drawn.valid.sum(axis=1)
+    spans = consecutive_spans(per_node, CHUNK_ELEMENTS)
+    if len(spans) == 1 or gini_scan_totals is not None or not integral:
+        # (a GiniScan stays whole: a chunk with missing values would fall back alone)
+        return build(rows, drawn, gini_scan_totals)
+    parts = []
+    for span, chunk_rows in zip(spans, _rows_by_span(rows, spans, s), strict=True):
+        hist = build(chunk_rows, DrawnFeatures(drawn.features[span], drawn.valid[span]), None)
+        assert isinstance(hist, Histograms)
+        hist.cells[:] += span.start * k * n_bins_d
+        parts.append(hist)
+    return Histograms(
+        np.concatenate([p.cells for p in parts]),
+        np.concatenate([p.stats for p in parts], axis=1),
+        np.concatenate([p.counts for p in parts if p.counts is not None])
+        if all(p.counts is not None for p in parts) else None,
+        n_bins_d,
+    )
+
+
+def _rows_by_span(rows: LevelRows, spans: list[slice], s: int) -> list[LevelRows]:
+    """The rows of each span of candidates, node indices relative to the span's first, in
+    their given order within a node (a stable radix sort of their span)."""
+    span_of_node = np.repeat(
+        np.arange(len(spans), dtype=np.uint16 if len(spans) < 1 << 16 else np.int64),
+        [sp.stop - sp.start for sp in spans],
+    )
+    span_of_row = span_of_node[rows.node]
+    order = np.argsort(span_of_row, kind="stable")
+    bounds = np.searchsorted(span_of_row[order], np.arange(len(spans) + 1))
+    del span_of_row
+    out = []
+    for i, sp in enumerate(spans):
+        take = order[bounds[i]:bounds[i + 1]]
+        out.append(LevelRows(rows.row[take], rows.weight[take], rows.y[take],
+                             rows.node[take] - sp.start))
+    return out
+
+
+def _build_chunk(
+    table: CodeTable,
+    rows: LevelRows,
+    drawn: DrawnFeatures,
+    gini_scan_totals: F64 | None,
+    *,
+    n_bins_d: int,
+    n_channels: int,
+    classification: bool,
+    integral: bool,
+    with_counts: bool,
+    prefer_dense: Callable[[int, int, int], bool],
+) -> Histograms | GiniScan:
+    """:func:`build_histograms` of one chunk (cells numbered from its first candidate)."""
+    k = drawn.features.shape[1]
+    if rows.size == 0:
         return Histograms(
             np.zeros(0, dtype=np.int64),
             np.zeros((n_channels, 0), dtype=np.int64 if integral else np.float64),

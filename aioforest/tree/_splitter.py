@@ -13,7 +13,6 @@ smaller feature. The policies below pick between equivalent paths and never chan
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,15 +21,14 @@ import numpy.typing as npt
 
 from ._criterion import Gini
 from ._hashing import mix64
-from ._histogram import DrawnFeatures
+from ._histogram import DrawnFeatures, consecutive_spans
 from ._routing import NodeSplits
-from ._rows import HistogramRequest, RowSource
+from ._rows import ROUND_CELLS, HistogramRequest, RowSource
 from ._splitting import Candidates, RoundSplits, SplitRules, choose_splits
 
 __all__ = [
     "INCREMENTAL_MIN_CLASSES",
     "ROOT_PATH",
-    "ROUND_CELLS",
     "Arithmetic",
     "OpenNodes",
     "SearchSpace",
@@ -260,49 +258,31 @@ def _draw_round(
     return DrawnFeatures(feats, valid)
 
 
-#: A round's histograms hold at most about this many cells; rounds over more nodes are cut
-#: into node groups (Spark's ``maxMemoryInMB``), each built, summed and scored in turn. The
-#: cut never changes a split (each node's choice reads its own cells only); it bounds the
-#: memory of a round, on the machine choosing splits and on those building histograms.
-ROUND_CELLS = 1 << 22
-
-
 def node_groups(weight: F64, n_slots: I64, max_bins: int, budget: int) -> list[slice]:
     """Consecutive candidate ranges of at most ``budget`` cells each (at least one node).
 
     A node has at most (its instances x its drawn slots) non-empty cells, and at most
     (bins x slots); with weights of at least 1 its instances are at most its weight.
     """
-    cells = np.minimum(np.ceil(weight), max_bins + 1) * n_slots
-    if cells.size == 0 or float(cells.sum()) <= budget:
-        return [slice(0, cells.size)]
-    # each node joins the group its first cell falls in: groups of about ``budget`` cells
-    group = ((np.cumsum(cells) - cells) // budget).astype(np.int64)
-    bounds = [*np.flatnonzero(np.diff(group, prepend=-1)).tolist(), cells.size]
-    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
-
-
-def _concat(parts: list[RoundSplits]) -> RoundSplits:
-    if len(parts) == 1:
-        return parts[0]
-    return RoundSplits(**{
-        name: np.concatenate([getattr(p, name) for p in parts])
-        for name in RoundSplits.__dataclass_fields__
-    })
+    return consecutive_spans(np.minimum(np.ceil(weight), max_bins + 1) * n_slots, budget)
 
 
 def _search_round(
     space: SearchSpace, rows: RowSource, cand: I64, drawn: DrawnFeatures, need: I64,
     total: npt.NDArray[Any], min_weight_leaf: F64 | None, m: int, n_splittable: int,
 ) -> RoundSplits:
-    """Stages 1 and 2 for one round's candidates, in node groups under ``ROUND_CELLS``."""
+    """Stages 1 and 2 for one round's candidates, in node groups of about the source's
+    ``round_cells`` cells (exact sums)."""
     if not drawn.valid.any():
         return RoundSplits.none(*drawn.shape)
     rules = space.rules
     weight = total[cand].sum(axis=1) if rules.criterion.classification else total[cand, 0]
     groups = node_groups(np.asarray(weight, dtype=np.float64), drawn.valid.sum(axis=1),
-                         int(rules.n_bins.max(initial=1)), ROUND_CELLS)
-    return _concat([
+                         int(rules.n_bins.max(initial=1)),
+                         # float prefix sums carry rounding across a group's nodes: keep
+                         # their cut fixed (ROUND_CELLS), the cut their trees always had
+                         rows.round_cells if space.integral else ROUND_CELLS)
+    return RoundSplits.concatenate([
         _search_group(space, rows, cand[g], DrawnFeatures(drawn.features[g], drawn.valid[g]),
                       need[g], total, min_weight_leaf, m,
                       len(groups) == 1 and cand.size == n_splittable)

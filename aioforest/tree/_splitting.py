@@ -14,6 +14,7 @@ the bytes, and the chosen splits' improvements are recomputed in float64).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ._criterion import Criterion, Gini
-from ._histogram import DrawnFeatures, GiniScan, Histograms, runs
+from ._histogram import DrawnFeatures, GiniScan, Histograms, consecutive_spans, runs
 
-__all__ = ["Candidates", "RoundSplits", "SplitRules", "choose_splits"]
+__all__ = ["CHUNK_CELLS", "Candidates", "RoundSplits", "SplitRules", "choose_splits"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -74,6 +75,14 @@ class RoundSplits:
     chosen: I64  # (s,): index of the chosen cell, -1 where no split was found
 
     @classmethod
+    def concatenate(cls, parts: Sequence[RoundSplits]) -> RoundSplits:
+        """The splits of consecutive candidate ranges, as one."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts])
+                      for name in cls.__dataclass_fields__})
+
+    @classmethod
     def none(cls, s: int, k: int) -> RoundSplits:
         """No split for any of ``s`` nodes (no rows, or no feature to score)."""
         return cls(
@@ -102,13 +111,58 @@ class _Scored:
     w_nm: F64  # per group: non-missing weight
 
 
+#: Stage 2 scores the candidates in chunks of whole nodes of at most about this many
+#: cells, for the reason of ``CHUNK_ELEMENTS``: its per-cell temporaries stay small enough
+#: to be reused. With exact statistics a node's choice reads only its own cells, so chunks
+#: never change a split. Float statistics are not cut: their prefix sums run through all
+#: the cells in one pass, carrying each group's rounding into the next.
+CHUNK_CELLS = 1 << 18
+
+
 def choose_splits(
     hist: Histograms | GiniScan, cand: Candidates, rules: SplitRules
 ) -> RoundSplits:
     """Each candidate's best split in this round, from the round's histograms.
 
-    The histograms are consumed: their arrays are freed as soon as they are used up.
+    The histograms are consumed: their arrays may be changed in place and are freed as
+    soon as they are used up.
     """
+    s, k = cand.drawn.shape
+    exact = isinstance(hist, GiniScan) or hist.stats.dtype == np.int64
+    if hist.cells.size <= CHUNK_CELLS or s == 1 or not exact:
+        return _choose_chunk(hist, cand, rules)
+    cells_per_node = k * hist.bins_per_group
+    first = np.searchsorted(hist.cells, np.arange(s + 1) * cells_per_node)
+    parts = []
+    for span in consecutive_spans(np.diff(first), CHUNK_CELLS):
+        lo, hi = int(first[span.start]), int(first[span.stop])
+        offset = span.start * cells_per_node
+        part = _choose_chunk(_cells_slice(hist, lo, hi, offset), Candidates(
+            DrawnFeatures(cand.drawn.features[span], cand.drawn.valid[span]),
+            cand.need[span], cand.total[:, span],
+            None if cand.min_weight_leaf is None else cand.min_weight_leaf[span],
+        ), rules)
+        part.chosen[part.chosen >= 0] += lo
+        parts.append(part)
+    del hist
+    return RoundSplits.concatenate(parts)
+
+
+def _cells_slice(hist: Histograms | GiniScan, lo: int, hi: int, offset: int
+                 ) -> Histograms | GiniScan:
+    """Cells ``lo:hi`` of ``hist``, numbered from ``offset``."""
+    cells = hist.cells[lo:hi] - offset
+    if isinstance(hist, GiniScan):
+        return GiniScan(cells, hist.sq[lo:hi], hist.tl[lo:hi], hist.w[lo:hi],
+                        hist.bins_per_group)
+    return Histograms(cells, hist.stats[:, lo:hi],
+                      None if hist.counts is None else hist.counts[lo:hi],
+                      hist.bins_per_group)
+
+
+def _choose_chunk(
+    hist: Histograms | GiniScan, cand: Candidates, rules: SplitRules
+) -> RoundSplits:
     if isinstance(hist, GiniScan):
         return _choose_from_gini_scan(hist, cand, rules)
     cells, H, N, n_bins_d = hist.cells, hist.stats, hist.counts, hist.bins_per_group
