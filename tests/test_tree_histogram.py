@@ -15,6 +15,7 @@ from aioforest.tree._histogram import (
     _entries_sorted_general,
     build_histograms,
     node_totals,
+    run_sums,
     squares_from_limbs,
     sum_histograms,
 )
@@ -91,6 +92,46 @@ def test_sorted_sums_add_each_cell_in_element_order_with_or_without_packed_keys(
                     want[0] += float(w[i])
                     want[1] += float(w[i] * y[i])
             assert hist.stats[:, j].tolist() == want
+
+
+def test_run_sums_are_exact_even_where_the_running_sum_wraps() -> None:
+    rng = np.random.default_rng(8)
+    lengths = rng.integers(1, 9, 400)
+    lengths[::7] = 300  # long runs beside cells of one or two
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    values = rng.integers(-(1 << 40), 1 << 40, (2, int(lengths.sum())))
+    values[0, :50] = (1 << 62) // 50  # the running sum passes 2**63 ...
+    values[0, 50:100] = -((1 << 62) // 50)  # ... and comes back
+    got = run_sums(values, starts)
+    ends = np.append(starts[1:], values.shape[1])
+    want = [[sum(int(v) for v in row[a:b]) for a, b in zip(starts, ends, strict=True)]
+            for row in values]
+    assert got.tolist() == want
+
+
+@pytest.mark.parametrize("all_drawn", [False, True], ids=["drawn", "every-feature"])
+def test_exact_regression_histograms_equal_the_float_sums_of_integers(all_drawn: bool) -> None:
+    # Integer weights and fixed-point targets take one sort and int64 run sums; the float
+    # path sums the same integers (exactly, below 2**53): the arrays must be the same.
+    table, rows, drawn = random_level(3, n_rows=3000, n_features=6, n_nodes=40, k=4,
+                                      max_bin=30)
+    if all_drawn:  # slot j is feature j: the elements are whole code rows
+        valid = np.ones((40, 6), dtype=bool)
+        valid[0, 2] = valid[5, 5] = False  # features constant in those nodes
+        drawn = type(drawn)(np.tile(np.arange(6), (40, 1)), valid)
+    y = np.random.default_rng(4).integers(-(1 << 30), 1 << 30, rows.size)
+    rows = LevelRows(rows.row, rows.weight, y, rows.node)
+    common = dict(n_channels=2, classification=False, with_counts=True,
+                  prefer_dense=PATHS["sorted"])
+    exact = build_histograms(table, rows, drawn, integral=True, **common)
+    floats = build_histograms(table, LevelRows(rows.row, rows.weight, y.astype(np.float64),
+                                               rows.node),
+                              drawn, integral=False, **common)
+    assert isinstance(exact, Histograms) and isinstance(floats, Histograms)
+    assert exact.stats.dtype == np.int64
+    assert np.array_equal(exact.cells, floats.cells)
+    assert np.array_equal(exact.stats, floats.stats.astype(np.int64))
+    assert np.array_equal(exact.counts, floats.counts)
 
 
 def test_summing_the_histograms_of_row_partitions_gives_the_whole_in_any_order() -> None:

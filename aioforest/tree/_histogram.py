@@ -37,6 +37,7 @@ __all__ = [
     "build_histograms",
     "consecutive_spans",
     "node_totals",
+    "run_sums",
     "runs",
     "squares_from_limbs",
     "sum_histograms",
@@ -178,6 +179,24 @@ def runs(sorted_values: npt.NDArray[Any]) -> tuple[I64, I64]:
     run = np.cumsum(new, dtype=np.int64)
     run -= 1
     return starts, run
+
+
+def run_sums(values: I64, starts: I64) -> I64:
+    """The sums of the runs of integer ``values`` (along the last axis) that begin at
+    ``starts``, from one running sum.
+
+    ``np.add.reduceat`` pays a call per run, which is most of its time when runs are short
+    (deep levels: a cell or two each). Differences of a running sum are exact for integers,
+    even where the running sum wraps around, as long as each run's sum fits in int64.
+    """
+    running = np.cumsum(values, axis=-1)
+    ends = np.empty(starts.size, dtype=np.int64)
+    ends[:-1] = starts[1:]
+    ends[-1:] = values.shape[-1]
+    ends -= 1
+    out: I64 = running[..., ends]
+    out[..., 1:] -= out[..., :-1].copy()
+    return out
 
 
 def node_totals(
@@ -386,6 +405,15 @@ class _Elements:
     valid: B1 | None
     pairs: tuple[I64, I64] | None
     count: int
+    per_instance: I64 | None = None  # with ``valid``: each instance's used slots
+
+    def instances(self, n_instances: int) -> I64:
+        """The instance of every used element, in element order."""
+        if self.pairs is not None:
+            return self.pairs[0]
+        each = np.arange(n_instances, dtype=np.int64)
+        k = self.bins.shape[1] if self.bins.ndim == 2 else 1
+        return np.repeat(each, k if self.per_instance is None else self.per_instance)
 
 
 def _elements(table: CodeTable, rows: LevelRows, drawn: DrawnFeatures) -> _Elements:
@@ -407,9 +435,14 @@ def _elements(table: CodeTable, rows: LevelRows, drawn: DrawnFeatures) -> _Eleme
             rows.row[e_inst], drawn.features.reshape(-1)[rows.node[e_inst] * k + e_slot]
         )
         return _Elements(bins, None, (e_inst, e_slot), n_elements)
+    per_instance = None if valid is None else drawn.valid.sum(axis=1)[rows.node]
+    if k == table.n_features and bool((drawn.features == np.arange(k)).all()):
+        # slot j is feature j for every node: the elements are the rows' whole code rows
+        bins = np.take(table.codes.reshape(-1, k), rows.row, axis=0)
+        return _Elements(bins, valid, None, n_elements, per_instance)
     idx = np.take(drawn.features, rows.node, axis=0)
     idx += (rows.row * table.n_features)[:, None]
-    return _Elements(table.codes[idx], valid, None, n_elements)
+    return _Elements(table.codes[idx], valid, None, n_elements, per_instance)
 
 
 def _packed_keys(
@@ -453,11 +486,57 @@ def _element_cells(
     )[None, :]
     cell += el.bins
     cell = cell.reshape(-1)
-    e_y = np.repeat(rows.y, k)
-    e_w = np.repeat(rows.weight, k)
     if el.valid is not None:
-        cell, e_y, e_w = cell[el.valid], e_y[el.valid], e_w[el.valid]
-    return cell, e_y, e_w
+        cell = cell[el.valid]
+    # each instance's y and weight, once per used slot (a repeat, not a repeat and a mask)
+    each = k if el.per_instance is None else el.per_instance
+    return cell, np.repeat(rows.y, each), np.repeat(rows.weight, each)
+
+
+def _entries_sorted_exact(el: _Elements, rows: LevelRows, k: int, n_bins_d: int,
+                          n_cells: int) -> Histograms | None:
+    """Regression histograms with exact sums (integer weights and fixed-point targets)
+    from one sort of ``cell << pos | position`` keys; None where the keys do not fit.
+
+    After the sort each cell's elements are a run, and each element's instance gives its
+    weight and weighted target: the cells' sums are int64 sums over their runs, exact, so
+    the order of the elements in a run does not matter (the float path keeps it).
+    """
+    n_el = el.count
+    pos_bits = max(int(n_el).bit_length(), 1)
+    if n_cells.bit_length() + pos_bits > 64 or rows.y.dtype.kind not in "iu":
+        return None
+    u64 = np.uint64
+    if el.pairs is not None:
+        e_inst, e_slot = el.pairs
+        keys = rows.node[e_inst].astype(u64) * u64(k * n_bins_d)
+        keys += e_slot.astype(u64) * u64(n_bins_d)
+        keys += el.bins
+    else:
+        keys = (rows.node.astype(u64) * u64(k * n_bins_d))[:, None] + (
+            np.arange(k, dtype=u64) * u64(n_bins_d))[None, :]
+        keys += el.bins
+        keys = keys.reshape(-1) if el.valid is None else keys.reshape(-1)[el.valid]
+    keys <<= u64(pos_bits)
+    keys |= np.arange(n_el, dtype=u64)
+    keys.sort()
+    position = (keys & u64((1 << pos_bits) - 1)).astype(np.intp)
+    keys >>= u64(pos_bits)
+    new = np.empty(n_el, dtype=bool)
+    new[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    del new
+    cells = keys[starts].view(np.int64)  # below 2**63
+    del keys
+    inst = el.instances(rows.size)[position]
+    del position
+    w = rows.weight.astype(np.int64)
+    stats = np.empty((2, starts.size), dtype=np.int64)
+    stats[0] = run_sums(w[inst], starts)
+    w *= rows.y.astype(np.int64, copy=False)
+    stats[1] = run_sums(w[inst], starts)
+    return Histograms(cells, stats, np.diff(starts, append=n_el), n_bins_d)
 
 
 #: Stage 1 runs over the candidates in chunks of whole nodes of at most about this many
@@ -598,6 +677,10 @@ def _build_chunk(
                 keys, payload_bits, w_bits, cls_bits, n_channels, with_counts
             )
             return Histograms(hist.cells, hist.stats, hist.counts, n_bins_d)
+    if integral and not classification and not dense:
+        exact = _entries_sorted_exact(el, rows, k, n_bins_d, n_cells)
+        if exact is not None:
+            return exact
     cell, e_y, e_w = _element_cells(el, rows, k, n_bins_d)
     del el
     if dense:

@@ -242,6 +242,14 @@ def _draw_round(
 ) -> DrawnFeatures:
     excluded = _excluded(space, nodes, st, cand)
     avail = excluded.shape[1] - excluded.sum(axis=1)
+    if space.integral and bool((st.need[cand] >= avail).all()):
+        # Every candidate scores all its features (max_features covers them): with exact
+        # sums the order of the slots then changes nothing (every one counts, and equal
+        # gains go to the smaller feature), so no draw is needed, and slot j is feature j.
+        # (Float prefix sums run through the slots in order: they keep the drawn order.)
+        d = excluded.shape[1]
+        every = np.broadcast_to(np.arange(d, dtype=np.int64), (cand.size, d)).copy()
+        return DrawnFeatures(every, ~excluded)
     # expected share of constants: this node's so far, else its parent's
     seen = st.n_eval[cand]
     rate_now = np.where(seen > 0, st.n_const[cand] / np.maximum(seen, 1),

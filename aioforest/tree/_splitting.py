@@ -22,7 +22,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ._criterion import Criterion, Gini
-from ._histogram import DrawnFeatures, GiniScan, Histograms, consecutive_spans, runs
+from ._histogram import (
+    DrawnFeatures,
+    GiniScan,
+    Histograms,
+    consecutive_spans,
+    run_sums,
+    runs,
+)
 
 __all__ = ["CHUNK_CELLS", "Candidates", "RoundSplits", "SplitRules", "choose_splits"]
 
@@ -31,6 +38,9 @@ F64 = npt.NDArray[np.float64]
 B1 = npt.NDArray[np.bool_]
 
 _NEG = -np.inf
+#: Below this many cells per group on average, per-group reductions use ``ufunc.at``
+#: (reduceat pays a call per group); above, reduceat's contiguous loops are faster.
+_SHORT_GROUPS = 12
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,7 +239,8 @@ def _group_prefix_sums(
         # in an order that follows the layout.
         Hn = np.ascontiguousarray(H)
     del H
-    group_sum = np.add.reduceat(Hn, gstart, axis=1)
+    # integers: one running sum finds the groups' totals (reduceat pays a call per group)
+    group_sum = run_sums(Hn, gstart) if counts_in_h else np.add.reduceat(Hn, gstart, axis=1)
     Hn[:, gstart[1:]] -= group_sum[:, :-1]
     np.cumsum(Hn, axis=1, out=Hn)
     if counts_in_h:
@@ -414,10 +425,22 @@ def _select(
     n_present = sc.gstart.size
     idx = np.arange(n_entries)
     # --- best cell per group, then best group per node ---------------------------------
-    seg_max = np.maximum.reduceat(sc.score, sc.gstart)
+    # (ufunc.at, not reduceat: groups are a cell or two at deep levels, and reduceat pays a
+    # call per group; a maximum and a minimum do not depend on the order they are taken in)
+    short = n_entries < _SHORT_GROUPS * n_present
+    if short:
+        seg_max = np.full(n_present, _NEG)
+        np.maximum.at(seg_max, sc.gid, sc.score)
+    else:
+        seg_max = np.maximum.reduceat(sc.score, sc.gstart)
     is_best = sc.score == seg_max[sc.gid]
     is_best &= sc.score > _NEG
-    best_u = np.minimum.reduceat(np.where(is_best, idx, n_entries), sc.gstart)
+    first_best = np.where(is_best, idx, n_entries)
+    if short:
+        best_u = np.full(n_present, n_entries, dtype=np.int64)
+        np.minimum.at(best_u, sc.gid, first_best)
+    else:
+        best_u = np.minimum.reduceat(first_best, sc.gstart)
     g_ids = sc.ent_grp[sc.gstart]
     g_node = g_ids // k
     g_slot = g_ids - g_node * k
