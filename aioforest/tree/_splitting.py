@@ -429,7 +429,7 @@ def _select(
     # call per group; a maximum and a minimum do not depend on the order they are taken in)
     short = n_entries < _SHORT_GROUPS * n_present
     if short:
-        seg_max = np.full(n_present, _NEG)
+        seg_max = np.full(n_present, _NEG, dtype=sc.score.dtype)  # (a cast is slow here)
         np.maximum.at(seg_max, sc.gid, sc.score)
     else:
         seg_max = np.maximum.reduceat(sc.score, sc.gstart)
