@@ -77,8 +77,10 @@ def test_sorted_sums_add_each_cell_in_element_order_with_or_without_packed_keys(
     w = rng.random(n) * 10.0 ** rng.integers(-8, 8, n)
     y = rng.integers(0, 3, n) if classification else rng.normal(size=n) * 1e6
     n_channels = 3 if classification else 2
-    packed = _entries_sorted_general(cell, y, w, n_channels, classification, False)
-    far = _entries_sorted_general(cell + (1 << 60), y, w, n_channels, classification, False)
+    y_in = y if classification else w * y  # regression takes the weighted targets
+    packed = _entries_sorted_general(cell, y_in, w, n_channels, classification, False)
+    far = _entries_sorted_general(cell + (1 << 60), y_in, w, n_channels, classification,
+                                  False)
     assert np.array_equal(far.cells - (1 << 60), packed.cells)
     for hist in (packed, far):
         assert hist.counts is not None

@@ -326,7 +326,8 @@ def _entries_sorted_general(
     cell: I64, y: npt.NDArray[Any], w: F64, n_channels: int, classification: bool,
     integral: bool,
 ) -> Histograms:
-    """Histograms via a sort of the cells, for weights or targets that cannot be packed.
+    """Histograms via a sort of the cells, for weights or targets that cannot be packed;
+    ``y`` is the class or the weighted target ``w * y``.
 
     The sort only finds the distinct cells and each element's entry; the sums then run
     over the elements in their given order, so float sums add up in the same order
@@ -353,7 +354,7 @@ def _entries_sorted_general(
     else:
         stats = np.empty((2, n_entries))
         stats[0] = np.bincount(entry, weights=w, minlength=n_entries)
-        stats[1] = np.bincount(entry, weights=w * y, minlength=n_entries)
+        stats[1] = np.bincount(entry, weights=y, minlength=n_entries)  # y is w * y here
     return Histograms(
         ent_cells, stats.astype(np.int64) if integral else stats, counts, 0
     )
@@ -361,14 +362,15 @@ def _entries_sorted_general(
 
 def _entries_dense(
     cell: I64, n_cells: int, y: npt.NDArray[Any], w: F64, n_channels: int,
-    classification: bool, integral: bool,
+    classification: bool, integral: bool, with_counts: bool,
 ) -> Histograms:
     """Histograms via dense bincounts over every cell.
 
-    With classification, ``y`` is scratch: it becomes the (class, cell) index in place.
+    ``y`` is the class (classification; scratch: it becomes the (class, cell) index in
+    place) or the weighted target ``w * y`` (regression). Weights are positive, so a cell
+    is present where its weight is; elements are counted only when ``with_counts``.
     """
-    counts_all = np.bincount(cell, minlength=n_cells)
-    present = np.flatnonzero(counts_all)
+    counts_all = np.bincount(cell, minlength=n_cells) if with_counts else None
     if classification:
         index = np.asarray(y, dtype=np.int64)
         index *= n_cells
@@ -377,19 +379,17 @@ def _entries_dense(
             n_channels, n_cells
         )
         del index
+        present = np.flatnonzero(full.any(axis=0) if counts_all is None else counts_all)
         stats = full[:, present]
         del full
     else:
-        wy = w * y.astype(np.float64)
-        stats = np.stack(
-            [
-                np.bincount(cell, weights=w, minlength=n_cells)[present],
-                np.bincount(cell, weights=wy, minlength=n_cells)[present],
-            ]
-        )
+        w_full = np.bincount(cell, weights=w, minlength=n_cells)
+        present = np.flatnonzero(w_full if counts_all is None else counts_all)
+        stats = np.stack([w_full[present],
+                          np.bincount(cell, weights=y, minlength=n_cells)[present]])
     return Histograms(
         present.astype(np.int64), stats.astype(np.int64) if integral else stats,
-        counts_all[present], 0,
+        None if counts_all is None else counts_all[present], 0,
     )
 
 
@@ -474,13 +474,15 @@ def _packed_keys(
 
 
 def _element_cells(
-    el: _Elements, rows: LevelRows, k: int, n_bins_d: int
+    el: _Elements, rows: LevelRows, k: int, n_bins_d: int, classification: bool
 ) -> tuple[I64, npt.NDArray[Any], F64]:
-    """The cell, class or target, and weight of every used element."""
+    """The cell, class (classification) or weighted target ``w * y`` (regression: one
+    product per instance, not per element), and weight of every used element."""
+    y = rows.y if classification else rows.weight * rows.y
     if el.pairs is not None:
         e_inst, e_slot = el.pairs
         cell = rows.node[e_inst] * (k * n_bins_d) + e_slot * n_bins_d + el.bins
-        return cell, rows.y[e_inst], rows.weight[e_inst]
+        return cell, y[e_inst], rows.weight[e_inst]
     cell = (rows.node * (k * n_bins_d))[:, None] + (
         np.arange(k, dtype=np.int64) * n_bins_d
     )[None, :]
@@ -490,7 +492,7 @@ def _element_cells(
         cell = cell[el.valid]
     # each instance's y and weight, once per used slot (a repeat, not a repeat and a mask)
     each = k if el.per_instance is None else el.per_instance
-    return cell, np.repeat(rows.y, each), np.repeat(rows.weight, each)
+    return cell, np.repeat(y, each), np.repeat(rows.weight, each)
 
 
 def _entries_sorted_exact(el: _Elements, rows: LevelRows, k: int, n_bins_d: int,
@@ -681,10 +683,13 @@ def _build_chunk(
         exact = _entries_sorted_exact(el, rows, k, n_bins_d, n_cells)
         if exact is not None:
             return exact
-    cell, e_y, e_w = _element_cells(el, rows, k, n_bins_d)
+    cell, e_y, e_w = _element_cells(el, rows, k, n_bins_d, classification)
     del el
     if dense:
-        hist = _entries_dense(cell, n_cells, e_y, e_w, n_channels, classification, integral)
+        # (rows of no weight are dropped where rows start; counted anyway if any is left)
+        counted = with_counts or not bool(rows.weight.min(initial=1.0) > 0)
+        hist = _entries_dense(cell, n_cells, e_y, e_w, n_channels, classification, integral,
+                              counted)
     else:
         hist = _entries_sorted_general(cell, e_y, e_w, n_channels, classification, integral)
     del cell, e_y, e_w
