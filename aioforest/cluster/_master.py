@@ -864,7 +864,7 @@ class Master:
         if mode == "shards":
             _check_data_mode(job)
             k = n_shards if n_shards is not None else max(1, len(self._peers))
-        bins, codes = await asyncio.to_thread(job.bin)
+        bins, codes = await asyncio.to_thread(_bin_in_threads, job)
         groups = await asyncio.to_thread(_fit_groups, job, bins, codes, k)
         del codes  # the payloads hold what the workers need
         checkpoint: Checkpoint | None = None
@@ -1236,6 +1236,15 @@ def _check_data_mode(job: FitJob) -> None:
     # oob_score is refused earlier, by check_fit_options
     if job.warm:
         raise ValueError("warm_start fits are not supported with mode='shards' yet")
+
+
+def _bin_in_threads(job: FitJob) -> tuple[Bins, np.ndarray[Any, Any]]:
+    """The job's bins and its codes, feature-major, its features binned by a thread per
+    core (``FitJob.bin_into``: the same bins and codes as ``FitJob.bin``); the workers
+    wait for them before their first task."""
+    rows = np.empty(job.X.shape, dtype=np.uint8)
+    bins = job.bin_into(rows, os.cpu_count() or 1)
+    return bins, rows.T
 
 
 def _fit_groups(
