@@ -547,7 +547,7 @@ def _entries_sorted_exact(el: _Elements, rows: LevelRows, k: int, n_bins_d: int,
 #: instead of being handed back and faulted in again page by page (that had cost a third
 #: of a regression fit), and they fit the CPU caches better. Chunks never change a
 #: histogram (a node's cells are built from its own rows, in their order); they are cut
-#: for exact sums only, because float prefix sums run on through the cells of a chunk
+#: for exact regression sums only: float prefix sums run on through the cells of a chunk
 #: (see ``choose_splits``), so float trees keep the cut they always had.
 CHUNK_ELEMENTS = 1 << 18
 
@@ -600,8 +600,11 @@ def build_histograms(
     s = drawn.features.shape[0]
     per_node = np.bincount(rows.node, minlength=s) * drawn.valid.sum(axis=1)
     spans = consecutive_spans(per_node, CHUNK_ELEMENTS)
-    if len(spans) == 1 or gini_scan_totals is not None or not integral:
-        # (a GiniScan stays whole: a chunk with missing values would fall back alone)
+    if len(spans) == 1 or classification or not integral:
+        # Only exact regression is cut: its sorted path's int64 temporaries are what
+        # overflowed malloc's thresholds; class histograms sort packed 32-bit keys, and
+        # cut ones measured slower at 500k rows (their code gathers, cut by node, lose
+        # the increasing row order of a whole level's rows).
         return build(rows, drawn, gini_scan_totals)
     parts = []
     for span, chunk_rows in zip(spans, _rows_by_span(rows, spans, s), strict=True):

@@ -58,12 +58,13 @@ DENSE_CELLS_PER_ELEMENT = 1.0
 #: of a round on every machine.
 ROUND_CELLS = 1 << 22
 
-#: The same for rows in this process, where a group costs no round trip. A group's
-#: temporaries (its histograms and the per-element arrays that build them, a few MiB each)
-#: then stay under glibc's 32 MiB trim threshold (``aioforest._malloc``): the memory one
-#: group frees is reused by the next, instead of being handed back and faulted in again
-#: page by page, which had taken a third of a regression fit. They also fit the caches
-#: better, and the process's peak memory is lower.
+#: The same for rows in this process, where a group costs no round trip (the driver uses
+#: it for exact regression, see ``_splitter``). A group's temporaries (its histograms and
+#: the int64 per-element arrays that build them, a few MiB each) then stay under glibc's
+#: 32 MiB trim threshold (``aioforest._malloc``): the memory one group frees is reused by
+#: the next, instead of being handed back and faulted in again page by page, which had
+#: taken a third of a regression fit. They also fit the caches better, and the process's
+#: peak memory is lower.
 LOCAL_ROUND_CELLS = 1 << 18
 
 
@@ -228,13 +229,20 @@ class RowSource(Protocol):
 
 
 class LocalRows:
-    """Every row of the batch in this process: one instance per (tree, in-bag row)."""
+    """Every row of the batch in this process: one instance per (tree, in-bag row).
+
+    A level cut into many node groups first puts its rows in buckets of consecutive nodes
+    (a stable sort of the bucket: rows keep their order within a bucket, so no sum changes
+    and the codes are still read in increasing row order), and each group's rows are then
+    in a slice of a few buckets: the level reads its rows once, not once per group.
+    """
 
     round_cells = LOCAL_ROUND_CELLS
 
     def __init__(self, table: CodeTable, rows: LevelRows) -> None:
         self.table = table
         self.rows = rows
+        self._buckets: tuple[int, I64] | None = None  # (nodes per bucket, bucket starts)
 
     @classmethod
     def of_trees(
@@ -273,7 +281,15 @@ class LocalRows:
         return counts, node_totals(rows, n_nodes, n_channels, classification, None)
 
     def keep_nodes(self, keep: B1) -> None:
-        self.rows = self.rows.take(keep[self.rows.node])
+        self._keep(keep[self.rows.node])
+
+    def _keep(self, rows: B1) -> None:
+        """Keep the rows marked (in their order: buckets shrink but stay in order)."""
+        self.rows = self.rows.take(rows)
+        if self._buckets is not None:
+            per, starts = self._buckets
+            kept = np.bincount(self.rows.node // per, minlength=starts.size - 1)
+            np.cumsum(kept, out=starts[1:])
 
     def histograms(self, request: HistogramRequest) -> Histograms | GiniScan:
         c_rows = self._candidate_rows(request)
@@ -289,17 +305,44 @@ class LocalRows:
         rows, cand = self.rows, request.candidates
         if cand.size == request.n_nodes:
             return rows
-        remap = np.full(request.n_nodes, -1, dtype=np.int64)
-        remap[cand] = np.arange(cand.size)
-        c_node = remap[rows.node]
+        if cand.size == 0:
+            return rows.take(np.zeros(0, dtype=np.int64))
+        if self._buckets is None:
+            if cand.size * _BUCKET_FROM_GROUPS > request.n_nodes:
+                return _select_nodes(rows, cand, request.n_nodes, request.all_splittable)
+            self._bucket_rows(request.n_nodes, cand.size)
+            rows = self.rows
+        assert self._buckets is not None
+        per, starts = self._buckets
+        # candidates are ascending: their rows lie in the buckets from the first's to the last's
+        first, last = int(cand[0]) // per, int(cand[-1]) // per
+        lo, hi = int(starts[first]), int(starts[last + 1])
+        span = LevelRows(rows.row[lo:hi], rows.weight[lo:hi], rows.y[lo:hi],
+                         rows.node[lo:hi])
+        base = first * per
+        remap = np.full((last + 1) * per - base, -1, dtype=np.int64)
+        remap[cand - base] = np.arange(cand.size)
+        c_node = remap[span.node - base]
         del remap
-        if request.all_splittable:  # every row's node is a candidate
-            return LevelRows(rows.row, rows.weight, rows.y, c_node)
         sel = c_node >= 0
-        return rows.take(sel, c_node[sel])
+        if bool(sel.all()):
+            return LevelRows(span.row, span.weight, span.y, c_node)
+        return span.take(sel, c_node[sel])
+
+    def _bucket_rows(self, n_nodes: int, group_nodes: int) -> None:
+        """Put the rows in buckets of consecutive nodes, a few per group of
+        ``group_nodes`` nodes (a stable radix sort of small bucket numbers)."""
+        n_buckets = min(-(-n_nodes // group_nodes) * _BUCKETS_PER_GROUP, 1 << 15)
+        per = -(-n_nodes // n_buckets)
+        bucket = (self.rows.node // per).astype(np.uint16)
+        self.rows = self.rows.take(np.argsort(bucket, kind="stable"))
+        starts = np.zeros(-(-n_nodes // per) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(bucket, minlength=starts.size - 1), out=starts[1:])
+        self._buckets = (per, starts)
 
     def route(self, splits: NodeSplits) -> None:
         self.rows = route_rows(self.table, self.rows, splits)
+        self._buckets = None
 
     def take_subtrees(self, nodes: I64, n_nodes: int, remove: bool = True) -> SubtreeRows:
         """The instances of ``nodes`` (of the level's ``n_nodes``), with their codes and
@@ -314,12 +357,34 @@ class LocalRows:
         codes = t.codes.reshape(-1, t.n_features)[taken.row] if t.n_features else (
             np.zeros((taken.size, 0), dtype=np.uint8))
         if remove:
-            self.rows = self.rows.take(~mine)
+            self._keep(~mine)
         return SubtreeRows(codes, taken.y, taken.weight, sub[mine])
 
     def grow_subtrees(self, start: SubtreeStart, grow_here: GrowHere) -> NodeRecords:
         rows = self.take_subtrees(start.nodes, start.n_nodes)
         return grow_here(start, rows.local(self.table))
+
+
+#: A level whose node groups are expected to be at least this many (judged by the share of
+#: the nodes in its first group) puts its rows in buckets: one sort then costs less than
+#: reading all rows once per group.
+_BUCKET_FROM_GROUPS = 4
+#: Buckets per expected group: a group reads the rows of its buckets, about
+#: ``1 + 1 / _BUCKETS_PER_GROUP`` of its own.
+_BUCKETS_PER_GROUP = 4
+
+
+def _select_nodes(rows: LevelRows, cand: I64, n_nodes: int, all_rows: bool) -> LevelRows:
+    """The rows of nodes ``cand`` (ascending, among ``n_nodes``), their node indices
+    remapped to positions in ``cand``; ``all_rows``: every row's node is in ``cand``."""
+    remap = np.full(n_nodes, -1, dtype=np.int64)
+    remap[cand] = np.arange(cand.size)
+    c_node = remap[rows.node]
+    del remap
+    if all_rows:
+        return LevelRows(rows.row, rows.weight, rows.y, c_node)
+    sel = c_node >= 0
+    return rows.take(sel, c_node[sel])
 
 
 class SummedRows:

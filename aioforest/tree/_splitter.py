@@ -275,6 +275,17 @@ def node_groups(weight: F64, n_slots: I64, max_bins: int, budget: int) -> list[s
     return consecutive_spans(np.minimum(np.ceil(weight), max_bins + 1) * n_slots, budget)
 
 
+def _group_cells(space: SearchSpace, rows: RowSource) -> int:
+    """The cells of a node group: the source's choice for exact regression, whose int64
+    sort keys and sums are the temporaries it sizes them for; ``ROUND_CELLS`` otherwise.
+    Float prefix sums carry rounding across a group's nodes, so their trees keep the cut
+    they always had, and class histograms (packed 32-bit keys) measured faster in large
+    groups (at 500k rows, small ones cost 10-17% in per-group overheads)."""
+    if space.integral and not space.rules.criterion.classification:
+        return rows.round_cells
+    return ROUND_CELLS
+
+
 def _search_round(
     space: SearchSpace, rows: RowSource, cand: I64, drawn: DrawnFeatures, need: I64,
     total: npt.NDArray[Any], min_weight_leaf: F64 | None, m: int, n_splittable: int,
@@ -286,10 +297,7 @@ def _search_round(
     rules = space.rules
     weight = total[cand].sum(axis=1) if rules.criterion.classification else total[cand, 0]
     groups = node_groups(np.asarray(weight, dtype=np.float64), drawn.valid.sum(axis=1),
-                         int(rules.n_bins.max(initial=1)),
-                         # float prefix sums carry rounding across a group's nodes: keep
-                         # their cut fixed (ROUND_CELLS), the cut their trees always had
-                         rows.round_cells if space.integral else ROUND_CELLS)
+                         int(rules.n_bins.max(initial=1)), _group_cells(space, rows))
     return RoundSplits.concatenate([
         _search_group(space, rows, cand[g], DrawnFeatures(drawn.features[g], drawn.valid[g]),
                       need[g], total, min_weight_leaf, m,
