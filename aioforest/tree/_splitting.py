@@ -290,10 +290,10 @@ def _score_and_select(
         left *= cw
         nm_total = nm_total * cw
         h_miss = h_miss * cw if h_miss is not None else None
-    idx = np.arange(n_entries)
     has_miss = np.zeros(n_present, dtype=bool)
     m_total = None
     if h_miss is not None:
+        idx = np.arange(n_entries)
         has_miss[gid[miss]] = True
         m_total = np.zeros_like(nm_total)
         m_total[:, gid[miss]] = h_miss
@@ -305,7 +305,8 @@ def _score_and_select(
         cand_b = ~miss & (idx < last_nm[gid]) & has_miss[gid]
     else:
         last_nm = gend - 1
-        cand_a = idx < last_nm[gid]
+        cand_a = np.ones(n_entries, dtype=bool)  # every cell but its group's last
+        cand_a[last_nm] = False
         cand_b = np.zeros(0, dtype=bool)
     if N is not None:
         ok_a, ok_b = _leaf_count_rule(N, miss, gstart, gid, last_nm, rules.min_samples_leaf)
