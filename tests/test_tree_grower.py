@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tree_stage_helpers import random_level
 
-from aioforest.data import Binner
+from aioforest.data import Binner, Bins
 from aioforest.tree import ForestPlan, arithmetic
 from aioforest.tree._builder import (
     FitCancelled,
@@ -210,6 +210,20 @@ def test_rounds_cut_into_node_groups_grow_the_same_trees(monkeypatch: pytest.Mon
             assert np.array_equal(value, b.arrays()[name], equal_nan=True), name
 
 
+def _mixed_features(rng: np.random.Generator, n: int, n_classes: int
+                    ) -> tuple[Bins, np.ndarray, np.ndarray]:
+    """Binned numeric features with missing values and one categorical, and a target
+    (classes, or a regression target when ``n_classes`` is 0)."""
+    X = rng.normal(size=(n, 5))
+    X[rng.random((n, 5)) < 0.05] = np.nan
+    X[:, 4] = rng.integers(0, 6, n)
+    signal = np.nan_to_num(X[:, 0]) + X[:, 4] * 0.3 + np.nan_to_num(X[:, 1]) ** 2
+    y = np.clip((signal * 1.2).astype(np.int64), 0, 2) if n_classes else signal / 7
+    bins, codes = Binner().fit_transform(X, np.array([False] * 4 + [True]),
+                                         np.array([0, 0, 0, 0, 6]))
+    return bins, codes, y
+
+
 @pytest.mark.parametrize(
     ("n_classes", "params", "integral"),
     [(3, GrowParams("gini", 3, 10**9, 2, 1, 0.0, 0.0, 3), True),
@@ -230,13 +244,7 @@ def test_stages_run_in_chunks_of_nodes_and_grow_the_same_trees(
 
     rng = np.random.default_rng(5)
     n = 500
-    X = rng.normal(size=(n, 5))
-    X[rng.random((n, 5)) < 0.05] = np.nan
-    X[:, 4] = rng.integers(0, 6, n)
-    signal = np.nan_to_num(X[:, 0]) + X[:, 4] * 0.3 + np.nan_to_num(X[:, 1]) ** 2
-    y = np.clip((signal * 1.2).astype(np.int64), 0, 2) if n_classes else signal / 7
-    bins, codes = Binner().fit_transform(X, np.array([False] * 4 + [True]),
-                                         np.array([0, 0, 0, 0, 6]))
+    bins, codes, y = _mixed_features(rng, n, n_classes)
     weight = (rng.integers(0, 3, n) * (1.0 if integral else 0.37)).astype(float)
     jobs = [TreeJob(key=k, rows=np.arange(n), weight=np.roll(weight, k)) for k in range(3)]
     exact = Arithmetic(integral, False)
@@ -294,13 +302,7 @@ def test_small_nodes_finish_their_subtrees_in_one_place_and_the_trees_do_not_cha
     # Node ids are put back in level order and draws are keyed by path: the same trees.
     rng = np.random.default_rng(11)
     n = 400
-    X = rng.normal(size=(n, 5))
-    X[rng.random((n, 5)) < 0.05] = np.nan
-    X[:, 4] = rng.integers(0, 6, n)
-    signal = np.nan_to_num(X[:, 0]) + X[:, 4] * 0.3 + np.nan_to_num(X[:, 1]) ** 2
-    y = np.clip((signal * 1.2).astype(np.int64), 0, 2) if n_classes else signal / 7
-    is_cat = np.array([False, False, False, False, True])
-    bins, codes = Binner().fit_transform(X, is_cat, np.array([0, 0, 0, 0, 6]))
+    bins, codes, y = _mixed_features(rng, n, n_classes)
     jobs = [TreeJob(key=k, rows=np.arange(n), weight=rng.integers(0, 3, n).astype(float))
             for k in range(3)]
     exact = Arithmetic(True, False)
