@@ -183,3 +183,25 @@ def test_criterion_objects_compute_the_textbook_impurities() -> None:
     assert [criterion_for(name).name for name in CRITERIA] == list(CRITERIA)
     with pytest.raises(ValueError, match="unknown criterion 'gain'"):
         criterion_for("gain")
+
+
+@pytest.mark.parametrize("scan", [False, True], ids=["histograms", "gini-scan"])
+def test_splits_chosen_in_chunks_of_nodes_are_those_of_the_whole_round(
+    monkeypatch: pytest.MonkeyPatch, scan: bool
+) -> None:
+    # Chunks of whole nodes, including chunks of nodes without a single cell (a node
+    # whose every feature is known constant draws no valid slot), give every field of
+    # the whole round's answer.
+    import aioforest.tree._splitting as splitting
+
+    table, rows, drawn = random_level(6, n_rows=600, n_nodes=12, missing=not scan)
+    valid = drawn.valid.copy()
+    valid[4:7] = valid[-2:] = False  # nodes with no feature to score, inside and last
+    drawn = DrawnFeatures(drawn.features, valid)
+    whole, _ = _round(table, rows, drawn, scan=scan)
+    monkeypatch.setattr(splitting, "CHUNK_CELLS", 6)
+    chunked, _ = _round(table, rows, drawn, scan=scan)
+    assert not whole.found[4:7].any() and not whole.found[-2:].any()
+    assert whole.found.sum() >= 5
+    for name in RoundSplits.__dataclass_fields__:
+        assert np.array_equal(getattr(whole, name), getattr(chunked, name)), name

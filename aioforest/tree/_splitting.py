@@ -146,16 +146,28 @@ def choose_splits(
     parts = []
     for span in consecutive_spans(np.diff(first), CHUNK_CELLS):
         lo, hi = int(first[span.start]), int(first[span.stop])
+        drawn = DrawnFeatures(cand.drawn.features[span], cand.drawn.valid[span])
+        if lo == hi:  # nodes without a cell (no feature to score): what _select gives
+            parts.append(_no_cells(drawn, cand.need[span]))
+            continue
         offset = span.start * cells_per_node
         part = _choose_chunk(_cells_slice(hist, lo, hi, offset), Candidates(
-            DrawnFeatures(cand.drawn.features[span], cand.drawn.valid[span]),
-            cand.need[span], cand.total[:, span],
+            drawn, cand.need[span], cand.total[:, span],
             None if cand.min_weight_leaf is None else cand.min_weight_leaf[span],
         ), rules)
         part.chosen[part.chosen >= 0] += lo
         parts.append(part)
     del hist
     return RoundSplits.concatenate(parts)
+
+
+def _no_cells(drawn: DrawnFeatures, need: I64) -> RoundSplits:
+    """The splits of nodes with no cell at all: none found, nothing constant, and their
+    valid slots up to the need-th eligible, as :func:`_select` marks them."""
+    out = RoundSplits.none(*drawn.shape)
+    valid = drawn.valid
+    out.eligible[:] = valid & ((np.cumsum(valid, axis=1) - valid) < need[:, None])
+    return out
 
 
 def _cells_slice(hist: Histograms | GiniScan, lo: int, hi: int, offset: int
