@@ -19,6 +19,7 @@ from aioforest.tree._builder import (
 from aioforest.tree._criterion import Gini
 from aioforest.tree._histogram import (
     CodeTable,
+    DrawnFeatures,
     Histograms,
     build_histograms,
     node_totals,
@@ -395,3 +396,19 @@ def test_feature_draws_are_in_the_order_of_a_stable_sort_of_their_keys(d: int) -
         tail = np.where(~valid, feats, -1)  # the excluded ones, last, in feature order
         for row, ex in zip(tail, excluded, strict=True):
             assert row[row >= 0].tolist() == np.flatnonzero(ex).tolist()
+
+
+def test_local_rows_refuse_candidates_out_of_order() -> None:
+    # A group's rows are found as a slice of node buckets: that needs ascending nodes.
+    from aioforest.tree._rows import HistogramRequest
+
+    table, rows, drawn = random_level(12, n_rows=300, n_nodes=6)
+    local = LocalRows(table, rows)
+    request = HistogramRequest(np.array([3, 1]), 6, False, DrawnFeatures(
+        drawn.features[:2], drawn.valid[:2]), 3, True, True, False)
+    with pytest.raises(ValueError, match="ascending"):
+        local.histograms(request)
+    ordered = HistogramRequest(np.array([1, 3]), 6, False, DrawnFeatures(
+        drawn.features[:2], drawn.valid[:2]), 3, True, True, False)
+    hist = local.histograms(ordered)
+    assert isinstance(hist, Histograms) and hist.cells.size > 0

@@ -9,6 +9,7 @@ import pytest
 from tree_stage_helpers import brute_histogram, random_level
 
 from aioforest.tree._histogram import (
+    DrawnFeatures,
     GiniScan,
     Histograms,
     LevelRows,
@@ -120,7 +121,7 @@ def test_exact_regression_histograms_equal_the_float_sums_of_integers(all_drawn:
     if all_drawn:  # slot j is feature j: the elements are whole code rows
         valid = np.ones((40, 6), dtype=bool)
         valid[0, 2] = valid[5, 5] = False  # features constant in those nodes
-        drawn = type(drawn)(np.tile(np.arange(6), (40, 1)), valid)
+        drawn = DrawnFeatures(np.tile(np.arange(6), (40, 1)), valid)
     y = np.random.default_rng(4).integers(-(1 << 30), 1 << 30, rows.size)
     rows = LevelRows(rows.row, rows.weight, y, rows.node)
     common = dict(n_channels=2, classification=False, with_counts=True,
@@ -225,3 +226,26 @@ def test_gini_scan_needs_no_missing_values_and_its_linear_parts_match_the_histog
     with_missing = random_level(5, missing=True)
     assert isinstance(_build(*with_missing, path="sorted", with_counts=False, scan=totals),
                       Histograms)
+
+
+def test_chunks_of_nodes_without_an_element_give_no_cells(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Exact regression rounds are built in chunks of whole nodes; the last nodes of a
+    # round may have rows but no feature left to score: their chunk adds nothing.
+    import aioforest.tree._histogram as histogram
+
+    table, rows, drawn = random_level(9, n_rows=900, n_nodes=9, max_bin=20)
+    valid = drawn.valid.copy()
+    valid[-3:] = False
+    drawn = DrawnFeatures(drawn.features, valid)
+    y = np.random.default_rng(2).integers(-1000, 1000, rows.size)
+    rows = LevelRows(rows.row, rows.weight, y, rows.node)
+    kwargs = dict(n_channels=2, classification=False, integral=True, with_counts=True,
+                  prefer_dense=PATHS["sorted"])
+    whole = build_histograms(table, rows, drawn, **kwargs)
+    monkeypatch.setattr(histogram, "CHUNK_ELEMENTS", 40)
+    chunked = build_histograms(table, rows, drawn, **kwargs)
+    assert isinstance(whole, Histograms) and isinstance(chunked, Histograms)
+    for name in ("cells", "stats", "counts"):
+        assert np.array_equal(getattr(whole, name), getattr(chunked, name)), name

@@ -183,7 +183,7 @@ def runs(sorted_values: npt.NDArray[Any]) -> tuple[I64, I64]:
 
 def run_sums(values: I64, starts: I64) -> I64:
     """The sums of the runs of integer ``values`` (along the last axis) that begin at
-    ``starts``, from one running sum.
+    ``starts`` (ascending, the first 0: the runs cover every value), from one running sum.
 
     ``np.add.reduceat`` pays a call per run, which is most of its time when runs are short
     (deep levels: a cell or two each). Differences of a running sum are exact for integers,
@@ -496,7 +496,7 @@ def _element_cells(
 
 
 def _entries_sorted_exact(el: _Elements, rows: LevelRows, k: int, n_bins_d: int,
-                          n_cells: int) -> Histograms | None:
+                          n_cells: int, with_counts: bool) -> Histograms | None:
     """Regression histograms with exact sums (integer weights and fixed-point targets)
     from one sort of ``cell << pos | position`` keys; None where the keys do not fit.
 
@@ -538,7 +538,8 @@ def _entries_sorted_exact(el: _Elements, rows: LevelRows, k: int, n_bins_d: int,
     stats[0] = run_sums(w[inst], starts)
     w *= rows.y.astype(np.int64, copy=False)
     stats[1] = run_sums(w[inst], starts)
-    return Histograms(cells, stats, np.diff(starts, append=n_el), n_bins_d)
+    counts = np.diff(starts, append=n_el) if with_counts else None
+    return Histograms(cells, stats, counts, n_bins_d)
 
 
 #: Stage 1 runs over the candidates in chunks of whole nodes of at most about this many
@@ -655,7 +656,7 @@ def _build_chunk(
 ) -> Histograms | GiniScan:
     """:func:`build_histograms` of one chunk (cells numbered from its first candidate)."""
     k = drawn.features.shape[1]
-    if rows.size == 0:
+    if rows.size == 0 or not drawn.valid.any():  # (a chunk may hold no element at all)
         return Histograms(
             np.zeros(0, dtype=np.int64),
             np.zeros((n_channels, 0), dtype=np.int64 if integral else np.float64),
@@ -683,7 +684,7 @@ def _build_chunk(
             )
             return Histograms(hist.cells, hist.stats, hist.counts, n_bins_d)
     if integral and not classification and not dense:
-        exact = _entries_sorted_exact(el, rows, k, n_bins_d, n_cells)
+        exact = _entries_sorted_exact(el, rows, k, n_bins_d, n_cells, with_counts)
         if exact is not None:
             return exact
     cell, e_y, e_w = _element_cells(el, rows, k, n_bins_d, classification)

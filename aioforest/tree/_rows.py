@@ -307,6 +307,8 @@ class LocalRows:
             return rows
         if cand.size == 0:
             return rows.take(np.zeros(0, dtype=np.int64))
+        if cand.size > 1 and not bool(np.all(cand[1:] > cand[:-1])):
+            raise ValueError("histogram candidates must be ascending node indices")
         if self._buckets is None:
             if cand.size * _BUCKET_FROM_GROUPS > request.n_nodes:
                 return _select_nodes(rows, cand, request.n_nodes, request.all_splittable)
