@@ -36,7 +36,9 @@ __all__ = [
     "LevelRows",
     "build_histograms",
     "consecutive_spans",
+    "grouped_order",
     "node_totals",
+    "run_starts",
     "run_sums",
     "runs",
     "squares_from_limbs",
@@ -170,15 +172,32 @@ class GiniScan:
     bins_per_group: int
 
 
-def runs(sorted_values: npt.NDArray[Any]) -> tuple[I64, I64]:
-    """For a sorted array: the start of each run of equal values, and each element's run."""
+def run_starts(sorted_values: npt.NDArray[Any]) -> tuple[I64, B1]:
+    """For a sorted, non-empty array: the start of each run of equal values, and whether
+    each element starts one."""
     new = np.empty(sorted_values.size, dtype=bool)
     new[0] = True
     np.not_equal(sorted_values[1:], sorted_values[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
+    return np.flatnonzero(new), new
+
+
+def runs(sorted_values: npt.NDArray[Any]) -> tuple[I64, I64]:
+    """For a sorted array: the start of each run of equal values, and each element's run."""
+    starts, new = run_starts(sorted_values)
     run = np.cumsum(new, dtype=np.int64)
     run -= 1
     return starts, run
+
+
+def grouped_order(group: npt.NDArray[Any], n_groups: int) -> tuple[I64, I64]:
+    """A stable order that groups elements by their small group number, and where each
+    group starts in it (``n_groups + 1`` bounds): a radix sort while the numbers fit 16
+    bits, so each group's elements keep their order."""
+    small = group.astype(np.uint16 if n_groups <= 1 << 16 else np.int64, copy=False)
+    order = np.argsort(small, kind="stable")
+    starts = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum(np.bincount(small, minlength=n_groups), out=starts[1:])
+    return order, starts
 
 
 def run_sums(values: I64, starts: I64) -> I64:
@@ -524,11 +543,7 @@ def _entries_sorted_exact(el: _Elements, rows: LevelRows, k: int, n_bins_d: int,
     keys.sort()
     position = (keys & u64((1 << pos_bits) - 1)).astype(np.intp)
     keys >>= u64(pos_bits)
-    new = np.empty(n_el, dtype=bool)
-    new[0] = True
-    np.not_equal(keys[1:], keys[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    del new
+    starts, _ = run_starts(keys)
     cells = keys[starts].view(np.int64)  # below 2**63
     del keys
     inst = el.instances(rows.size)[position]
@@ -587,12 +602,6 @@ def build_histograms(
     """
     k = drawn.features.shape[1]
     n_bins_d = int(table.n_bins[drawn.features[drawn.valid]].max(initial=1)) + 1
-    if rows.size == 0:  # a part of cut rows may hold none of the candidates' rows
-        return Histograms(
-            np.zeros(0, dtype=np.int64),
-            np.zeros((n_channels, 0), dtype=np.int64 if integral else np.float64),
-            np.zeros(0, dtype=np.int64) if with_counts else None, n_bins_d,
-        )
     build = functools.partial(
         _build_chunk, table, n_bins_d=n_bins_d, n_channels=n_channels,
         classification=classification, integral=integral, with_counts=with_counts,
@@ -625,14 +634,8 @@ def build_histograms(
 def _rows_by_span(rows: LevelRows, spans: list[slice], s: int) -> list[LevelRows]:
     """The rows of each span of candidates, node indices relative to the span's first, in
     their given order within a node (a stable radix sort of their span)."""
-    span_of_node = np.repeat(
-        np.arange(len(spans), dtype=np.uint16 if len(spans) < 1 << 16 else np.int64),
-        [sp.stop - sp.start for sp in spans],
-    )
-    span_of_row = span_of_node[rows.node]
-    order = np.argsort(span_of_row, kind="stable")
-    bounds = np.searchsorted(span_of_row[order], np.arange(len(spans) + 1))
-    del span_of_row
+    span_of_node = np.repeat(np.arange(len(spans)), [sp.stop - sp.start for sp in spans])
+    order, bounds = grouped_order(span_of_node[rows.node], len(spans))
     out = []
     for i, sp in enumerate(spans):
         take = order[bounds[i]:bounds[i + 1]]
@@ -656,7 +659,8 @@ def _build_chunk(
 ) -> Histograms | GiniScan:
     """:func:`build_histograms` of one chunk (cells numbered from its first candidate)."""
     k = drawn.features.shape[1]
-    if rows.size == 0 or not drawn.valid.any():  # (a chunk may hold no element at all)
+    # a part of cut rows may hold none of the candidates' rows, a chunk no element at all
+    if rows.size == 0 or not drawn.valid.any():
         return Histograms(
             np.zeros(0, dtype=np.int64),
             np.zeros((n_channels, 0), dtype=np.int64 if integral else np.float64),

@@ -29,6 +29,7 @@ from ._histogram import (
     Histograms,
     LevelRows,
     build_histograms,
+    grouped_order,
     node_totals,
     sum_histograms,
 )
@@ -311,7 +312,7 @@ class LocalRows:
             raise ValueError("histogram candidates must be ascending node indices")
         if self._buckets is None:
             if cand.size * _BUCKET_FROM_GROUPS > request.n_nodes:
-                return _select_nodes(rows, cand, request.n_nodes, request.all_splittable)
+                return _select_nodes(rows, cand, 0, request.n_nodes, request.all_splittable)
             self._bucket_rows(request.n_nodes, cand.size)
             rows = self.rows
         assert self._buckets is not None
@@ -321,25 +322,15 @@ class LocalRows:
         lo, hi = int(starts[first]), int(starts[last + 1])
         span = LevelRows(rows.row[lo:hi], rows.weight[lo:hi], rows.y[lo:hi],
                          rows.node[lo:hi])
-        base = first * per
-        remap = np.full((last + 1) * per - base, -1, dtype=np.int64)
-        remap[cand - base] = np.arange(cand.size)
-        c_node = remap[span.node - base]
-        del remap
-        sel = c_node >= 0
-        if bool(sel.all()):
-            return LevelRows(span.row, span.weight, span.y, c_node)
-        return span.take(sel, c_node[sel])
+        return _select_nodes(span, cand, first * per, (last + 1 - first) * per, False)
 
     def _bucket_rows(self, n_nodes: int, group_nodes: int) -> None:
         """Put the rows in buckets of consecutive nodes, a few per group of
-        ``group_nodes`` nodes (a stable radix sort of small bucket numbers)."""
+        ``group_nodes`` nodes."""
         n_buckets = min(-(-n_nodes // group_nodes) * _BUCKETS_PER_GROUP, 1 << 15)
         per = -(-n_nodes // n_buckets)
-        bucket = (self.rows.node // per).astype(np.uint16)
-        self.rows = self.rows.take(np.argsort(bucket, kind="stable"))
-        starts = np.zeros(-(-n_nodes // per) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(bucket, minlength=starts.size - 1), out=starts[1:])
+        order, starts = grouped_order(self.rows.node // per, -(-n_nodes // per))
+        self.rows = self.rows.take(order)
         self._buckets = (per, starts)
 
     def route(self, splits: NodeSplits) -> None:
@@ -376,16 +367,20 @@ _BUCKET_FROM_GROUPS = 4
 _BUCKETS_PER_GROUP = 4
 
 
-def _select_nodes(rows: LevelRows, cand: I64, n_nodes: int, all_rows: bool) -> LevelRows:
-    """The rows of nodes ``cand`` (ascending, among ``n_nodes``), their node indices
-    remapped to positions in ``cand``; ``all_rows``: every row's node is in ``cand``."""
+def _select_nodes(rows: LevelRows, cand: I64, base: int, n_nodes: int, all_rows: bool
+                  ) -> LevelRows:
+    """The rows of nodes ``cand`` (ascending; ``rows`` hold nodes ``base`` to ``base +
+    n_nodes`` only), their node indices remapped to positions in ``cand``; ``all_rows``:
+    every row's node is known to be in ``cand``."""
     remap = np.full(n_nodes, -1, dtype=np.int64)
-    remap[cand] = np.arange(cand.size)
-    c_node = remap[rows.node]
+    remap[cand - base] = np.arange(cand.size)
+    c_node = remap[rows.node - base] if base else remap[rows.node]
     del remap
     if all_rows:
         return LevelRows(rows.row, rows.weight, rows.y, c_node)
     sel = c_node >= 0
+    if bool(sel.all()):
+        return LevelRows(rows.row, rows.weight, rows.y, c_node)
     return rows.take(sel, c_node[sel])
 
 
