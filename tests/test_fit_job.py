@@ -9,7 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from forest_helpers import assert_same_forest, classification_data, regression_data
+from forest_helpers import (
+    assert_same_forest,
+    assert_same_tree,
+    classification_data,
+    regression_data,
+)
 
 from aioforest import RandomForestClassifier, RandomForestRegressor
 from aioforest.data import Binner, Bins, Dataset
@@ -273,17 +278,20 @@ def test_the_submit_loop_keeps_a_bounded_number_in_flight_and_reads_in_tree_orde
         submitted.append(fut)
         return fut
 
-    loop = SubmitLoop(tasks, submit, 2)
-    assert len(loop.pending) == 2
     X, y = classification_data(n=30)
     job = RandomForestClassifier(n_estimators=6, random_state=0).fit_job(X, y)
     bins, codes = job.bin()
+    loop = SubmitLoop(tasks, submit, 2, bins)
+    assert len(loop.pending) == 2
     fitted = FitTask(job.plan, job.indices).run(bins, codes, job.y)
-    arrays = {i: t.arrays() for i, t in fitted.items()}
+    # What a pool task sends back: the arrays a tree keeps; the loop rebuilds the rest.
+    arrays = {i: t.stored_arrays() for i, t in fitted.items()}
     for fut, task in list(loop.pending.items()):
         fut.set_result([arrays[task.indices[0]]])
-    got = [i for i, _ in loop.collect(list(loop.pending)[::-1])]
-    assert got == [0, 1] and len(loop.pending) == 2 and len(submitted) == 4
+    got = list(loop.collect(list(loop.pending)[::-1]))
+    assert [i for i, _ in got] == [0, 1] and len(loop.pending) == 2 and len(submitted) == 4
+    for i, tree in got:
+        assert_same_tree(tree, fitted[i])
     unfinished = loop.cancel()
     assert len(unfinished) == 2 and all(f.cancelled() for f in unfinished)
 

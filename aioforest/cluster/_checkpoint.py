@@ -49,7 +49,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
@@ -99,7 +99,7 @@ _TREE_DTYPES = {
     "weighted_n_node_samples": ("<f8", 1), "improvement": ("<f8", 1),
     "cat_index": ("<i4", 1), "cat_left": ("|b1", 2),
 }
-assert set(_TREE_DTYPES) == {f.name for f in fields(TreeArrays)}
+assert set(_TREE_DTYPES) == set(TreeArrays.FIELDS)
 _MAX_DIFFERENCES = 8
 _RESTART = "delete the directory to start over, or use another --checkpoint-dir"
 

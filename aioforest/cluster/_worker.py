@@ -779,7 +779,7 @@ class Worker:
         future = asyncio.get_running_loop().run_in_executor(
             await self._pool(), fit_task, specs["codes"], bins,
             specs["y"], specs.get("sw"), task.plan.to_json(), list(task.indices), rows,
-            task.bins is not None, (self._board.specs["cancel"], slot),
+            task.bins is not None, (self._board.specs["cancel"], slot), True,
         )
         try:
             return await asyncio.shield(future)

@@ -254,7 +254,7 @@ class _BaseForest(BaseEstimator, TreeModel):
             async for i, tree in fitted:
                 trees[i] = tree
                 yield FitProgress(i, len(trees), len(job.indices), time.perf_counter() - t0, tree)
-        job.install(trees)
+        await asyncio.to_thread(job.install, trees)  # O(model): builds the prediction table
 
     async def fit_async(
         self,
@@ -295,6 +295,8 @@ class _BaseForest(BaseEstimator, TreeModel):
         self, prep: Prepared, plan: ForestPlan, bins: Bins, trees: list[TreeArrays]
     ) -> None:
         """Install fitted trees (in tree-index order) and the state that goes with them."""
+        for tree in trees:
+            tree.compact(bins)  # keep only what the bins cannot rebuild
         self.trees_ = trees
         self.bins_ = bins
         self.plan_ = plan

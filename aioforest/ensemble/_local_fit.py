@@ -43,8 +43,11 @@ F = TypeVar("F", bound=_Pending)
 class SubmitLoop(Generic[F]):
     """The one submit loop of local fits: ``limit`` tasks in flight, refilled as they end."""
 
-    def __init__(self, tasks: Iterable[FitTask], submit: Callable[[FitTask], F], limit: int):
+    def __init__(
+        self, tasks: Iterable[FitTask], submit: Callable[[FitTask], F], limit: int, bins: Bins
+    ):
         self._tasks = iter(tasks)
+        self._bins = bins  # the tasks send back what a tree keeps; the bins rebuild the rest
         self._submit = submit
         self.pending: dict[F, FitTask] = {}
         for _ in range(max(limit, 1)):
@@ -61,7 +64,7 @@ class SubmitLoop(Generic[F]):
             task = self.pending.pop(fut)
             self._submit_next()
             for i, arrays in zip(task.indices, fut.result(), strict=True):
-                yield i, TreeArrays.from_arrays(arrays, validate=False)
+                yield i, TreeArrays.from_arrays(arrays, validate=False, bins=self._bins)
 
     def cancel(self) -> list[F]:
         """Cancel the tasks not started yet; return every unfinished one (running tasks read
@@ -106,7 +109,7 @@ def fit_local(job: FitJob, n_jobs: int | None) -> dict[int, TreeArrays]:
         def submit(task: FitTask) -> Future[TaskResult]:
             return executor.submit(call, list(task.indices))
 
-        loop = SubmitLoop(job.tasks(n_workers), submit, n_workers)
+        loop = SubmitLoop(job.tasks(n_workers), submit, n_workers, bins)
         try:
             while loop.pending:
                 done, _ = wait(loop.pending, return_when=FIRST_COMPLETED)
@@ -154,7 +157,7 @@ async def iter_fit_local(
         def submit(task: FitTask) -> asyncio.Future[TaskResult]:
             return loop.run_in_executor(executor, call, list(task.indices))
 
-        tasks = SubmitLoop(job.tasks(n_workers), submit, n_workers)
+        tasks = SubmitLoop(job.tasks(n_workers), submit, n_workers, bins)
         try:
             while tasks.pending:
                 done, _ = await asyncio.wait(tasks.pending, return_when=asyncio.FIRST_COMPLETED)

@@ -44,8 +44,11 @@ def fit_task(
     rows: tuple[int, int] | np.ndarray[Any, Any] | None = None,
     raw: bool = False,
     cancel: tuple[ArraySpec, int] | None = None,
+    every_array: bool = False,
 ) -> list[dict[str, np.ndarray[Any, Any]]]:
-    """Fit trees ``indices`` of ``plan`` on the shared dataset; return each tree's arrays.
+    """Fit trees ``indices`` of ``plan`` on the shared dataset; return each tree's arrays:
+    what it keeps (:meth:`TreeArrays.stored_arrays`, rebuilt with the bins), or with
+    ``every_array`` all its fields (what a cluster worker sends on).
 
     The shared codes are row-major, shape (n_samples, n_features): their transpose is the
     (n_features, n_samples) codes the tree builder takes, and the builder, which reads
@@ -78,7 +81,7 @@ def fit_task(
         sw = sw[sel] if sw is not None else None
     codes = bins.transform(matrix) if raw else matrix.T
     trees = fit_trees(ForestPlan.from_json(plan), bins, codes, y, sw, indices, should_stop)
-    return [t.arrays() for t in trees]
+    return [t.arrays() if every_array else t.stored_arrays() for t in trees]
 
 
 def warm_up() -> int:

@@ -200,6 +200,8 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray[Any, Any]], sour
         split = tree.feature >= 0
         if split.any() and tree.feature[split].max() >= n_features:
             raise FormatError(f"{source}: tree {t} splits on a feature that does not exist")
+    for tree in trees:
+        tree.compact(bins)  # keep only what the bins cannot rebuild, as a fitted forest does
     est.trees_ = trees
     est.bins_ = bins
     est.features_ = features

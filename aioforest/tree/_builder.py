@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..data import Bins
-from ._arrays import TreeArrays, split_thresholds
+from ._arrays import TreeArrays
 from ._criterion import Criterion, criterion_for
 from ._histogram import REGRESSION_TOTALS, CodeTable, squares_from_limbs
 from ._routing import NodeSplits
@@ -645,14 +645,13 @@ def _assemble(rec: _Records, n_trees: int, bins: Bins) -> list[TreeArrays]:
     threshold_bin = _column(rec.threshold_bin, order, np.int64)
     missing_left = _column(rec.missing_left, order, np.bool_)
     left = _column(rec.left, order, np.int32)
-    right = _column(rec.right, order, np.int32)
+    rec.right.clear()  # always left + 1: the trees rebuild it
     value = _column(rec.value, order, np.float64)
     impurity_ = _column(rec.impurity, order, np.float64)
     n_samples = _column(rec.n, order, np.int64)
     weighted = _column(rec.wn, order, np.float64)
     improvement = _column(rec.improvement, order, np.float64)
     del order
-    thresholds = split_thresholds(feature, threshold_bin, bins)
     out = []
     for t in range(n_trees):
         lo, hi = bounds[t], bounds[t + 1]
@@ -660,29 +659,24 @@ def _assemble(rec: _Records, n_trees: int, bins: Bins) -> list[TreeArrays]:
         thr_bin = threshold_bin[lo:hi]
         is_split = feat >= 0
         cat_split = is_split & bins.is_categorical[np.maximum(feat, 0)]
-        threshold = thresholds[lo:hi]
         cat_nodes = np.flatnonzero(cat_split)
-        cat_index = np.full(feat.size, -1, dtype=np.int32)
-        cat_index[cat_nodes] = np.arange(cat_nodes.size, dtype=np.int32)
         cat_left = luts[lut_row[lo:hi][cat_nodes]]
         # The missing bin of a categorical feature is not a category: keep only real ones.
         for j, i in enumerate(cat_nodes):
             cat_left[j, bins.n_bins[feat[i]]:] = False
-        out.append(
-            TreeArrays(
-                feature=feat,
-                threshold=threshold,
-                threshold_bin=np.where(is_split, thr_bin, 0).astype(np.int16),
-                missing_left=missing_left[lo:hi],
-                left=left[lo:hi],
-                right=right[lo:hi],
-                value=value[lo:hi],
-                impurity=impurity_[lo:hi],
-                n_node_samples=n_samples[lo:hi],
-                weighted_n_node_samples=weighted[lo:hi],
-                improvement=improvement[lo:hi],
-                cat_index=cat_index,
-                cat_left=cat_left,
-            )
+        fitted = TreeArrays(
+            feature=feat,
+            threshold_bin=np.where(is_split, thr_bin, 0).astype(np.int16),
+            missing_left=missing_left[lo:hi],
+            left=left[lo:hi],
+            value=value[lo:hi],
+            impurity=impurity_[lo:hi],
+            n_node_samples=n_samples[lo:hi],
+            weighted_n_node_samples=weighted[lo:hi],
+            improvement=improvement[lo:hi],
+            cat_left=cat_left,
+            bins=bins,
         )
+        fitted.compact(bins)  # narrows the counts, drops the weights that equal them
+        out.append(fitted)
     return out

@@ -43,13 +43,16 @@ def export_text(
     if class_names is None and classes is not None:
         class_names = [str(c) for c in classes]
     lines: list[str] = []
+    # Rebuilt on each access (see TreeArrays): taken once, not per node.
+    threshold, right, cat_index = arrays.threshold, arrays.right, arrays.cat_index
+    weighted = arrays.weighted_n_node_samples
 
     def leaf_text(node: int) -> str:
         value = arrays.value[node]
         if class_names is not None:
             text = f"class: {class_names[int(np.argmax(value))]}"
             if show_weights:
-                w = value * arrays.weighted_n_node_samples[node]
+                w = value * weighted[node]
                 text += " (weights: [" + ", ".join(f"{v:.{decimals}f}" for v in w) + "])"
             return text
         return f"value: [{value[0]:.{decimals}f}]"
@@ -57,7 +60,7 @@ def export_text(
     def categories(node: int, left: bool) -> str:
         f = int(arrays.feature[node])
         cats = features[f].categories if features is not None else ()
-        mask = arrays.cat_left[arrays.cat_index[node]][: len(cats)]
+        mask = arrays.cat_left[cat_index[node]][: len(cats)]
         chosen = [c for c, m in zip(cats, mask, strict=True) if bool(m) == left]
         return "{" + ", ".join(chosen) + "}"
 
@@ -70,17 +73,17 @@ def export_text(
             lines.append(indent + "truncated branch of depth " + str(depth))
             return
         name = feature_names[int(arrays.feature[node])]
-        if arrays.cat_index[node] >= 0:
+        if cat_index[node] >= 0:
             left_text = f"{name} in {categories(node, True)}"
             right_text = f"{name} in {categories(node, False)}"
         else:
-            thr = float(arrays.threshold[node])
+            thr = float(threshold[node])
             left_text = f"{name} <= {thr:.{decimals}f}"
             right_text = f"{name} >  {thr:.{decimals}f}"
         lines.append(indent + left_text)
         walk(int(arrays.left[node]), depth + 1)
         lines.append(indent + right_text)
-        walk(int(arrays.right[node]), depth + 1)
+        walk(int(right[node]), depth + 1)
 
     walk(0, 0)
     return "\n".join(lines) + "\n"

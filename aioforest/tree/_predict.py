@@ -138,7 +138,8 @@ class FlatForest:
             hi = lo + int(sizes[start:stop].sum())
             feature = np.concatenate([t.feature for t in group]).astype(np.int64)
             is_split = feature >= 0
-            is_num = is_split & (np.concatenate([t.cat_index for t in group]) < 0)
+            cat_index = [t.cat_index for t in group]  # rebuilt on access: once a tree
+            is_num = is_split & (np.concatenate(cat_index) < 0)
             thr = np.concatenate([t.threshold_bin for t in group]).astype(np.int64)
             np.maximum(feature, 0, out=feature)
             # Numeric thresholds lie below the feature's missing-value code (the last real
@@ -168,10 +169,10 @@ class FlatForest:
             out |= np.where(is_num, 255 - thr, 0)
             del left, feature, thr
             value[lo:hi] = np.concatenate([t.value for t in group])
-            for t, root in zip(group, roots[start:stop], strict=True):
-                idx = np.flatnonzero((t.feature >= 0) & (t.cat_index >= 0))
+            for t, index, root in zip(group, cat_index, roots[start:stop], strict=True):
+                idx = np.flatnonzero((t.feature >= 0) & (index >= 0))
                 cat_nodes.append(idx + root)
-                cat_sets.append(t.cat_left[t.cat_index[idx]])
+                cat_sets.append(t.cat_left[index[idx]])
             start = stop
         cat_node_arr = np.concatenate(cat_nodes).astype(np.int64)
         cat_left = (
