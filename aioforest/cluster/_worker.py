@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -777,9 +778,10 @@ class Worker:
         rows = np.asarray(task.rows) if isinstance(task.rows, np.ndarray) else task.rows
         bins = entry.bins if task.bins is None else task.bins
         future = asyncio.get_running_loop().run_in_executor(
-            await self._pool(), fit_task, specs["codes"], bins,
-            specs["y"], specs.get("sw"), task.plan.to_json(), list(task.indices), rows,
-            task.bins is not None, (self._board.specs["cancel"], slot), True,
+            # Every field, rebuilt ones included: the wire carries whole trees.
+            await self._pool(), functools.partial(fit_task, every_array=True), specs["codes"],
+            bins, specs["y"], specs.get("sw"), task.plan.to_json(), list(task.indices), rows,
+            task.bins is not None, (self._board.specs["cancel"], slot),
         )
         try:
             return await asyncio.shield(future)
